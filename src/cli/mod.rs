@@ -1,0 +1,216 @@
+//! The `zkherd` command line: one file per subcommand, this one for the shared parts
+//! (flags, finding the cluster, logging setup).
+
+mod down;
+mod env;
+mod init;
+mod logs;
+mod node;
+mod status;
+mod up;
+mod wait;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::spec::{BackendKind, EnsembleSpec, Overrides};
+use crate::supervisor::control::{self, Request, Response};
+use crate::supervisor::job::JobInfo;
+use crate::supervisor::ClusterFiles;
+
+const ABOUT: &str = "Run a real ZooKeeper ensemble on this machine with one command, keep it alive, and tell you its state.";
+
+const AFTER_HELP: &str = "\
+Quick start:
+  zkherd up -d        start a 3-node ensemble in the background, return when the quorum serves
+  zkherd status       who leads, zxids, connections, restarts
+  zkherd env          the connect string, for shells and Kafka
+  zkherd down         stop every node, leave no process behind
+
+The cluster lives in .zkherd/<name> beside zkherd.toml (or the current directory); set --dir or
+ZKHERD_DIR to use another. `zkherd init` writes a commented zkherd.toml.";
+
+#[derive(Debug, Parser)]
+#[command(name = "zkherd", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Spec file (default: ./zkherd.toml when it exists, else built-in defaults).
+    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Cluster directory (overrides the spec's cluster.dir).
+    #[arg(long, global = true, env = "ZKHERD_DIR", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG takes precedence.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render the instance directories, start every node, and supervise them.
+    Up(up::UpArgs),
+    /// Stop every node and the supervisor; --purge also deletes the cluster's data.
+    Down(down::DownArgs),
+    /// Show each node's role, zxid, connections and restarts, and a verdict.
+    #[command(after_help = status::STATUS_HELP)]
+    Status(status::StatusArgs),
+    /// Wait until one leader is elected, every voter follows it, and a write succeeds.
+    Wait(wait::WaitArgs),
+    /// Print the connect string for a shell, for Kafka, or as JSON.
+    Env(env::EnvArgs),
+    /// Print node logs, prefixed with the node; -f follows them.
+    Logs(logs::LogsArgs),
+    /// Start a stopped node.
+    Start(node::NodeArgs),
+    /// Stop a node (SIGTERM, then SIGKILL); it stays down until `start`.
+    Stop(node::NodeArgs),
+    /// Stop and start a node.
+    Restart(node::NodeArgs),
+    /// Kill a node with SIGKILL (a real crash; the restart policy applies).
+    Kill(node::NodeArgs),
+    /// Pause a node with SIGSTOP (it hangs with its sockets open).
+    Pause(node::NodeArgs),
+    /// Resume a paused node with SIGCONT.
+    Resume(node::NodeArgs),
+    /// Write a commented zkherd.toml with the defaults.
+    Init(init::InitArgs),
+    /// Run the supervisor of an already rendered cluster (used by `up -d`).
+    #[command(hide = true)]
+    Supervise,
+}
+
+/// Parse arguments, run, and turn the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zkherd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let is_status = matches!(cli.command, Command::Status(_));
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("zkherd: {e:#}");
+            // status reserves 1-3 for verdicts.
+            ExitCode::from(if is_status { 4 } else { 1 })
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let g = cli.global;
+    match cli.command {
+        Command::Up(a) => up::run(&g, a).await,
+        Command::Supervise => up::supervise(&g).await,
+        Command::Down(a) => down::run(&g, a).await,
+        Command::Status(a) => status::run(&g, a).await,
+        Command::Wait(a) => wait::run(&g, a).await,
+        Command::Env(a) => env::run(&g, a).await,
+        Command::Logs(a) => logs::run(&g, a).await,
+        Command::Start(a) => node::run(&g, control::NodeAction::Start, a).await,
+        Command::Stop(a) => node::run(&g, control::NodeAction::Stop, a).await,
+        Command::Restart(a) => node::run(&g, control::NodeAction::Restart, a).await,
+        Command::Kill(a) => node::run(&g, control::NodeAction::Kill, a).await,
+        Command::Pause(a) => node::run(&g, control::NodeAction::Pause, a).await,
+        Command::Resume(a) => node::run(&g, control::NodeAction::Resume, a).await,
+        Command::Init(a) => init::run(&g, a),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The spec as the user wrote it (file, or defaults), with overrides applied.
+fn resolve_spec(g: &Global, mut overrides: Overrides) -> Result<EnsembleSpec> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let default_file = cwd.join("zkherd.toml");
+    let mut spec = match &g.file {
+        Some(f) => EnsembleSpec::load(f)?,
+        None if default_file.is_file() => EnsembleSpec::load(&default_file)?,
+        None => EnsembleSpec::defaults(&cwd),
+    };
+    if overrides.dir.is_none() {
+        overrides.dir = g.dir.clone();
+    }
+    spec.apply(&overrides, &cwd)?;
+    Ok(spec)
+}
+
+/// The cluster a command other than `up` acts on: the effective spec saved by the last `up`
+/// in the cluster directory, else the spec as written.
+fn resolve_cluster(g: &Global) -> Result<EnsembleSpec> {
+    let spec = resolve_spec(g, Overrides::default())?;
+    Ok(crate::supervisor::load_effective_spec(&spec.dir).unwrap_or(spec))
+}
+
+/// Ask the cluster's supervisor; `Ok(None)` when none runs.
+async fn ask_supervisor(dir: &Path, req: &Request, timeout: Duration) -> Result<Option<Response>> {
+    let files = ClusterFiles::new(dir);
+    if !files.socket.exists() {
+        return Ok(None);
+    }
+    match control::request(&files.socket, req, timeout).await {
+        Ok(r) => Ok(Some(r)),
+        Err(control::ControlError::NotRunning { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The supervisor's pid and job infos, if a supervisor answers.
+async fn supervisor_jobs(dir: &Path) -> Result<Option<(u32, Vec<JobInfo>)>> {
+    match ask_supervisor(dir, &Request::Status, Duration::from_secs(5)).await? {
+        Some(Response::Status { pid, jobs }) => Ok(Some((pid, jobs))),
+        Some(Response::Error { message }) => anyhow::bail!("supervisor: {message}"),
+        Some(other) => anyhow::bail!("supervisor: unexpected answer {other:?}"),
+        None => Ok(None),
+    }
+}
+
+/// Parse a node argument: `2` or `node2`.
+fn parse_node_id(s: &str) -> Result<u16, String> {
+    s.trim_start_matches("node")
+        .parse::<u16>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("{s:?} is not a node; give its myid, e.g. 2 or node2"))
+}
+
+/// Parse `--backend`.
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    match s {
+        "apache" => Ok(BackendKind::Apache),
+        "builtin" => Ok(BackendKind::Builtin),
+        other => Err(format!("unknown backend {other:?}; expected apache or builtin")),
+    }
+}

@@ -1,0 +1,302 @@
+//! `zkherd up`: render, preflight, start, supervise. Foreground by default (Ctrl-C = orderly
+//! down); `-d` runs the supervisor detached and returns once the quorum serves.
+
+use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use super::wait::wait_ready;
+use super::Global;
+use crate::backend;
+use crate::ports::PortPlan;
+use crate::render;
+use crate::spec::{BackendKind, EnsembleSpec, Overrides};
+use crate::status::{self, EnsembleStatus};
+use crate::supervisor::control::{Request, Response};
+use crate::supervisor::{self, ClusterFiles, ClusterLock, Ended};
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Detach: run the supervisor in the background and return once the quorum serves.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Seconds to wait for the quorum before giving up.
+    #[arg(long = "wait", default_value_t = 90, value_name = "SECS")]
+    wait: u64,
+    /// Number of voting nodes.
+    #[arg(short = 'n', long, value_name = "N")]
+    nodes: Option<i64>,
+    /// Number of observers (numbered after the voters).
+    #[arg(long, value_name = "N")]
+    observers: Option<i64>,
+    /// Which program runs the nodes: apache or builtin.
+    #[arg(long, value_parser = super::parse_backend, value_name = "NAME")]
+    backend: Option<BackendKind>,
+    /// Client base port; quorum and election bases follow at +700 and +1700 (2181 → 2881, 3881).
+    #[arg(long, value_name = "PORT")]
+    base_port: Option<i64>,
+    /// Cluster name (the default directory is .zkherd/<name>).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+}
+
+pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
+    let spec = super::resolve_spec(
+        g,
+        Overrides {
+            name: a.name.clone(),
+            dir: None,
+            backend: a.backend,
+            nodes: a.nodes,
+            observers: a.observers,
+            base_port: a.base_port,
+        },
+    )?;
+    let files = ClusterFiles::new(&spec.dir);
+    // Refuse early, before touching anything, when a supervisor already runs.
+    if spec.dir.exists() {
+        if let Some(e) = ClusterLock::is_held(&files) {
+            return Err(e.into());
+        }
+    }
+    let backend: Arc<dyn backend::Backend> = Arc::from(backend::for_spec(&spec)?);
+    let existed = render::is_zkherd_dir(&spec.dir);
+    let changes = render::render(&spec)?;
+    report_render(&spec, existed, &changes);
+    if a.detach {
+        up_detached(&spec, &files, Duration::from_secs(a.wait)).await
+    } else {
+        let lock = ClusterLock::acquire(&files)?;
+        up_foreground(spec, backend, lock, Duration::from_secs(a.wait)).await
+    }
+}
+
+fn report_render(spec: &EnsembleSpec, existed: bool, changes: &[render::Change]) {
+    if !existed {
+        println!(
+            "created cluster {} in {} ({} voters, {} observers, {} backend)",
+            spec.name,
+            spec.dir.display(),
+            spec.nodes,
+            spec.observers,
+            spec.backend
+        );
+        return;
+    }
+    let updates: Vec<_> = changes
+        .iter()
+        .filter(|c| matches!(c, render::Change::Updated { .. }))
+        .collect();
+    if updates.is_empty() {
+        println!("reusing cluster {} in {}", spec.name, spec.dir.display());
+    } else {
+        println!("the spec changed; re-rendered:");
+        for c in updates {
+            println!("  {c}");
+        }
+    }
+}
+
+async fn up_foreground(
+    spec: EnsembleSpec,
+    backend: Arc<dyn backend::Backend>,
+    lock: ClusterLock,
+    wait: Duration,
+) -> Result<u8> {
+    let mut started = supervisor::start(spec.clone(), backend, lock).await?;
+    for line in &started.cleaned {
+        println!("{line}");
+    }
+    let tty = std::io::stdout().is_terminal();
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(120));
+        b.set_message("starting nodes");
+        b
+    });
+    let say = |line: &str| match &bar {
+        Some(b) => b.println(line),
+        None => println!("{line}"),
+    };
+    let t0 = Instant::now();
+    let mut last_roles = String::new();
+    let ready = {
+        let progress = |s: &EnsembleStatus| {
+            let roles = roles_line(s);
+            if roles != last_roles {
+                match &bar {
+                    Some(b) => b.set_message(format!("waiting for quorum: {roles}")),
+                    None => println!("waiting for quorum: {roles}"),
+                }
+                last_roles = roles;
+            }
+        };
+        let waiting = wait_ready(&spec, wait, progress);
+        tokio::pin!(waiting);
+        loop {
+            tokio::select! {
+                r = &mut waiting => break Some(r),
+                Some(line) = started.events.recv() => say(&line),
+                _ = &mut started.ended => break None,
+            }
+        }
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match ready {
+        Some(Ok(s)) => {
+            println!(
+                "ready in {:.1}s: leader node {}, connect string {}",
+                t0.elapsed().as_secs_f64(),
+                s.leader.map_or("-".into(), |l| l.to_string()),
+                s.connect_string
+            );
+            println!("supervising; press Ctrl-C to stop every node");
+        }
+        Some(Err(e)) => {
+            println!("zkherd: {e}");
+            println!("still supervising; press Ctrl-C to stop every node");
+        }
+        None => {}
+    }
+    while let Some(line) = started.events.recv().await {
+        println!("{line}");
+    }
+    let ended = started.ended.await.unwrap_or(Ended::Signal);
+    println!("cluster {} is down ({ended:?})", spec.name);
+    Ok(0)
+}
+
+fn roles_line(s: &EnsembleStatus) -> String {
+    s.nodes
+        .iter()
+        .map(|n| format!("node{} {}", n.id, n.role.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn up_detached(spec: &EnsembleSpec, files: &ClusterFiles, wait: Duration) -> Result<u8> {
+    // Preflight here too, so port conflicts are reported to the user, not only to the log.
+    let plan = PortPlan::new(spec);
+    let ids: Vec<u16> = plan.nodes.iter().map(|n| n.id).collect();
+    let conflicts = plan.preflight(&ids);
+    if !conflicts.is_empty() {
+        let lines: Vec<String> = conflicts.iter().map(|c| c.to_string()).collect();
+        bail!("port preflight failed, nothing was started:\n  {}", lines.join("\n  "));
+    }
+    let exe = std::env::current_exe().context("cannot find the zkherd executable")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&files.log)
+        .with_context(|| format!("cannot open {}", files.log.display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--dir")
+        .arg(&spec.dir)
+        .arg("supervise")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // A session of its own: the supervisor outlives this shell and its Ctrl-C.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the supervisor")?;
+    let t0 = Instant::now();
+    // Wait for the control socket to answer, watching for an early death.
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the supervisor exited ({status}) before starting the nodes:\n{}",
+                supervisor::job::log_tail(&files.log, 20)
+            );
+        }
+        if super::supervisor_jobs(&spec.dir).await.ok().flatten().is_some() {
+            break;
+        }
+        if t0.elapsed() > wait {
+            bail!("the supervisor did not open {} within {wait:?}", files.socket.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = wait.saturating_sub(t0.elapsed());
+    match wait_ready(spec, left, |_| {}).await {
+        Ok(s) => {
+            println!(
+                "ready in {:.1}s: leader node {}, supervisor pid {}",
+                t0.elapsed().as_secs_f64(),
+                s.leader.map_or("-".into(), |l| l.to_string()),
+                child.id()
+            );
+            println!("connect: {}", s.connect_string);
+            println!("next: `zkherd status`, `zkherd env`, `zkherd down`");
+            Ok(0)
+        }
+        Err(e) => {
+            // Leave nothing half-started behind: stop what runs, then report.
+            let status = status::collect(
+                spec,
+                super::supervisor_jobs(&spec.dir).await.ok().flatten(),
+                Duration::from_secs(1),
+            )
+            .await;
+            let _ = super::ask_supervisor(&spec.dir, &Request::Down, Duration::from_secs(60)).await;
+            let _ = child.wait();
+            let mut tails = String::new();
+            for n in &status.nodes {
+                if !matches!(
+                    n.role,
+                    status::Role::Leader | status::Role::Follower | status::Role::Observer
+                ) {
+                    let l = render::NodeLayout::new(&spec.dir, plan.node(n.id).expect("planned"));
+                    tails.push_str(&format!(
+                        "\n--- node {} ({}): last lines of {} ---\n{}",
+                        n.id,
+                        n.role.as_str(),
+                        l.log_file.display(),
+                        supervisor::job::log_tail(&l.log_file, 15)
+                    ));
+                }
+            }
+            bail!("{e}\nstopped every node again.{tails}");
+        }
+    }
+}
+
+/// The hidden `supervise` command run by `up -d`: supervise a rendered cluster until `down`.
+pub async fn supervise(g: &Global) -> Result<u8> {
+    let dir = g
+        .dir
+        .clone()
+        .context("supervise needs --dir <cluster dir>")?;
+    let spec = supervisor::load_effective_spec(&dir).with_context(|| {
+        format!("{} holds no spec.json; run `zkherd up` to render it", dir.display())
+    })?;
+    let files = ClusterFiles::new(&spec.dir);
+    let lock = ClusterLock::acquire(&files)?;
+    let backend: Arc<dyn backend::Backend> = Arc::from(backend::for_spec(&spec)?);
+    let mut started = supervisor::start(spec, backend, lock).await?;
+    // Events are already in supervisor.log; drain them so the channel does not grow.
+    while started.events.recv().await.is_some() {}
+    let _ = (&mut started.ended).await;
+    Ok(0)
+}
+
+/// `down` when the supervisor answered: ask it to stop everything.
+pub async fn ask_down(spec: &EnsembleSpec) -> Result<Option<String>> {
+    match super::ask_supervisor(&spec.dir, &Request::Down, Duration::from_secs(120)).await? {
+        Some(Response::Done { message }) => Ok(Some(message)),
+        Some(Response::Error { message }) => bail!("supervisor: {message}"),
+        Some(other) => bail!("supervisor: unexpected answer {other:?}"),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,319 @@
+//! The port plan (which node gets which ports) and the preflight bind check.
+//!
+//! Preflight binds every planned port on the spec's host before anything starts. When a port is
+//! taken it reports the port, the node and kind it was meant for, and the pid and command line of
+//! the process holding it, found through `/proc/net/tcp{,6}` and `/proc/<pid>/fd`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::EnsembleSpec;
+
+/// Whether a node votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Membership {
+    Voter,
+    Observer,
+}
+
+/// The ports of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePorts {
+    /// myid, 1-based.
+    pub id: u16,
+    pub membership: Membership,
+    pub client: u16,
+    pub quorum: u16,
+    pub election: u16,
+    pub admin: Option<u16>,
+}
+
+impl NodePorts {
+    /// Every port this node listens on, with its kind.
+    pub fn all(&self) -> Vec<(PortKind, u16)> {
+        let mut v = vec![
+            (PortKind::Client, self.client),
+            (PortKind::Quorum, self.quorum),
+            (PortKind::Election, self.election),
+        ];
+        if let Some(a) = self.admin {
+            v.push((PortKind::Admin, a));
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    Client,
+    Quorum,
+    Election,
+    Admin,
+}
+
+impl fmt::Display for PortKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortKind::Client => "client",
+            PortKind::Quorum => "quorum",
+            PortKind::Election => "election",
+            PortKind::Admin => "admin",
+        })
+    }
+}
+
+/// Every node's ports, derived from the spec's base ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortPlan {
+    pub host: IpAddr,
+    pub nodes: Vec<NodePorts>,
+}
+
+impl PortPlan {
+    pub fn new(spec: &EnsembleSpec) -> PortPlan {
+        let nodes = (1..=spec.total_nodes())
+            .map(|id| {
+                let off = id - 1;
+                NodePorts {
+                    id,
+                    membership: if id <= spec.nodes {
+                        Membership::Voter
+                    } else {
+                        Membership::Observer
+                    },
+                    client: spec.ports.client + off,
+                    quorum: spec.ports.quorum + off,
+                    election: spec.ports.election + off,
+                    admin: spec.ports.admin.map(|a| a + off),
+                }
+            })
+            .collect();
+        PortPlan {
+            host: spec.host,
+            nodes,
+        }
+    }
+
+    pub fn node(&self, id: u16) -> Option<&NodePorts> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// `host:client,host:client,…` — what clients are given.
+    pub fn connect_string(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}:{}", self.host, n.client))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Try to bind every port of `nodes`; return every conflict found.
+    pub fn preflight(&self, nodes: &[u16]) -> Vec<PortConflict> {
+        let mut conflicts = Vec::new();
+        for n in self.nodes.iter().filter(|n| nodes.contains(&n.id)) {
+            for (kind, port) in n.all() {
+                if let Err(e) = TcpListener::bind(SocketAddr::new(self.host, port)) {
+                    conflicts.push(PortConflict {
+                        node: n.id,
+                        kind,
+                        port,
+                        error: e.to_string(),
+                        holder: find_listener(port),
+                    });
+                }
+            }
+        }
+        conflicts
+    }
+}
+
+/// A planned port that cannot be bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConflict {
+    pub node: u16,
+    pub kind: PortKind,
+    pub port: u16,
+    pub error: String,
+    pub holder: Option<PortHolder>,
+}
+
+impl fmt::Display for PortConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "port {} ({} port of node {}) is not free: {}",
+            self.port, self.kind, self.node, self.error
+        )?;
+        match &self.holder {
+            Some(h) => write!(f, "; held by pid {} ({})", h.pid, h.command),
+            None => write!(f, "; the holder could not be identified (another user's process?)"),
+        }
+    }
+}
+
+/// The process listening on a port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortHolder {
+    pub pid: u32,
+    pub command: String,
+}
+
+/// Is anything listening on `port` (any local address)? Reads `/proc/net/tcp{,6}`.
+pub fn is_listening(port: u16) -> bool {
+    !listening_inodes(port).is_empty()
+}
+
+/// Whether `port` can be bound on `host` right now.
+pub fn is_free(host: IpAddr, port: u16) -> bool {
+    TcpListener::bind(SocketAddr::new(host, port)).is_ok() && !is_listening(port)
+}
+
+/// The process that holds a listening socket on `port`, if this user can see it.
+pub fn find_listener(port: u16) -> Option<PortHolder> {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return None;
+    }
+    let procs = std::fs::read_dir("/proc").ok()?;
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            if let Some(inode) = t
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                if inodes.contains(&inode) {
+                    return Some(PortHolder {
+                        pid,
+                        command: process_command(pid).unwrap_or_else(|| "?".into()),
+                    });
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A process's command line, space-joined, shortened for messages.
+pub fn process_command(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut s = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if s.len() > 160 {
+        let mut cut = 157;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    Some(s)
+}
+
+/// Socket inodes in LISTEN state (0A) on `port`, from `/proc/net/tcp` and `/proc/net/tcp6`.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        out.extend(parse_proc_net_tcp(&text, port));
+    }
+    out
+}
+
+fn parse_proc_net_tcp(text: &str, port: u16) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local = cols.get(1)?;
+            let state = cols.get(3)?;
+            let inode = cols.get(9)?.parse::<u64>().ok()?;
+            let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            (p == port && *state == "0A").then_some(inode)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn node_i_uses_base_plus_i_minus_one() {
+        let spec = EnsembleSpec::parse(
+            "[cluster]\nnodes = 3\nobservers = 1\n[ports]\nadmin = 8080\n",
+            Path::new("z.toml"),
+            Path::new("/"),
+        )
+        .unwrap();
+        let plan = PortPlan::new(&spec);
+        assert_eq!(plan.nodes.len(), 4);
+        let n3 = plan.node(3).unwrap();
+        assert_eq!(
+            (n3.client, n3.quorum, n3.election, n3.admin),
+            (2183, 2883, 3883, Some(8082))
+        );
+        assert_eq!(n3.membership, Membership::Voter);
+        assert_eq!(plan.node(4).unwrap().membership, Membership::Observer);
+        assert_eq!(
+            plan.connect_string(),
+            "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183,127.0.0.1:2184"
+        );
+    }
+
+    #[test]
+    fn proc_net_tcp_lines_are_parsed() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:0885 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:0885 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
+        assert_eq!(parse_proc_net_tcp(text, 2181), vec![12345]);
+        assert!(parse_proc_net_tcp(text, 2182).is_empty());
+    }
+
+    #[test]
+    fn preflight_names_the_node_kind_and_our_own_pid() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let plan = PortPlan {
+            host: "127.0.0.1".parse().unwrap(),
+            nodes: vec![NodePorts {
+                id: 2,
+                membership: Membership::Voter,
+                client: port,
+                quorum: 1,
+                election: 1,
+                admin: None,
+            }],
+        };
+        let conflicts: Vec<_> = plan
+            .preflight(&[2])
+            .into_iter()
+            .filter(|c| c.kind == PortKind::Client)
+            .collect();
+        assert_eq!(conflicts.len(), 1);
+        let c = &conflicts[0];
+        assert_eq!(c.holder.as_ref().unwrap().pid, std::process::id());
+        let msg = c.to_string();
+        assert!(msg.contains(&format!("port {port} (client port of node 2)")), "{msg}");
+        assert!(msg.contains(&format!("held by pid {}", std::process::id())), "{msg}");
+    }
+}

@@ -1,0 +1,451 @@
+//! Instance directories from templates, laid out as a person would by hand:
+//!
+//! ```text
+//! <cluster dir>/
+//!   .zkherd-cluster          marker: zkherd made this directory (down --purge checks it)
+//!   spec.json                the effective spec of the last `up`
+//!   node<i>/conf/zoo.cfg     server.N lines, ports, timing, 4lw whitelist
+//!   node<i>/conf/log4j.properties
+//!   node<i>/data/myid
+//!   node<i>/datalog/
+//!   node<i>/logs/node.log    the node's stdout and stderr
+//! ```
+//!
+//! Rendering is idempotent: an unchanged spec rewrites nothing, a changed one rewrites the
+//! configs and reports the lines that changed. It never writes into a directory it did not make.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::{Membership, NodePorts, PortPlan};
+use crate::spec::EnsembleSpec;
+
+const ZOO_CFG_TEMPLATE: &str = include_str!("../templates/zoo.cfg");
+const LOG4J_TEMPLATE: &str = include_str!("../templates/log4j.properties");
+
+/// The name of the marker file that proves zkherd created a cluster directory.
+pub const MARKER: &str = ".zkherd-cluster";
+
+/// Four-letter words the probe and users rely on; always whitelisted.
+pub const REQUIRED_4LW: &[&str] = &[
+    "srvr", "mntr", "ruok", "stat", "conf", "cons", "envi", "isro", "wchs", "dirs",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{path}: {source}; check that the directory is writable, or choose another with --dir")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} exists, is not empty and was not created by zkherd (no {MARKER} file); \
+         choose another cluster directory with --dir, or empty it"
+    )]
+    Foreign { path: PathBuf },
+    #[error(
+        "{path} says myid {found}, but this node is {expected}; the data belongs to another node. \
+         Run `zkherd down --purge` to start from empty data"
+    )]
+    MyidMismatch {
+        path: PathBuf,
+        found: String,
+        expected: u16,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RenderError + '_ {
+    move |source| RenderError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Marker contents.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    created_by: String,
+    name: String,
+}
+
+/// Paths of one node's instance directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLayout {
+    pub id: u16,
+    pub ports: NodePorts,
+    pub dir: PathBuf,
+    pub conf_dir: PathBuf,
+    pub zoo_cfg: PathBuf,
+    pub data_dir: PathBuf,
+    pub datalog_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    /// stdout and stderr of the node's process.
+    pub log_file: PathBuf,
+}
+
+impl NodeLayout {
+    pub fn new(cluster_dir: &Path, ports: &NodePorts) -> NodeLayout {
+        let dir = cluster_dir.join(format!("node{}", ports.id));
+        NodeLayout {
+            id: ports.id,
+            ports: ports.clone(),
+            conf_dir: dir.join("conf"),
+            zoo_cfg: dir.join("conf").join("zoo.cfg"),
+            data_dir: dir.join("data"),
+            datalog_dir: dir.join("datalog"),
+            logs_dir: dir.join("logs"),
+            log_file: dir.join("logs").join("node.log"),
+            dir,
+        }
+    }
+}
+
+/// What `render` did to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Created(PathBuf),
+    /// The file existed with other contents; the lines removed and added.
+    Updated {
+        path: PathBuf,
+        removed: Vec<String>,
+        added: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Created(p) => write!(f, "created {}", p.display()),
+            Change::Updated {
+                path,
+                removed,
+                added,
+            } => {
+                write!(f, "updated {}", path.display())?;
+                for l in removed {
+                    write!(f, "\n  - {l}")?;
+                }
+                for l in added {
+                    write!(f, "\n  + {l}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// All node layouts of a spec (nothing is written).
+pub fn layouts(spec: &EnsembleSpec) -> Vec<NodeLayout> {
+    PortPlan::new(spec)
+        .nodes
+        .iter()
+        .map(|p| NodeLayout::new(&spec.dir, p))
+        .collect()
+}
+
+/// Whether `dir` carries zkherd's marker.
+pub fn is_zkherd_dir(dir: &Path) -> bool {
+    dir.join(MARKER).is_file()
+}
+
+/// Create or update the cluster directory for `spec`. Returns what changed.
+pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
+    let dir = &spec.dir;
+    let mut changes = Vec::new();
+    if dir.exists() && !is_zkherd_dir(dir) {
+        let empty = fs::read_dir(dir).map_err(io_err(dir))?.next().is_none();
+        if !empty {
+            return Err(RenderError::Foreign { path: dir.clone() });
+        }
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let marker = serde_json::to_string_pretty(&Marker {
+        created_by: format!("zkherd {}", env!("CARGO_PKG_VERSION")),
+        name: spec.name.clone(),
+    })
+    .expect("marker serializes");
+    write_if_changed(&dir.join(MARKER), &marker, &mut changes, false)?;
+    let spec_json = serde_json::to_string_pretty(spec).expect("spec serializes");
+    write_if_changed(&dir.join("spec.json"), &spec_json, &mut changes, false)?;
+
+    let plan = PortPlan::new(spec);
+    for ports in &plan.nodes {
+        let l = NodeLayout::new(dir, ports);
+        for d in [&l.conf_dir, &l.data_dir, &l.datalog_dir, &l.logs_dir] {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        let myid_path = l.data_dir.join("myid");
+        match fs::read_to_string(&myid_path) {
+            Ok(existing) if existing.trim() != ports.id.to_string() => {
+                return Err(RenderError::MyidMismatch {
+                    path: myid_path,
+                    found: existing.trim().to_string(),
+                    expected: ports.id,
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_if_changed(&myid_path, &format!("{}\n", ports.id), &mut changes, false)?;
+            }
+            Err(e) => return Err(io_err(&myid_path)(e)),
+        }
+        write_if_changed(&l.zoo_cfg, &zoo_cfg(spec, &plan, &l), &mut changes, true)?;
+        write_if_changed(
+            &l.conf_dir.join("log4j.properties"),
+            LOG4J_TEMPLATE,
+            &mut changes,
+            false,
+        )?;
+    }
+    Ok(changes)
+}
+
+/// The zoo.cfg text of one node.
+pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> String {
+    let servers = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "server.{}={}:{}:{}{};{}:{}",
+                n.id,
+                plan.host,
+                n.quorum,
+                n.election,
+                if n.membership == Membership::Observer {
+                    ":observer"
+                } else {
+                    ""
+                },
+                plan.host,
+                n.client
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut role_lines = String::new();
+    if node.ports.membership == Membership::Observer {
+        role_lines.push_str("peerType=observer\n");
+    }
+    let admin = match node.ports.admin {
+        Some(p) => format!(
+            "admin.enableServer=true\nadmin.serverAddress={}\nadmin.serverPort={p}",
+            plan.host
+        ),
+        None => "admin.enableServer=false".to_string(),
+    };
+    let mut whitelist: Vec<String> = REQUIRED_4LW.iter().map(|s| s.to_string()).collect();
+    let mut extra = String::new();
+    for (k, v) in &spec.extra {
+        if k == "4lw.commands.whitelist" {
+            if v.trim() == "*" {
+                whitelist = vec!["*".into()];
+            } else {
+                for w in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                    if !whitelist.iter().any(|x| x == w) {
+                        whitelist.push(w.to_string());
+                    }
+                }
+            }
+            continue;
+        }
+        extra.push_str(&format!("{k}={v}\n"));
+    }
+    let text = fill(
+        ZOO_CFG_TEMPLATE,
+        &[
+            ("myid", node.id.to_string()),
+            ("name", spec.name.clone()),
+            ("tick_time", spec.tick_time.to_string()),
+            ("init_limit", spec.init_limit.to_string()),
+            ("sync_limit", spec.sync_limit.to_string()),
+            ("data_dir", node.data_dir.display().to_string()),
+            ("datalog_dir", node.datalog_dir.display().to_string()),
+            ("client_port", node.ports.client.to_string()),
+            ("host", plan.host.to_string()),
+            ("admin", admin),
+            ("whitelist", whitelist.join(",")),
+            ("servers", format!("{role_lines}{servers}")),
+            ("extra", extra),
+        ],
+    );
+    // Empty placeholders leave blank lines; keep the file tidy.
+    let mut out = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    out.push('\n');
+    out
+}
+
+/// Replace `{{key}}` placeholders. Unknown placeholders are a bug in the template, caught by tests.
+fn fill(template: &str, vars: &[(&str, String)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    out
+}
+
+fn write_if_changed(
+    path: &Path,
+    contents: &str,
+    changes: &mut Vec<Change>,
+    report_diff: bool,
+) -> Result<(), RenderError> {
+    match fs::read_to_string(path) {
+        Ok(old) if old == contents => return Ok(()),
+        Ok(old) => {
+            if report_diff {
+                let old_lines: Vec<&str> = old.lines().collect();
+                let new_lines: Vec<&str> = contents.lines().collect();
+                changes.push(Change::Updated {
+                    path: path.to_path_buf(),
+                    removed: old_lines
+                        .iter()
+                        .filter(|l| !new_lines.contains(l))
+                        .map(|s| s.to_string())
+                        .collect(),
+                    added: new_lines
+                        .iter()
+                        .filter(|l| !old_lines.contains(l))
+                        .map(|s| s.to_string())
+                        .collect(),
+                });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            changes.push(Change::Created(path.to_path_buf()))
+        }
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    // Write to a temporary file and rename, so a reader never sees half a config.
+    let tmp = path.with_extension("zkherd-tmp");
+    fs::write(&tmp, contents).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok(())
+}
+
+/// Delete a cluster directory, but only one zkherd created.
+pub fn purge(dir: &Path) -> Result<(), RenderError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !is_zkherd_dir(dir) {
+        return Err(RenderError::Foreign {
+            path: dir.to_path_buf(),
+        });
+    }
+    fs::remove_dir_all(dir).map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str, dir: &Path) -> EnsembleSpec {
+        let mut s = EnsembleSpec::parse(text, Path::new("zkherd.toml"), Path::new("/")).unwrap();
+        s.dir = dir.to_path_buf();
+        s
+    }
+
+    /// Golden files live in tests/golden; `ZKHERD_BLESS=1 cargo test` rewrites them.
+    fn golden(name: &str, actual: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("ZKHERD_BLESS").is_some() {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, actual).unwrap();
+        }
+        let expected = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with ZKHERD_BLESS=1", path.display()));
+        assert_eq!(actual, expected, "rendered output differs from {}", path.display());
+    }
+
+    #[test]
+    fn zoo_cfg_matches_golden_files() {
+        let s = spec(
+            "[cluster]\nnodes = 3\nobservers = 1\n[zookeeper.extra]\nmaxClientCnxns = 0\n",
+            Path::new("/clusters/demo"),
+        );
+        let plan = PortPlan::new(&s);
+        let ls = layouts(&s);
+        golden("zoo.cfg.node1", &zoo_cfg(&s, &plan, &ls[0]));
+        golden("zoo.cfg.node4-observer", &zoo_cfg(&s, &plan, &ls[3]));
+        let s = spec(
+            "[ports]\nadmin = 8080\n[zookeeper.extra]\n\"4lw.commands.whitelist\" = \"wchc, srvr\"\n",
+            Path::new("/clusters/demo"),
+        );
+        let plan = PortPlan::new(&s);
+        golden("zoo.cfg.admin-whitelist", &zoo_cfg(&s, &plan, &layouts(&s)[1]));
+    }
+
+    #[test]
+    fn rendering_creates_the_layout_and_is_idempotent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let s = spec("", &dir);
+        let first = render(&s).unwrap();
+        assert!(first.len() >= 3 * 3);
+        for i in 1..=3 {
+            let n = dir.join(format!("node{i}"));
+            assert_eq!(fs::read_to_string(n.join("data/myid")).unwrap(), format!("{i}\n"));
+            assert!(n.join("conf/zoo.cfg").is_file());
+            assert!(n.join("datalog").is_dir() && n.join("logs").is_dir());
+        }
+        assert!(render(&s).unwrap().is_empty(), "second render changes nothing");
+    }
+
+    #[test]
+    fn a_changed_spec_reports_the_changed_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        render(&spec("", &dir)).unwrap();
+        let changes = render(&spec("[zookeeper]\ntickTime = 500\n", &dir)).unwrap();
+        let cfg_changes: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Updated {
+                    path,
+                    removed,
+                    added,
+                } if path.ends_with("zoo.cfg") => Some((removed.clone(), added.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cfg_changes.len(), 3);
+        assert_eq!(cfg_changes[0], (vec!["tickTime=2000".into()], vec!["tickTime=500".into()]));
+    }
+
+    #[test]
+    fn a_foreign_directory_is_never_written_or_purged() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("precious.txt"), "keep").unwrap();
+        let e = render(&spec("", tmp.path())).unwrap_err();
+        assert!(matches!(e, RenderError::Foreign { .. }), "{e}");
+        assert!(e.to_string().contains("was not created by zkherd"));
+        assert!(matches!(purge(tmp.path()), Err(RenderError::Foreign { .. })));
+        assert!(tmp.path().join("precious.txt").exists());
+    }
+
+    #[test]
+    fn purge_removes_a_zkherd_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        render(&spec("", &dir)).unwrap();
+        purge(&dir).unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_myid_of_another_node_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        render(&spec("", &dir)).unwrap();
+        fs::write(dir.join("node2/data/myid"), "7\n").unwrap();
+        let e = render(&spec("", &dir)).unwrap_err();
+        assert!(matches!(e, RenderError::MyidMismatch { expected: 2, .. }), "{e}");
+    }
+}

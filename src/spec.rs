@@ -1,0 +1,862 @@
+//! `zkherd.toml`: what the user wants, with defaults and validation.
+//!
+//! Parsing goes through serde with `deny_unknown_fields`, so a typo is an error that names the
+//! file, line and column. Values that serde cannot judge (port ranges, node counts, reserved
+//! zoo.cfg keys) are checked afterwards with the span kept by [`toml::Spanned`], so those errors
+//! point at the offending line as well. CLI flags are applied with [`EnsembleSpec::apply`] and
+//! validated the same way, naming the flag instead of a line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// The default spec written by `zkherd init`; every line is commented so the file documents itself.
+pub const DEFAULT_SPEC_TOML: &str = include_str!("../templates/zkherd.toml");
+
+/// Where a value came from, so an error can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `file:line:column` in a spec file.
+    File {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    /// A command-line flag such as `--nodes`.
+    Flag(String),
+    /// A built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line, column } => {
+                write!(f, "{}:{}:{}", path.display(), line, column)
+            }
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+            Origin::Default => write!(f, "default value"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read spec file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: Origin, message: String },
+    #[error("{origin}: invalid `{key}`: {message}")]
+    Invalid {
+        origin: Origin,
+        key: String,
+        message: String,
+    },
+}
+
+/// Which program runs a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// zkherd's own ZooKeeper-compatible server (not yet available in this version).
+    Builtin,
+    /// Real Apache ZooKeeper (`java … QuorumPeerMain zoo.cfg`).
+    #[default]
+    Apache,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Builtin => "builtin",
+            BackendKind::Apache => "apache",
+        })
+    }
+}
+
+/// When the supervisor restarts a node that exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart after any exit the supervisor did not ask for, even a clean one.
+    Always,
+    /// Restart after a crash or a signal, not after exit code 0.
+    #[default]
+    OnFailure,
+    /// Never restart; a dead node stays down.
+    Never,
+}
+
+/// The file as written: every field optional, spans kept for validation messages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    ports: RawPorts,
+    #[serde(default)]
+    zookeeper: RawZookeeper,
+    #[serde(default)]
+    apache: RawApache,
+    #[serde(default)]
+    restart: RawRestart,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Option<Spanned<String>>,
+    dir: Option<Spanned<PathBuf>>,
+    backend: Option<BackendKind>,
+    nodes: Option<Spanned<i64>>,
+    observers: Option<Spanned<i64>>,
+    host: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPorts {
+    client: Option<Spanned<i64>>,
+    quorum: Option<Spanned<i64>>,
+    election: Option<Spanned<i64>>,
+    admin: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZookeeper {
+    #[serde(rename = "tickTime")]
+    tick_time: Option<Spanned<i64>>,
+    #[serde(rename = "initLimit")]
+    init_limit: Option<Spanned<i64>>,
+    #[serde(rename = "syncLimit")]
+    sync_limit: Option<Spanned<i64>>,
+    #[serde(default)]
+    extra: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApache {
+    home: Option<PathBuf>,
+    java: Option<PathBuf>,
+    heap_mb: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestart {
+    policy: Option<RestartPolicy>,
+    initial_backoff_ms: Option<Spanned<i64>>,
+    max_backoff_ms: Option<Spanned<i64>>,
+    crash_loop_limit: Option<Spanned<i64>>,
+    crash_loop_window_s: Option<Spanned<i64>>,
+}
+
+/// Base ports; node `i` (1-based) uses `base + i - 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasePorts {
+    pub client: u16,
+    pub quorum: u16,
+    pub election: u16,
+    /// AdminServer base port; `None` turns the AdminServer off.
+    pub admin: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApacheSettings {
+    /// ZooKeeper install; `None` = auto-detect (`ZOOKEEPER_HOME`, Debian, a release tarball).
+    pub home: Option<PathBuf>,
+    /// Java executable; `None` = `$JAVA_HOME/bin/java`, then `java` on PATH.
+    pub java: Option<PathBuf>,
+    /// JVM max heap in MiB (`-Xmx`).
+    pub heap_mb: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartSettings {
+    pub policy: RestartPolicy,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// This many deaths within `crash_loop_window_s`, each soon after a start, mark a node failed.
+    pub crash_loop_limit: u32,
+    pub crash_loop_window_s: u64,
+}
+
+/// A validated ensemble specification: defaults filled in, every value in range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnsembleSpec {
+    pub name: String,
+    /// Cluster directory, absolute once resolved.
+    pub dir: PathBuf,
+    pub backend: BackendKind,
+    /// Number of voting members.
+    pub nodes: u16,
+    /// Number of observers, numbered after the voters.
+    pub observers: u16,
+    pub host: IpAddr,
+    pub ports: BasePorts,
+    pub tick_time: u32,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    /// Extra zoo.cfg lines, passed through verbatim (sorted by key for stable output).
+    pub extra: BTreeMap<String, String>,
+    pub apache: ApacheSettings,
+    pub restart: RestartSettings,
+}
+
+/// zoo.cfg keys zkherd writes itself; setting them through `extra` would contradict the plan.
+const RESERVED_ZOO_CFG_KEYS: &[&str] = &[
+    "dataDir",
+    "dataLogDir",
+    "clientPort",
+    "clientPortAddress",
+    "tickTime",
+    "initLimit",
+    "syncLimit",
+    "admin.enableServer",
+    "admin.serverPort",
+    "admin.serverAddress",
+    "standaloneEnabled",
+];
+
+/// Command-line overrides; `None` leaves the file's (or default) value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub name: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub backend: Option<BackendKind>,
+    pub nodes: Option<i64>,
+    pub observers: Option<i64>,
+    pub base_port: Option<i64>,
+}
+
+impl EnsembleSpec {
+    /// The spec with nothing but defaults, relative to `base_dir`.
+    pub fn defaults(base_dir: &Path) -> EnsembleSpec {
+        Self::from_raw(RawSpec::default(), &SourceText::none(), base_dir)
+            .expect("defaults are valid")
+    }
+
+    /// Parse and validate a spec file. Relative `dir` values are resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<EnsembleSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, path, base)
+    }
+
+    /// Parse spec text; `path` is only used in messages, `base_dir` resolves a relative `dir`.
+    pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<EnsembleSpec, SpecError> {
+        let source = SourceText {
+            path: Some(path.to_path_buf()),
+            text,
+        };
+        let raw: RawSpec = toml::from_str(text).map_err(|e| {
+            let origin = match e.span() {
+                Some(span) => source.origin(span.start),
+                None => Origin::File {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    column: 1,
+                },
+            };
+            SpecError::Parse {
+                origin,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        Self::from_raw(raw, &source, base_dir)
+    }
+
+    fn from_raw(raw: RawSpec, src: &SourceText, base_dir: &Path) -> Result<EnsembleSpec, SpecError> {
+        let name = match raw.cluster.name {
+            Some(n) => {
+                let origin = src.origin(n.span().start);
+                let name = n.into_inner();
+                validate_name(&name).map_err(|message| SpecError::Invalid {
+                    origin,
+                    key: "cluster.name".into(),
+                    message,
+                })?;
+                name
+            }
+            None => "zkherd".to_string(),
+        };
+        let dir = match raw.cluster.dir {
+            Some(d) => d.into_inner(),
+            None => PathBuf::from(".zkherd").join(&name),
+        };
+        let dir = absolutize(base_dir, &dir);
+        let nodes = ranged(src, "cluster.nodes", &raw.cluster.nodes, 3, 1, 255)?;
+        let observers = ranged(src, "cluster.observers", &raw.cluster.observers, 0, 0, 255)?;
+        let host = match raw.cluster.host {
+            Some(h) => {
+                let origin = src.origin(h.span().start);
+                h.get_ref().parse::<IpAddr>().map_err(|_| SpecError::Invalid {
+                    origin,
+                    key: "cluster.host".into(),
+                    message: format!(
+                        "{:?} is not an IP address; use 127.0.0.1 (the default) or another local address",
+                        h.get_ref()
+                    ),
+                })?
+            }
+            None => IpAddr::from([127, 0, 0, 1]),
+        };
+        let ports = BasePorts {
+            client: ranged(src, "ports.client", &raw.ports.client, 2181, 1, 65535)?,
+            quorum: ranged(src, "ports.quorum", &raw.ports.quorum, 2881, 1, 65535)?,
+            election: ranged(src, "ports.election", &raw.ports.election, 3881, 1, 65535)?,
+            admin: match ranged(src, "ports.admin", &raw.ports.admin, 0, 0, 65535)? {
+                0 => None,
+                p => Some(p),
+            },
+        };
+        let zk = raw.zookeeper;
+        let tick_time = ranged(src, "zookeeper.tickTime", &zk.tick_time, 2000, 1, 600_000)?;
+        let init_limit = ranged(src, "zookeeper.initLimit", &zk.init_limit, 10, 1, 10_000)?;
+        let sync_limit = ranged(src, "zookeeper.syncLimit", &zk.sync_limit, 5, 1, 10_000)?;
+        let mut extra = BTreeMap::new();
+        for (key, value) in zk.extra {
+            let origin = src.origin(key.span().start);
+            let key_name = key.into_inner();
+            validate_extra_key(&key_name).map_err(|message| SpecError::Invalid {
+                origin: origin.clone(),
+                key: format!("zookeeper.extra.{key_name}"),
+                message,
+            })?;
+            let rendered = match value.into_inner() {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(SpecError::Invalid {
+                        origin,
+                        key: format!("zookeeper.extra.{key_name}"),
+                        message: format!(
+                            "a zoo.cfg value must be a string, number or boolean, not a {}",
+                            other.type_str()
+                        ),
+                    })
+                }
+            };
+            if rendered.contains('\n') {
+                return Err(SpecError::Invalid {
+                    origin,
+                    key: format!("zookeeper.extra.{key_name}"),
+                    message: "a zoo.cfg value cannot contain a line break".into(),
+                });
+            }
+            extra.insert(key_name, rendered);
+        }
+        let apache = ApacheSettings {
+            home: raw.apache.home.map(|h| absolutize(base_dir, &h)),
+            java: raw.apache.java,
+            heap_mb: ranged(src, "apache.heap_mb", &raw.apache.heap_mb, 256, 32, 65_536)?,
+        };
+        let r = raw.restart;
+        let restart = RestartSettings {
+            policy: r.policy.unwrap_or_default(),
+            initial_backoff_ms: ranged(src, "restart.initial_backoff_ms", &r.initial_backoff_ms, 500, 0, 3_600_000)?,
+            max_backoff_ms: ranged(src, "restart.max_backoff_ms", &r.max_backoff_ms, 30_000, 0, 3_600_000)?,
+            crash_loop_limit: ranged(src, "restart.crash_loop_limit", &r.crash_loop_limit, 5, 1, 1000)?,
+            crash_loop_window_s: ranged(src, "restart.crash_loop_window_s", &r.crash_loop_window_s, 60, 1, 86_400)?,
+        };
+        let spec = EnsembleSpec {
+            name,
+            dir,
+            backend: raw.cluster.backend.unwrap_or_default(),
+            nodes,
+            observers,
+            host,
+            ports,
+            tick_time,
+            init_limit,
+            sync_limit,
+            extra,
+            apache,
+            restart,
+        };
+        spec.check_port_ranges(&|key| match key {
+            "ports.client" => raw.ports.client.as_ref().map(|s| src.origin(s.span().start)),
+            "ports.quorum" => raw.ports.quorum.as_ref().map(|s| src.origin(s.span().start)),
+            "ports.election" => raw.ports.election.as_ref().map(|s| src.origin(s.span().start)),
+            "ports.admin" => raw.ports.admin.as_ref().map(|s| src.origin(s.span().start)),
+            _ => None,
+        })?;
+        if spec.restart.max_backoff_ms < spec.restart.initial_backoff_ms {
+            return Err(SpecError::Invalid {
+                origin: src.origin_of(&r.max_backoff_ms),
+                key: "restart.max_backoff_ms".into(),
+                message: format!(
+                    "{} is below restart.initial_backoff_ms ({})",
+                    spec.restart.max_backoff_ms, spec.restart.initial_backoff_ms
+                ),
+            });
+        }
+        Ok(spec)
+    }
+
+    /// Apply command-line overrides and re-check what they touch.
+    pub fn apply(&mut self, o: &Overrides, base_dir: &Path) -> Result<(), SpecError> {
+        if let Some(name) = &o.name {
+            validate_name(name).map_err(|message| SpecError::Invalid {
+                origin: Origin::Flag("--name".into()),
+                key: "cluster.name".into(),
+                message,
+            })?;
+            self.name = name.clone();
+        }
+        if let Some(dir) = &o.dir {
+            self.dir = absolutize(base_dir, dir);
+        }
+        if let Some(b) = o.backend {
+            self.backend = b;
+        }
+        let flag = |f: &str| Origin::Flag(f.to_string());
+        if let Some(n) = o.nodes {
+            self.nodes = check_range(flag("--nodes"), "cluster.nodes", n, 1, 255)?;
+        }
+        if let Some(n) = o.observers {
+            self.observers = check_range(flag("--observers"), "cluster.observers", n, 0, 255)?;
+        }
+        if let Some(p) = o.base_port {
+            // One flag moves all three ranges together, keeping the usual 2181/2881/3881 spacing.
+            let client = check_range(flag("--base-port"), "ports.client", p, 1, 65535)?;
+            let quorum = check_range(flag("--base-port"), "ports.quorum", p + 700, 1, 65535)?;
+            let election = check_range(flag("--base-port"), "ports.election", p + 1700, 1, 65535)?;
+            self.ports.client = client;
+            self.ports.quorum = quorum;
+            self.ports.election = election;
+            if self.ports.admin.is_some() {
+                self.ports.admin =
+                    Some(check_range(flag("--base-port"), "ports.admin", p + 5900, 1, 65535)?);
+            }
+        }
+        let origin = |key: &str| -> Option<Origin> {
+            match key {
+                "ports.client" | "ports.quorum" | "ports.election" | "ports.admin" => {
+                    o.base_port.map(|_| flag("--base-port"))
+                }
+                _ => None,
+            }
+        };
+        self.check_port_ranges(&origin)
+    }
+
+    /// Total number of nodes (voters and observers).
+    pub fn total_nodes(&self) -> u16 {
+        self.nodes + self.observers
+    }
+
+    /// Ranges must fit below 65536 and must not overlap one another.
+    fn check_port_ranges(&self, origin_of: &dyn Fn(&str) -> Option<Origin>) -> Result<(), SpecError> {
+        let n = u32::from(self.total_nodes());
+        let mut ranges: Vec<(&str, u16)> = vec![
+            ("ports.client", self.ports.client),
+            ("ports.quorum", self.ports.quorum),
+            ("ports.election", self.ports.election),
+        ];
+        if let Some(a) = self.ports.admin {
+            ranges.push(("ports.admin", a));
+        }
+        for (key, base) in &ranges {
+            if u32::from(*base) + n - 1 > 65535 {
+                return Err(SpecError::Invalid {
+                    origin: origin_of(key).unwrap_or(Origin::Default),
+                    key: key.to_string(),
+                    message: format!(
+                        "{n} nodes starting at port {base} would need ports up to {}, above 65535; choose a lower base",
+                        u32::from(*base) + n - 1
+                    ),
+                });
+            }
+        }
+        for (i, (ka, a)) in ranges.iter().enumerate() {
+            for (kb, b) in &ranges[i + 1..] {
+                let (a, b) = (u32::from(*a), u32::from(*b));
+                if a < b + n && b < a + n {
+                    return Err(SpecError::Invalid {
+                        origin: origin_of(kb).or_else(|| origin_of(ka)).unwrap_or(Origin::Default),
+                        key: kb.to_string(),
+                        message: format!(
+                            "the {kb} range {b}..{} overlaps the {ka} range {a}..{}; space the bases at least {n} apart",
+                            b + n - 1,
+                            a + n - 1
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} must be 1-64 characters of letters, digits, '-', '_' or '.', not starting with '.'"
+        ))
+    }
+}
+
+fn validate_extra_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.contains(['=', '\n', ' ']) {
+        return Err(format!("{key:?} is not a valid zoo.cfg key"));
+    }
+    if RESERVED_ZOO_CFG_KEYS.contains(&key) || key.starts_with("server.") {
+        return Err(format!(
+            "zkherd writes `{key}` itself; set it through the spec's own keys ([cluster], [ports], [zookeeper]) instead"
+        ));
+    }
+    Ok(())
+}
+
+fn absolutize(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        let base = if base.is_absolute() {
+            base.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(base)
+        };
+        base.join(p)
+    };
+    normalize(&joined)
+}
+
+/// Remove `.` and resolve `..` lexically, so paths print cleanly and compare equal.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The spec text kept beside parsing so byte offsets can become `line:column`.
+struct SourceText<'a> {
+    path: Option<PathBuf>,
+    text: &'a str,
+}
+
+impl SourceText<'_> {
+    fn none() -> SourceText<'static> {
+        SourceText {
+            path: None,
+            text: "",
+        }
+    }
+
+    fn origin(&self, offset: usize) -> Origin {
+        let Some(path) = &self.path else {
+            return Origin::Default;
+        };
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Origin::File {
+            path: path.clone(),
+            line,
+            column,
+        }
+    }
+
+    fn origin_of<T>(&self, v: &Option<Spanned<T>>) -> Origin {
+        v.as_ref()
+            .map_or(Origin::Default, |s| self.origin(s.span().start))
+    }
+}
+
+fn ranged<T: TryFrom<i64>>(
+    src: &SourceText,
+    key: &str,
+    value: &Option<Spanned<i64>>,
+    default: T,
+    min: i64,
+    max: i64,
+) -> Result<T, SpecError> {
+    match value {
+        None => Ok(default),
+        Some(v) => check_range(src.origin(v.span().start), key, *v.get_ref(), min, max),
+    }
+}
+
+fn check_range<T: TryFrom<i64>>(
+    origin: Origin,
+    key: &str,
+    v: i64,
+    min: i64,
+    max: i64,
+) -> Result<T, SpecError> {
+    if v < min || v > max {
+        return Err(SpecError::Invalid {
+            origin,
+            key: key.to_string(),
+            message: format!("{v} is out of range; expected {min} to {max}"),
+        });
+    }
+    T::try_from(v).map_err(|_| SpecError::Invalid {
+        origin: Origin::Default,
+        key: key.to_string(),
+        message: format!("{v} does not fit"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<EnsembleSpec, SpecError> {
+        EnsembleSpec::parse(text, Path::new("zkherd.toml"), Path::new("/base"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let s = parse("").unwrap();
+        assert_eq!(s.name, "zkherd");
+        assert_eq!(s.dir, PathBuf::from("/base/.zkherd/zkherd"));
+        assert_eq!(s.backend, BackendKind::Apache);
+        assert_eq!((s.nodes, s.observers), (3, 0));
+        assert_eq!(s.host.to_string(), "127.0.0.1");
+        assert_eq!(
+            s.ports,
+            BasePorts {
+                client: 2181,
+                quorum: 2881,
+                election: 3881,
+                admin: None
+            }
+        );
+        assert_eq!((s.tick_time, s.init_limit, s.sync_limit), (2000, 10, 5));
+        assert_eq!(s.restart.policy, RestartPolicy::OnFailure);
+        assert_eq!(s.apache.heap_mb, 256);
+    }
+
+    #[test]
+    fn the_init_template_parses_to_the_defaults() {
+        let s = parse(DEFAULT_SPEC_TOML).unwrap();
+        assert_eq!(s, parse("").unwrap());
+    }
+
+    #[test]
+    fn every_section_is_read() {
+        let s = parse(
+            r#"
+[cluster]
+name = "kafka-test"
+dir = "clusters/k"
+backend = "apache"
+nodes = 5
+observers = 1
+host = "127.0.0.2"
+[ports]
+client = 12181
+quorum = 12881
+election = 13881
+admin = 18080
+[zookeeper]
+tickTime = 500
+initLimit = 4
+syncLimit = 2
+[zookeeper.extra]
+maxClientCnxns = 0
+"4lw.commands.whitelist" = "*"
+[apache]
+home = "/opt/zk"
+java = "/usr/lib/jvm/bin/java"
+heap_mb = 128
+[restart]
+policy = "always"
+initial_backoff_ms = 100
+max_backoff_ms = 1000
+crash_loop_limit = 3
+crash_loop_window_s = 10
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.name, "kafka-test");
+        assert_eq!(s.dir, PathBuf::from("/base/clusters/k"));
+        assert_eq!((s.nodes, s.observers, s.total_nodes()), (5, 1, 6));
+        assert_eq!(s.ports.admin, Some(18080));
+        assert_eq!(s.tick_time, 500);
+        assert_eq!(s.extra.get("maxClientCnxns").unwrap(), "0");
+        assert_eq!(s.extra.get("4lw.commands.whitelist").unwrap(), "*");
+        assert_eq!(s.apache.home, Some(PathBuf::from("/opt/zk")));
+        assert_eq!(s.restart.policy, RestartPolicy::Always);
+        assert_eq!(s.restart.crash_loop_limit, 3);
+    }
+
+    #[test]
+    fn malformed_toml_names_file_line_and_column() {
+        let e = err("[cluster]\nnodes = = 3\n");
+        assert!(e.starts_with("zkherd.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_position_and_valid_keys() {
+        let e = err("[cluster]\nnodes = 3\nnodez = 4\n");
+        assert!(e.starts_with("zkherd.toml:3:1"), "{e}");
+        assert!(e.contains("unknown field `nodez`"), "{e}");
+        assert!(e.contains("`nodes`"), "lists the valid keys: {e}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let e = err("[clutser]\nnodes = 3\n");
+        assert!(e.contains("unknown field `clutser`"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_lists_the_choices() {
+        let e = err("[cluster]\nbackend = \"docker\"\n");
+        assert!(e.starts_with("zkherd.toml:2:11"), "{e}");
+        assert!(e.contains("builtin") && e.contains("apache"), "{e}");
+        let e = err("[restart]\npolicy = \"sometimes\"\n");
+        assert!(e.contains("always") && e.contains("on-failure") && e.contains("never"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let e = err("[cluster]\nnodes = \"three\"\n");
+        assert!(e.starts_with("zkherd.toml:2:9"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_cite_their_line() {
+        let e = err("[cluster]\nnodes = 0\n");
+        assert_eq!(
+            e,
+            "zkherd.toml:2:9: invalid `cluster.nodes`: 0 is out of range; expected 1 to 255"
+        );
+        let e = err("[cluster]\nobservers = -1\n");
+        assert!(e.contains("cluster.observers"), "{e}");
+        let e = err("[ports]\nclient = 70000\n");
+        assert!(e.starts_with("zkherd.toml:2:10") && e.contains("ports.client"), "{e}");
+        let e = err("[zookeeper]\ntickTime = 0\n");
+        assert!(e.contains("zookeeper.tickTime"), "{e}");
+        let e = err("[apache]\nheap_mb = 1\n");
+        assert!(e.contains("apache.heap_mb"), "{e}");
+    }
+
+    #[test]
+    fn a_port_range_past_65535_is_refused() {
+        let e = err("[ports]\nclient = 65534\n");
+        assert!(e.starts_with("zkherd.toml:2:10"), "{e}");
+        assert!(e.contains("above 65535"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_port_ranges_are_refused() {
+        let e = err("[ports]\nclient = 2181\nquorum = 2183\n");
+        assert!(e.contains("overlaps"), "{e}");
+        assert!(e.starts_with("zkherd.toml:3:10"), "{e}");
+    }
+
+    #[test]
+    fn bad_host_and_name_are_refused() {
+        let e = err("[cluster]\nhost = \"localhost\"\n");
+        assert!(e.contains("not an IP address"), "{e}");
+        let e = err("[cluster]\nname = \"a/b\"\n");
+        assert!(e.contains("cluster.name"), "{e}");
+    }
+
+    #[test]
+    fn reserved_extra_keys_are_refused() {
+        let e = err("[zookeeper.extra]\nclientPort = 1\n");
+        assert!(e.starts_with("zkherd.toml:2:1") && e.contains("zkherd writes `clientPort`"), "{e}");
+        let e = err("[zookeeper.extra]\n\"server.1\" = \"x\"\n");
+        assert!(e.contains("server.1"), "{e}");
+        let e = err("[zookeeper.extra]\nfoo = [1]\n");
+        assert!(e.contains("not a array"), "{e}");
+    }
+
+    #[test]
+    fn backoff_bounds_are_consistent() {
+        let e = err("[restart]\ninitial_backoff_ms = 5000\nmax_backoff_ms = 10\n");
+        assert!(e.starts_with("zkherd.toml:3:18"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_are_validated() {
+        let mut s = parse("[cluster]\nnodes = 3\n").unwrap();
+        s.apply(
+            &Overrides {
+                nodes: Some(5),
+                base_port: Some(12181),
+                backend: Some(BackendKind::Apache),
+                ..Default::default()
+            },
+            Path::new("/cwd"),
+        )
+        .unwrap();
+        assert_eq!(s.nodes, 5);
+        assert_eq!(
+            (s.ports.client, s.ports.quorum, s.ports.election),
+            (12181, 12881, 13881)
+        );
+        let e = s
+            .apply(
+                &Overrides {
+                    nodes: Some(0),
+                    ..Default::default()
+                },
+                Path::new("/cwd"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("flag --nodes:"), "{e}");
+        let e = s
+            .apply(
+                &Overrides {
+                    base_port: Some(65000),
+                    ..Default::default()
+                },
+                Path::new("/cwd"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("flag --base-port:"), "{e}");
+    }
+}

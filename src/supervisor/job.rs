@@ -1,0 +1,564 @@
+//! One job per node: the only code that spawns, signals and reaps that node's process.
+//!
+//! A job is a task driven by [`JobCommand`]s; it publishes its [`JobInfo`] on a watch channel and
+//! human-readable [`JobEvent`]s on an event channel. States:
+//!
+//! ```text
+//!   Stopped ──start──► Running ──pause──► Paused ──resume──► Running
+//!      ▲                 │  exit (not asked for)
+//!      │                 ▼
+//!      │   policy says restart? ── yes ──► Backoff ──timer──► Running
+//!      │                 │ no / config error / crash loop
+//!      └──── stop ───────┴──────────────► Failed (or Stopped after a clean exit)
+//! ```
+//!
+//! A death is noticed when `wait()` on the child returns (SIGCHLD), never by polling. Stop is
+//! SIGCONT (a paused JVM cannot act on SIGTERM) → SIGTERM → grace → SIGKILL → reap → wait until
+//! the node's ports are free.
+
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backend::{Backend, ExitClass, ExitInfo};
+use crate::ports;
+use crate::render::NodeLayout;
+use crate::spec::{RestartPolicy, RestartSettings};
+
+/// A node that ran at least this long before dying resets its backoff and crash count.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// How long a node may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long to wait for a stopped node's ports to be released.
+const PORT_RELEASE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Stopped,
+    Running,
+    Paused,
+    Stopping,
+    Backoff,
+    Failed,
+}
+
+/// What the supervisor knows about one node's process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: u16,
+    pub state: JobState,
+    pub pid: Option<u32>,
+    /// Unix time in ms when the current process started.
+    pub started_at_ms: Option<u64>,
+    /// Restarts done by the supervisor (not counting starts asked for).
+    pub restarts: u32,
+    /// How the last process ended, e.g. `exit 1` or `SIGKILL`.
+    pub last_exit: Option<String>,
+    /// Why the node is failed, or why the last exit was not restarted.
+    pub reason: Option<String>,
+}
+
+/// Something worth telling the user, in order.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    Spawned {
+        id: u16,
+        pid: u32,
+        restart: bool,
+    },
+    Exited {
+        id: u16,
+        pid: u32,
+        exit: ExitInfo,
+        next: String,
+    },
+    Failed {
+        id: u16,
+        reason: String,
+        log_tail: String,
+    },
+    Stopped {
+        id: u16,
+    },
+}
+
+/// Signals a user can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// SIGKILL: the process dies at once; the restart policy applies.
+    Kill,
+    /// SIGSTOP: the process hangs with its sockets open.
+    Pause,
+    /// SIGCONT after a pause.
+    Resume,
+}
+
+pub type Reply = oneshot::Sender<Result<String, String>>;
+
+#[derive(Debug)]
+pub enum JobCommand {
+    Start(Reply),
+    Stop(Reply),
+    Restart(Reply),
+    Fault(Fault, Reply),
+    /// Stop the process and end the job task.
+    Shutdown(Reply),
+}
+
+/// The supervisor's handle on a job.
+#[derive(Clone)]
+pub struct JobHandle {
+    pub id: u16,
+    pub commands: mpsc::Sender<JobCommand>,
+    pub info: watch::Receiver<JobInfo>,
+}
+
+impl JobHandle {
+    /// Send a command and wait for its outcome.
+    pub async fn ask(&self, make: impl FnOnce(Reply) -> JobCommand) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| format!("node {}: its job has ended", self.id))?;
+        rx.await
+            .map_err(|_| format!("node {}: its job ended before answering", self.id))?
+    }
+}
+
+/// Start a job task for `node`; the process itself starts on the first `Start`.
+pub fn spawn_job(
+    node: NodeLayout,
+    host: std::net::IpAddr,
+    backend: Arc<dyn Backend>,
+    restart: RestartSettings,
+    events: mpsc::UnboundedSender<JobEvent>,
+) -> JobHandle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let info = JobInfo {
+        id: node.id,
+        state: JobState::Stopped,
+        pid: None,
+        started_at_ms: None,
+        restarts: 0,
+        last_exit: None,
+        reason: None,
+    };
+    let id = node.id;
+    let (info_tx, info_rx) = watch::channel(info.clone());
+    let job = Job {
+        node,
+        host,
+        backend,
+        restart,
+        events,
+        info,
+        info_tx,
+        child: None,
+        started: None,
+        backoff_until: None,
+        quick_deaths: VecDeque::new(),
+        consecutive_quick: 0,
+    };
+    tokio::spawn(job.run(cmd_rx));
+    JobHandle {
+        id,
+        commands: cmd_tx,
+        info: info_rx,
+    }
+}
+
+struct Job {
+    node: NodeLayout,
+    host: std::net::IpAddr,
+    backend: Arc<dyn Backend>,
+    restart: RestartSettings,
+    events: mpsc::UnboundedSender<JobEvent>,
+    /// The published state; every change goes out through `info_tx`.
+    info: JobInfo,
+    info_tx: watch::Sender<JobInfo>,
+    child: Option<Child>,
+    /// When the current process started, for uptime and crash-loop judgement.
+    started: Option<Instant>,
+    backoff_until: Option<tokio::time::Instant>,
+    /// Times of recent deaths that came soon after a start.
+    quick_deaths: VecDeque<Instant>,
+    /// Quick deaths in a row, for exponential backoff.
+    consecutive_quick: u32,
+}
+
+impl Job {
+    async fn run(mut self, mut commands: mpsc::Receiver<JobCommand>) {
+        loop {
+            let backoff = self.backoff_until;
+            tokio::select! {
+                status = wait_child(&mut self.child) => {
+                    let exit = ExitInfo::from(status);
+                    self.on_unplanned_exit(exit);
+                }
+                _ = sleep_until(backoff), if backoff.is_some() => {
+                    self.backoff_until = None;
+                    if let Err(e) = self.spawn(true).await {
+                        self.fail(e);
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    None => { let _ = self.stop().await; return; }
+                    Some(JobCommand::Shutdown(reply)) => {
+                        let r = self.stop().await;
+                        let _ = reply.send(r);
+                        return;
+                    }
+                    Some(cmd) => self.handle(cmd).await,
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: JobCommand) {
+        let id = self.node.id;
+        match cmd {
+            JobCommand::Start(reply) => {
+                let r = match self.info.state {
+                    JobState::Running | JobState::Paused => {
+                        Ok(format!("node {id} is already running"))
+                    }
+                    _ => {
+                        self.backoff_until = None;
+                        self.quick_deaths.clear();
+                        self.consecutive_quick = 0;
+                        self.spawn(false).await.map(|pid| format!("node {id} started (pid {pid})"))
+                    }
+                };
+                if let Err(e) = &r {
+                    self.fail(e.clone());
+                }
+                let _ = reply.send(r);
+            }
+            JobCommand::Stop(reply) => {
+                let _ = reply.send(self.stop().await);
+            }
+            JobCommand::Restart(reply) => {
+                let r = match self.stop().await {
+                    Ok(_) => self
+                        .spawn(false)
+                        .await
+                        .map(|pid| format!("node {id} restarted (pid {pid})")),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            JobCommand::Fault(fault, reply) => {
+                let _ = reply.send(self.fault(fault));
+            }
+            JobCommand::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.info_tx.send_replace(self.info.clone());
+    }
+
+    fn fail(&mut self, reason: String) {
+        let log_tail = log_tail(&self.node.log_file, 20);
+        self.info.state = JobState::Failed;
+        self.info.pid = None;
+        self.info.reason = Some(reason.clone());
+        self.publish();
+        let _ = self.events.send(JobEvent::Failed {
+            id: self.node.id,
+            reason,
+            log_tail,
+        });
+    }
+
+    /// Spawn the node's process in its own process group, output appended to its log file.
+    async fn spawn(&mut self, is_restart: bool) -> Result<u32, String> {
+        let id = self.node.id;
+        // A node's ports must be free before it starts; after a crash the kernel frees them at
+        // once, but give a stopping process a moment.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let busy: Vec<_> = self
+                .node
+                .ports
+                .all()
+                .into_iter()
+                .filter(|(_, p)| !ports::is_free(self.host, *p))
+                .collect();
+            if busy.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let (kind, port) = busy[0];
+                let holder = ports::find_listener(port)
+                    .map(|h| format!(" (held by pid {}: {})", h.pid, h.command))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "node {id}: {kind} port {port} is in use{holder}; free it or change the base ports"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.node.log_file)
+            .map_err(|e| format!("node {id}: cannot open {}: {e}", self.node.log_file.display()))?;
+        let mut cmd = self.backend.command(&self.node).map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            log,
+            "=== zkherd: starting node {id}{} at {} ===",
+            if is_restart { " (restart)" } else { "" },
+            unix_ms()
+        );
+        let err_log = log
+            .try_clone()
+            .map_err(|e| format!("node {id}: cannot open its log: {e}"))?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .process_group(0);
+        let child = tokio::process::Command::from(cmd)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| format!("node {id}: cannot start the {} backend: {e}", self.backend.kind()))?;
+        let pid = child.id().unwrap_or(0);
+        self.child = Some(child);
+        self.started = Some(Instant::now());
+        if is_restart {
+            self.info.restarts += 1;
+        }
+        self.info.state = JobState::Running;
+        self.info.pid = Some(pid);
+        self.info.started_at_ms = Some(unix_ms());
+        self.info.reason = None;
+        self.publish();
+        let _ = self.events.send(JobEvent::Spawned {
+            id,
+            pid,
+            restart: is_restart,
+        });
+        Ok(pid)
+    }
+
+    fn on_unplanned_exit(&mut self, exit: ExitInfo) {
+        let id = self.node.id;
+        let pid = self.info.pid.unwrap_or(0);
+        self.child = None;
+        let uptime = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
+        self.info.pid = None;
+        self.info.started_at_ms = None;
+        self.info.last_exit = Some(exit.to_string());
+        let tail = log_tail(&self.node.log_file, 40);
+        let class = self.backend.classify_exit(exit, &tail);
+        let restart = match (&class, self.restart.policy) {
+            (ExitClass::Config(_), _) => false,
+            (_, RestartPolicy::Never) => false,
+            (ExitClass::Clean, RestartPolicy::OnFailure) => false,
+            _ => true,
+        };
+        if uptime >= STABLE_AFTER {
+            self.consecutive_quick = 0;
+        } else {
+            self.consecutive_quick += 1;
+            self.quick_deaths.push_back(Instant::now());
+        }
+        let window = Duration::from_secs(self.restart.crash_loop_window_s);
+        while self
+            .quick_deaths
+            .front()
+            .is_some_and(|t| t.elapsed() > window)
+        {
+            self.quick_deaths.pop_front();
+        }
+        if let ExitClass::Config(reason) = class {
+            let _ = self.events.send(JobEvent::Exited {
+                id,
+                pid,
+                exit,
+                next: "not restarting: configuration error".into(),
+            });
+            self.fail(format!("{exit}: {reason}"));
+            return;
+        }
+        if restart && self.quick_deaths.len() as u32 >= self.restart.crash_loop_limit {
+            let _ = self.events.send(JobEvent::Exited {
+                id,
+                pid,
+                exit,
+                next: "not restarting: crash loop".into(),
+            });
+            self.fail(format!(
+                "crash loop: {} deaths within {}s, each less than {}s after starting (last: {exit})",
+                self.quick_deaths.len(),
+                self.restart.crash_loop_window_s,
+                STABLE_AFTER.as_secs()
+            ));
+            return;
+        }
+        if restart {
+            let delay = self.backoff_delay();
+            self.backoff_until = Some(tokio::time::Instant::now() + delay);
+            self.info.state = JobState::Backoff;
+            self.info.reason = None;
+            self.publish();
+            let _ = self.events.send(JobEvent::Exited {
+                id,
+                pid,
+                exit,
+                next: format!("restarting in {} ms", delay.as_millis()),
+            });
+        } else {
+            self.info.state = JobState::Stopped;
+            self.info.reason = Some(format!("{exit}; restart policy {:?}", self.restart.policy));
+            self.publish();
+            let _ = self.events.send(JobEvent::Exited {
+                id,
+                pid,
+                exit,
+                next: "not restarting (restart policy)".into(),
+            });
+        }
+    }
+
+    /// Exponential: initial × 2^(quick deaths in a row − 1), capped.
+    fn backoff_delay(&self) -> Duration {
+        let n = self.consecutive_quick.saturating_sub(1).min(20);
+        let ms = self
+            .restart
+            .initial_backoff_ms
+            .saturating_mul(1u64 << n)
+            .min(self.restart.max_backoff_ms);
+        Duration::from_millis(ms)
+    }
+
+    fn fault(&mut self, fault: Fault) -> Result<String, String> {
+        let id = self.node.id;
+        let Some(pid) = self.info.pid.filter(|_| self.child.is_some()) else {
+            return Err(format!(
+                "node {id} has no running process (state: {:?})",
+                self.info.state
+            ));
+        };
+        let pgid = Pid::from_raw(pid as i32);
+        match fault {
+            Fault::Kill => {
+                killpg(pgid, Signal::SIGKILL).map_err(|e| format!("node {id}: kill: {e}"))?;
+                Ok(format!("node {id} (pid {pid}) killed with SIGKILL"))
+            }
+            Fault::Pause => {
+                killpg(pgid, Signal::SIGSTOP).map_err(|e| format!("node {id}: pause: {e}"))?;
+                self.info.state = JobState::Paused;
+                self.publish();
+                Ok(format!("node {id} (pid {pid}) paused with SIGSTOP"))
+            }
+            Fault::Resume => {
+                killpg(pgid, Signal::SIGCONT).map_err(|e| format!("node {id}: resume: {e}"))?;
+                self.info.state = JobState::Running;
+                self.publish();
+                Ok(format!("node {id} (pid {pid}) resumed with SIGCONT"))
+            }
+        }
+    }
+
+    /// Stop the process if any: SIGCONT, SIGTERM, grace, SIGKILL, reap, ports free.
+    async fn stop(&mut self) -> Result<String, String> {
+        let id = self.node.id;
+        self.backoff_until = None;
+        let Some(mut child) = self.child.take() else {
+            if self.info.state != JobState::Failed {
+                self.info.state = JobState::Stopped;
+            }
+            self.publish();
+            return Ok(format!("node {id} is not running"));
+        };
+        let pid = child.id().unwrap_or(0);
+        self.info.state = JobState::Stopping;
+        self.publish();
+        let pgid = Pid::from_raw(pid as i32);
+        let _ = killpg(pgid, Signal::SIGCONT);
+        let _ = killpg(pgid, Signal::SIGTERM);
+        let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            Ok(s) => s.ok(),
+            Err(_) => {
+                let _ = killpg(pgid, Signal::SIGKILL);
+                child.wait().await.ok()
+            }
+        };
+        // Anything else left in the group (the backend's children) goes too.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        self.started = None;
+        self.info.pid = None;
+        self.info.started_at_ms = None;
+        self.info.last_exit = status.map(|s| ExitInfo::from(s).to_string());
+        self.info.state = JobState::Stopped;
+        self.info.reason = None;
+        self.publish();
+        let deadline = Instant::now() + PORT_RELEASE;
+        while Instant::now() < deadline
+            && self
+                .node
+                .ports
+                .all()
+                .iter()
+                .any(|(_, p)| ports::is_listening(*p))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.events.send(JobEvent::Stopped { id });
+        Ok(format!("node {id} stopped (pid {pid})"))
+    }
+}
+
+/// Resolves when the child exits; pending forever when there is none.
+async fn wait_child(child: &mut Option<Child>) -> std::process::ExitStatus {
+    match child {
+        Some(c) => match c.wait().await {
+            Ok(s) => s,
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The last `n` lines of a log file (reads at most the last 64 KiB).
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(64 * 1024);
+    let _ = f.seek(SeekFrom::Start(start));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
