@@ -150,7 +150,10 @@ impl fmt::Display for PortConflict {
         )?;
         match &self.holder {
             Some(h) => write!(f, "; held by pid {} ({})", h.pid, h.command),
-            None => write!(f, "; the holder could not be identified (another user's process?)"),
+            None => write!(
+                f,
+                "; the holder could not be identified (another user's process?)"
+            ),
         }
     }
 }
@@ -180,7 +183,11 @@ pub fn find_listener(port: u16) -> Option<PortHolder> {
     }
     let procs = std::fs::read_dir("/proc").ok()?;
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -313,7 +320,13 @@ mod tests {
         let c = &conflicts[0];
         assert_eq!(c.holder.as_ref().unwrap().pid, std::process::id());
         let msg = c.to_string();
-        assert!(msg.contains(&format!("port {port} (client port of node 2)")), "{msg}");
-        assert!(msg.contains(&format!("held by pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("port {port} (client port of node 2)")),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("held by pid {}", std::process::id())),
+            "{msg}"
+        );
     }
 }

@@ -73,11 +73,13 @@ pub async fn four_letter_word(
         // Half-close as ZooKeeper's own client does; the server still writes its reply.
         let _ = s.shutdown().await;
         let mut buf = Vec::with_capacity(2048);
-        s.read_to_end(&mut buf).await.map_err(|source| ProbeError::Io {
-            addr,
-            cmd: cmd.to_string(),
-            source,
-        })?;
+        s.read_to_end(&mut buf)
+            .await
+            .map_err(|source| ProbeError::Io {
+                addr,
+                cmd: cmd.to_string(),
+                source,
+            })?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     };
     let text = tokio::time::timeout(timeout, work)
@@ -135,7 +137,12 @@ pub fn parse_srvr(text: &str) -> Result<Srvr, String> {
             }
         }
     }
-    let get = |k: &str| fields.get(k).copied().ok_or_else(|| format!("no `{k}` line"));
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .copied()
+            .ok_or_else(|| format!("no `{k}` line"))
+    };
     let num = |k: &str| -> Result<u64, String> {
         get(k)?
             .parse::<u64>()
@@ -348,7 +355,10 @@ mod tests {
 
     #[test]
     fn srvr_of_an_observer_and_a_standalone() {
-        assert_eq!(parse_srvr(&fixture("srvr-observer.txt")).unwrap().mode, Mode::Observer);
+        assert_eq!(
+            parse_srvr(&fixture("srvr-observer.txt")).unwrap().mode,
+            Mode::Observer
+        );
         let s = parse_srvr(&fixture("srvr-standalone.txt")).unwrap();
         assert_eq!(s.mode, Mode::Standalone);
         assert_eq!(s.node_count, 5);

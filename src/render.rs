@@ -36,7 +36,9 @@ pub const REQUIRED_4LW: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("{path}: {source}; check that the directory is writable, or choose another with --dir")]
+    #[error(
+        "{path}: {source}; check that the directory is writable, or choose another with --dir"
+    )]
     Io { path: PathBuf, source: io::Error },
     #[error(
         "{path} exists, is not empty and was not created by zkherd (no {MARKER} file); \
@@ -361,7 +363,12 @@ mod tests {
         }
         let expected = fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}; run with ZKHERD_BLESS=1", path.display()));
-        assert_eq!(actual, expected, "rendered output differs from {}", path.display());
+        assert_eq!(
+            actual,
+            expected,
+            "rendered output differs from {}",
+            path.display()
+        );
     }
 
     #[test]
@@ -379,7 +386,10 @@ mod tests {
             Path::new("/clusters/demo"),
         );
         let plan = PortPlan::new(&s);
-        golden("zoo.cfg.admin-whitelist", &zoo_cfg(&s, &plan, &layouts(&s)[1]));
+        golden(
+            "zoo.cfg.admin-whitelist",
+            &zoo_cfg(&s, &plan, &layouts(&s)[1]),
+        );
     }
 
     #[test]
@@ -391,11 +401,17 @@ mod tests {
         assert!(first.len() >= 3 * 3);
         for i in 1..=3 {
             let n = dir.join(format!("node{i}"));
-            assert_eq!(fs::read_to_string(n.join("data/myid")).unwrap(), format!("{i}\n"));
+            assert_eq!(
+                fs::read_to_string(n.join("data/myid")).unwrap(),
+                format!("{i}\n")
+            );
             assert!(n.join("conf/zoo.cfg").is_file());
             assert!(n.join("datalog").is_dir() && n.join("logs").is_dir());
         }
-        assert!(render(&s).unwrap().is_empty(), "second render changes nothing");
+        assert!(
+            render(&s).unwrap().is_empty(),
+            "second render changes nothing"
+        );
     }
 
     #[test]
@@ -416,7 +432,10 @@ mod tests {
             })
             .collect();
         assert_eq!(cfg_changes.len(), 3);
-        assert_eq!(cfg_changes[0], (vec!["tickTime=2000".into()], vec!["tickTime=500".into()]));
+        assert_eq!(
+            cfg_changes[0],
+            (vec!["tickTime=2000".into()], vec!["tickTime=500".into()])
+        );
     }
 
     #[test]
@@ -426,7 +445,10 @@ mod tests {
         let e = render(&spec("", tmp.path())).unwrap_err();
         assert!(matches!(e, RenderError::Foreign { .. }), "{e}");
         assert!(e.to_string().contains("was not created by zkherd"));
-        assert!(matches!(purge(tmp.path()), Err(RenderError::Foreign { .. })));
+        assert!(matches!(
+            purge(tmp.path()),
+            Err(RenderError::Foreign { .. })
+        ));
         assert!(tmp.path().join("precious.txt").exists());
     }
 
@@ -446,6 +468,9 @@ mod tests {
         render(&spec("", &dir)).unwrap();
         fs::write(dir.join("node2/data/myid"), "7\n").unwrap();
         let e = render(&spec("", &dir)).unwrap_err();
-        assert!(matches!(e, RenderError::MyidMismatch { expected: 2, .. }), "{e}");
+        assert!(
+            matches!(e, RenderError::MyidMismatch { expected: 2, .. }),
+            "{e}"
+        );
     }
 }

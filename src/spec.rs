@@ -288,7 +288,11 @@ impl EnsembleSpec {
         Self::from_raw(raw, &source, base_dir)
     }
 
-    fn from_raw(raw: RawSpec, src: &SourceText, base_dir: &Path) -> Result<EnsembleSpec, SpecError> {
+    fn from_raw(
+        raw: RawSpec,
+        src: &SourceText,
+        base_dir: &Path,
+    ) -> Result<EnsembleSpec, SpecError> {
         let name = match raw.cluster.name {
             Some(n) => {
                 let origin = src.origin(n.span().start);
@@ -378,10 +382,38 @@ impl EnsembleSpec {
         let r = raw.restart;
         let restart = RestartSettings {
             policy: r.policy.unwrap_or_default(),
-            initial_backoff_ms: ranged(src, "restart.initial_backoff_ms", &r.initial_backoff_ms, 500, 0, 3_600_000)?,
-            max_backoff_ms: ranged(src, "restart.max_backoff_ms", &r.max_backoff_ms, 30_000, 0, 3_600_000)?,
-            crash_loop_limit: ranged(src, "restart.crash_loop_limit", &r.crash_loop_limit, 5, 1, 1000)?,
-            crash_loop_window_s: ranged(src, "restart.crash_loop_window_s", &r.crash_loop_window_s, 60, 1, 86_400)?,
+            initial_backoff_ms: ranged(
+                src,
+                "restart.initial_backoff_ms",
+                &r.initial_backoff_ms,
+                500,
+                0,
+                3_600_000,
+            )?,
+            max_backoff_ms: ranged(
+                src,
+                "restart.max_backoff_ms",
+                &r.max_backoff_ms,
+                30_000,
+                0,
+                3_600_000,
+            )?,
+            crash_loop_limit: ranged(
+                src,
+                "restart.crash_loop_limit",
+                &r.crash_loop_limit,
+                5,
+                1,
+                1000,
+            )?,
+            crash_loop_window_s: ranged(
+                src,
+                "restart.crash_loop_window_s",
+                &r.crash_loop_window_s,
+                60,
+                1,
+                86_400,
+            )?,
         };
         let spec = EnsembleSpec {
             name,
@@ -399,9 +431,21 @@ impl EnsembleSpec {
             restart,
         };
         spec.check_port_ranges(&|key| match key {
-            "ports.client" => raw.ports.client.as_ref().map(|s| src.origin(s.span().start)),
-            "ports.quorum" => raw.ports.quorum.as_ref().map(|s| src.origin(s.span().start)),
-            "ports.election" => raw.ports.election.as_ref().map(|s| src.origin(s.span().start)),
+            "ports.client" => raw
+                .ports
+                .client
+                .as_ref()
+                .map(|s| src.origin(s.span().start)),
+            "ports.quorum" => raw
+                .ports
+                .quorum
+                .as_ref()
+                .map(|s| src.origin(s.span().start)),
+            "ports.election" => raw
+                .ports
+                .election
+                .as_ref()
+                .map(|s| src.origin(s.span().start)),
             "ports.admin" => raw.ports.admin.as_ref().map(|s| src.origin(s.span().start)),
             _ => None,
         })?;
@@ -450,8 +494,13 @@ impl EnsembleSpec {
             self.ports.quorum = quorum;
             self.ports.election = election;
             if self.ports.admin.is_some() {
-                self.ports.admin =
-                    Some(check_range(flag("--base-port"), "ports.admin", p + 5900, 1, 65535)?);
+                self.ports.admin = Some(check_range(
+                    flag("--base-port"),
+                    "ports.admin",
+                    p + 5900,
+                    1,
+                    65535,
+                )?);
             }
         }
         let origin = |key: &str| -> Option<Origin> {
@@ -471,7 +520,10 @@ impl EnsembleSpec {
     }
 
     /// Ranges must fit below 65536 and must not overlap one another.
-    fn check_port_ranges(&self, origin_of: &dyn Fn(&str) -> Option<Origin>) -> Result<(), SpecError> {
+    fn check_port_ranges(
+        &self,
+        origin_of: &dyn Fn(&str) -> Option<Origin>,
+    ) -> Result<(), SpecError> {
         let n = u32::from(self.total_nodes());
         let mut ranges: Vec<(&str, u16)> = vec![
             ("ports.client", self.ports.client),
@@ -754,7 +806,10 @@ crash_loop_window_s = 10
         assert!(e.starts_with("zkherd.toml:2:11"), "{e}");
         assert!(e.contains("builtin") && e.contains("apache"), "{e}");
         let e = err("[restart]\npolicy = \"sometimes\"\n");
-        assert!(e.contains("always") && e.contains("on-failure") && e.contains("never"), "{e}");
+        assert!(
+            e.contains("always") && e.contains("on-failure") && e.contains("never"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -773,7 +828,10 @@ crash_loop_window_s = 10
         let e = err("[cluster]\nobservers = -1\n");
         assert!(e.contains("cluster.observers"), "{e}");
         let e = err("[ports]\nclient = 70000\n");
-        assert!(e.starts_with("zkherd.toml:2:10") && e.contains("ports.client"), "{e}");
+        assert!(
+            e.starts_with("zkherd.toml:2:10") && e.contains("ports.client"),
+            "{e}"
+        );
         let e = err("[zookeeper]\ntickTime = 0\n");
         assert!(e.contains("zookeeper.tickTime"), "{e}");
         let e = err("[apache]\nheap_mb = 1\n");
@@ -805,7 +863,10 @@ crash_loop_window_s = 10
     #[test]
     fn reserved_extra_keys_are_refused() {
         let e = err("[zookeeper.extra]\nclientPort = 1\n");
-        assert!(e.starts_with("zkherd.toml:2:1") && e.contains("zkherd writes `clientPort`"), "{e}");
+        assert!(
+            e.starts_with("zkherd.toml:2:1") && e.contains("zkherd writes `clientPort`"),
+            "{e}"
+        );
         let e = err("[zookeeper.extra]\n\"server.1\" = \"x\"\n");
         assert!(e.contains("server.1"), "{e}");
         let e = err("[zookeeper.extra]\nfoo = [1]\n");

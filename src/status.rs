@@ -191,9 +191,7 @@ pub async fn collect(
             let pid = match job {
                 Some(j) => j.pid,
                 // Without a supervisor, the pid is whoever listens on the client port.
-                None if jobs.is_none() => {
-                    crate::ports::find_listener(n.client).map(|h| h.pid)
-                }
+                None if jobs.is_none() => crate::ports::find_listener(n.client).map(|h| h.pid),
                 None => None,
             };
             node_status(n.id, n.membership, n.client, pid, job, probes.get(&n.id))
@@ -257,12 +255,10 @@ fn node_status(
         synced_followers: probe
             .and_then(|p| p.mntr.as_ref())
             .and_then(|m| m.synced_followers()),
-        error: job
-            .and_then(|j| j.reason.clone())
-            .or_else(|| match role {
-                Role::Leader | Role::Follower | Role::Observer | Role::Standalone => None,
-                _ => probe.and_then(|p| p.error.clone()),
-            }),
+        error: job.and_then(|j| j.reason.clone()).or_else(|| match role {
+            Role::Leader | Role::Follower | Role::Observer | Role::Standalone => None,
+            _ => probe.and_then(|p| p.error.clone()),
+        }),
     }
 }
 
@@ -278,7 +274,11 @@ fn judge(
         .filter(|n| n.membership == Membership::Voter)
         .collect();
     let majority = voters.len() / 2 + 1;
-    let leaders: Vec<&NodeStatus> = voters.iter().copied().filter(|n| n.role == Role::Leader).collect();
+    let leaders: Vec<&NodeStatus> = voters
+        .iter()
+        .copied()
+        .filter(|n| n.role == Role::Leader)
+        .collect();
     let alive = nodes
         .iter()
         .any(|n| !matches!(n.role, Role::Down | Role::Failed));
@@ -290,7 +290,11 @@ fn judge(
             .iter()
             .filter(|n| n.membership == Membership::Observer)
             .all(|n| n.role == Role::Observer);
-        let v = if all_obs { Verdict::Healthy } else { Verdict::Degraded };
+        let v = if all_obs {
+            Verdict::Healthy
+        } else {
+            Verdict::Degraded
+        };
         (v, None, voters[0].epoch)
     } else if leaders.len() == 1 {
         let l = leaders[0];
@@ -301,7 +305,9 @@ fn judge(
         // count of synced followers when it reports one.
         let follows = |n: &&NodeStatus, role: Role| n.role == role && n.epoch <= e;
         let followers = voters.iter().filter(|n| follows(n, Role::Follower)).count();
-        let synced = l.synced_followers.map_or(followers, |s| (s as usize).min(followers));
+        let synced = l
+            .synced_followers
+            .map_or(followers, |s| (s as usize).min(followers));
         let serving = 1 + synced;
         let observers_ok = nodes
             .iter()
@@ -341,7 +347,15 @@ pub fn render_table(s: &EnsembleStatus) -> String {
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(vec![
-            "node", "role", "pid", "port", "zxid", "epoch", "conns", "uptime", "restarts",
+            "node",
+            "role",
+            "pid",
+            "port",
+            "zxid",
+            "epoch",
+            "conns",
+            "uptime",
+            "restarts",
             "last exit",
         ]);
     let dash = || "-".to_string();
@@ -378,7 +392,10 @@ pub fn render_table(s: &EnsembleStatus) -> String {
         // Explain what is unexpected; a node that is simply down needs no probe error.
         let explain = match n.role {
             Role::Starting | Role::Unresponsive | Role::Failed => n.error.clone(),
-            Role::Down => n.error.clone().filter(|_| n.state.is_some() && n.restarts.is_some())
+            Role::Down => n
+                .error
+                .clone()
+                .filter(|_| n.state.is_some() && n.restarts.is_some())
                 .filter(|e| !e.contains("connection failed")),
             _ => None,
         };
@@ -436,7 +453,16 @@ mod tests {
 
     fn verdict(spec: &EnsembleSpec, nodes: Vec<NodeStatus>) -> Verdict {
         let plan = PortPlan::new(spec);
-        judge(spec, &plan, SupervisorInfo { running: false, pid: None }, nodes).verdict
+        judge(
+            spec,
+            &plan,
+            SupervisorInfo {
+                running: false,
+                pid: None,
+            },
+            nodes,
+        )
+        .verdict
     }
 
     #[test]
@@ -494,7 +520,11 @@ mod tests {
         leader.synced_followers = Some(0);
         let v = verdict(
             &s,
-            vec![node(1, Role::Follower, Some(2)), node(2, Role::Follower, Some(2)), leader],
+            vec![
+                node(1, Role::Follower, Some(2)),
+                node(2, Role::Follower, Some(2)),
+                leader,
+            ],
         );
         assert_eq!(v, Verdict::NoQuorum);
     }
@@ -573,7 +603,10 @@ mod tests {
     #[test]
     fn a_single_standalone_node_is_healthy() {
         let s = spec(1, 0);
-        assert_eq!(verdict(&s, vec![node(1, Role::Standalone, Some(0))]), Verdict::Healthy);
+        assert_eq!(
+            verdict(&s, vec![node(1, Role::Standalone, Some(0))]),
+            Verdict::Healthy
+        );
     }
 
     #[test]

@@ -97,7 +97,10 @@ fn find_zookeeper(configured: Option<&Path>) -> Result<Vec<PathBuf>, BackendErro
             ))
         });
     }
-    let mut searched = vec!["$ZOOKEEPER_HOME (unset)".to_string(), DEBIAN_HOME.to_string()];
+    let mut searched = vec![
+        "$ZOOKEEPER_HOME (unset)".to_string(),
+        DEBIAN_HOME.to_string(),
+    ];
     if let Some(cp) = classpath_of(Path::new(DEBIAN_HOME)) {
         return Ok(cp);
     }
@@ -266,10 +269,22 @@ mod tests {
     fn exits_are_classified_like_zookeeper_means_them() {
         assert_eq!(classify(ExitInfo::Code(0), ""), ExitClass::Clean);
         assert_eq!(classify(ExitInfo::Signal(9), ""), ExitClass::Crash);
-        assert_eq!(classify(ExitInfo::Code(1), "NullPointerException"), ExitClass::Crash);
-        assert!(matches!(classify(ExitInfo::Code(2), ""), ExitClass::Config(_)));
-        assert!(matches!(classify(ExitInfo::Code(3), ""), ExitClass::Config(_)));
-        assert!(matches!(classify(ExitInfo::Code(14), ""), ExitClass::Config(_)));
+        assert_eq!(
+            classify(ExitInfo::Code(1), "NullPointerException"),
+            ExitClass::Crash
+        );
+        assert!(matches!(
+            classify(ExitInfo::Code(2), ""),
+            ExitClass::Config(_)
+        ));
+        assert!(matches!(
+            classify(ExitInfo::Code(3), ""),
+            ExitClass::Config(_)
+        ));
+        assert!(matches!(
+            classify(ExitInfo::Code(14), ""),
+            ExitClass::Config(_)
+        ));
         assert!(matches!(
             classify(
                 ExitInfo::Code(1),
@@ -278,7 +293,10 @@ mod tests {
             ExitClass::Config(m) if m.contains("in use")
         ));
         assert!(matches!(
-            classify(ExitInfo::Code(1), "ERROR - Invalid config, exiting abnormally"),
+            classify(
+                ExitInfo::Code(1),
+                "ERROR - Invalid config, exiting abnormally"
+            ),
             ExitClass::Config(_)
         ));
     }
@@ -295,7 +313,11 @@ mod tests {
     fn a_release_tarball_layout_is_recognised() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("lib")).unwrap();
-        for j in ["zookeeper-3.8.4.jar", "zookeeper-jute-3.8.4.jar", "logback-classic.jar"] {
+        for j in [
+            "zookeeper-3.8.4.jar",
+            "zookeeper-jute-3.8.4.jar",
+            "logback-classic.jar",
+        ] {
             std::fs::write(tmp.path().join("lib").join(j), "").unwrap();
         }
         let cp = find_zookeeper(Some(tmp.path())).unwrap();

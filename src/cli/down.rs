@@ -37,7 +37,11 @@ pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
                     println!("cluster {} was not running", spec.name);
                 }
             } else {
-                println!("cluster {} does not exist ({})", spec.name, spec.dir.display());
+                println!(
+                    "cluster {} does not exist ({})",
+                    spec.name,
+                    spec.dir.display()
+                );
             }
         }
     }
@@ -52,7 +56,10 @@ pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
                 let who = crate::ports::find_listener(n.client)
                     .map(|h| format!("pid {} ({})", h.pid, h.command))
                     .unwrap_or_else(|| "an unknown process".into());
-                foreign.push(format!("port {} (node {}) is still held by {who}", n.client, n.id));
+                foreign.push(format!(
+                    "port {} (node {}) is still held by {who}",
+                    n.client, n.id
+                ));
             }
         }
         if foreign.is_empty() || std::time::Instant::now() > deadline {

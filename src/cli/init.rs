@@ -16,9 +16,15 @@ pub struct InitArgs {
 }
 
 pub fn run(g: &Global, a: InitArgs) -> Result<u8> {
-    let path = g.file.clone().unwrap_or_else(|| PathBuf::from("zkherd.toml"));
+    let path = g
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("zkherd.toml"));
     if path.exists() && !a.force {
-        bail!("{} already exists; use --force to overwrite it", path.display());
+        bail!(
+            "{} already exists; use --force to overwrite it",
+            path.display()
+        );
     }
     std::fs::write(&path, DEFAULT_SPEC_TOML)
         .with_context(|| format!("cannot write {}", path.display()))?;

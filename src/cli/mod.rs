@@ -211,6 +211,8 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
     match s {
         "apache" => Ok(BackendKind::Apache),
         "builtin" => Ok(BackendKind::Builtin),
-        other => Err(format!("unknown backend {other:?}; expected apache or builtin")),
+        other => Err(format!(
+            "unknown backend {other:?}; expected apache or builtin"
+        )),
     }
 }

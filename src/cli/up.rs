@@ -58,22 +58,47 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
         },
     )?;
     let files = ClusterFiles::new(&spec.dir);
-    // Refuse early, before touching anything, when a supervisor already runs.
-    if spec.dir.exists() {
-        if let Some(e) = ClusterLock::is_held(&files) {
-            return Err(e.into());
-        }
-    }
     let backend: Arc<dyn backend::Backend> = Arc::from(backend::for_spec(&spec)?);
     let existed = render::is_zkherd_dir(&spec.dir);
+    // Hold the cluster lock from here on: refuse when a supervisor runs (before re-rendering
+    // its configs), and clean what a dead one left behind before checking ports.
+    let early_lock = if existed {
+        Some(ClusterLock::acquire(&files)?)
+    } else {
+        None
+    };
     let changes = render::render(&spec)?;
+    let lock = match early_lock {
+        Some(l) => l,
+        None => ClusterLock::acquire(&files)?,
+    };
+    for line in supervisor::clean_orphans(&files).await {
+        println!("{line}");
+    }
     report_render(&spec, existed, &changes);
     if a.detach {
+        preflight(&spec)?;
+        // The detached supervisor takes the lock itself.
+        drop(lock);
         up_detached(&spec, &files, Duration::from_secs(a.wait)).await
     } else {
-        let lock = ClusterLock::acquire(&files)?;
         up_foreground(spec, backend, lock, Duration::from_secs(a.wait)).await
     }
+}
+
+/// Bind every planned port; name the holders of those that are taken.
+fn preflight(spec: &EnsembleSpec) -> Result<()> {
+    let plan = PortPlan::new(spec);
+    let ids: Vec<u16> = plan.nodes.iter().map(|n| n.id).collect();
+    let conflicts = plan.preflight(&ids);
+    if !conflicts.is_empty() {
+        let lines: Vec<String> = conflicts.iter().map(|c| c.to_string()).collect();
+        bail!(
+            "port preflight failed, nothing was started:\n  {}",
+            lines.join("\n  ")
+        );
+    }
+    Ok(())
 }
 
 fn report_render(spec: &EnsembleSpec, existed: bool, changes: &[render::Change]) {
@@ -182,14 +207,7 @@ fn roles_line(s: &EnsembleStatus) -> String {
 }
 
 async fn up_detached(spec: &EnsembleSpec, files: &ClusterFiles, wait: Duration) -> Result<u8> {
-    // Preflight here too, so port conflicts are reported to the user, not only to the log.
     let plan = PortPlan::new(spec);
-    let ids: Vec<u16> = plan.nodes.iter().map(|n| n.id).collect();
-    let conflicts = plan.preflight(&ids);
-    if !conflicts.is_empty() {
-        let lines: Vec<String> = conflicts.iter().map(|c| c.to_string()).collect();
-        bail!("port preflight failed, nothing was started:\n  {}", lines.join("\n  "));
-    }
     let exe = std::env::current_exe().context("cannot find the zkherd executable")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -220,11 +238,19 @@ async fn up_detached(spec: &EnsembleSpec, files: &ClusterFiles, wait: Duration) 
                 supervisor::job::log_tail(&files.log, 20)
             );
         }
-        if super::supervisor_jobs(&spec.dir).await.ok().flatten().is_some() {
+        if super::supervisor_jobs(&spec.dir)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
             break;
         }
         if t0.elapsed() > wait {
-            bail!("the supervisor did not open {} within {wait:?}", files.socket.display());
+            bail!(
+                "the supervisor did not open {} within {wait:?}",
+                files.socket.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -279,7 +305,10 @@ pub async fn supervise(g: &Global) -> Result<u8> {
         .clone()
         .context("supervise needs --dir <cluster dir>")?;
     let spec = supervisor::load_effective_spec(&dir).with_context(|| {
-        format!("{} holds no spec.json; run `zkherd up` to render it", dir.display())
+        format!(
+            "{} holds no spec.json; run `zkherd up` to render it",
+            dir.display()
+        )
     })?;
     let files = ClusterFiles::new(&spec.dir);
     let lock = ClusterLock::acquire(&files)?;

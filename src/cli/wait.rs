@@ -114,13 +114,18 @@ fn describe_not_ready(s: &EnsembleStatus) -> String {
         .nodes
         .iter()
         .filter(|n| {
-            !matches!(n.role, Role::Leader | Role::Follower | Role::Observer | Role::Standalone)
-                || n.epoch > s.epoch
+            !matches!(
+                n.role,
+                Role::Leader | Role::Follower | Role::Observer | Role::Standalone
+            ) || n.epoch > s.epoch
         })
         .map(|n| format!("node {} {}", n.id, n.role.as_str()))
         .collect();
     if !behind.is_empty() {
-        return format!("not every node serves in the leader's epoch ({})", behind.join(", "));
+        return format!(
+            "not every node serves in the leader's epoch ({})",
+            behind.join(", ")
+        );
     }
     let synced = s
         .leader
@@ -146,10 +151,7 @@ pub async fn write_probe(connect: &str, timeout: Duration) -> Result<(), String>
         multi
             .add_check_version("/", -1)
             .map_err(|e| e.to_string())?;
-        multi
-            .commit()
-            .await
-            .map_err(|e| format!("write: {e}"))?;
+        multi.commit().await.map_err(|e| format!("write: {e}"))?;
         Ok::<_, String>(())
     };
     tokio::time::timeout(timeout, work)

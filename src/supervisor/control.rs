@@ -48,7 +48,10 @@ impl NodeAction {
 pub enum Request {
     /// The supervisor's pid and every job's info.
     Status,
-    Node { action: NodeAction, target: Target },
+    Node {
+        action: NodeAction,
+        target: Target,
+    },
     /// Stop every node, then exit. The reply comes after everything is stopped.
     Down,
 }
@@ -81,12 +84,13 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<Response, ControlError> {
     let work = async {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|source| ControlError::NotRunning {
-                path: socket.to_path_buf(),
-                source,
-            })?;
+        let stream =
+            UnixStream::connect(socket)
+                .await
+                .map_err(|source| ControlError::NotRunning {
+                    path: socket.to_path_buf(),
+                    source,
+                })?;
         let proto = |message: String| ControlError::Protocol {
             path: socket.to_path_buf(),
             message,
@@ -134,7 +138,10 @@ mod tests {
             target: Target::Node(2),
         };
         let s = serde_json::to_string(&r).unwrap();
-        assert_eq!(s, r#"{"request":"node","action":"pause","target":{"node":2}}"#);
+        assert_eq!(
+            s,
+            r#"{"request":"node","action":"pause","target":{"node":2}}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
     }
 }

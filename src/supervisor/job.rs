@@ -239,7 +239,9 @@ impl Job {
                         self.backoff_until = None;
                         self.quick_deaths.clear();
                         self.consecutive_quick = 0;
-                        self.spawn(false).await.map(|pid| format!("node {id} started (pid {pid})"))
+                        self.spawn(false)
+                            .await
+                            .map(|pid| format!("node {id} started (pid {pid})"))
                     }
                 };
                 if let Err(e) = &r {
@@ -316,8 +318,16 @@ impl Job {
             .create(true)
             .append(true)
             .open(&self.node.log_file)
-            .map_err(|e| format!("node {id}: cannot open {}: {e}", self.node.log_file.display()))?;
-        let mut cmd = self.backend.command(&self.node).map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                format!(
+                    "node {id}: cannot open {}: {e}",
+                    self.node.log_file.display()
+                )
+            })?;
+        let mut cmd = self
+            .backend
+            .command(&self.node)
+            .map_err(|e| e.to_string())?;
         let _ = writeln!(
             log,
             "=== zkherd: starting node {id}{} at {} ===",
@@ -334,7 +344,12 @@ impl Job {
         let child = tokio::process::Command::from(cmd)
             .kill_on_drop(false)
             .spawn()
-            .map_err(|e| format!("node {id}: cannot start the {} backend: {e}", self.backend.kind()))?;
+            .map_err(|e| {
+                format!(
+                    "node {id}: cannot start the {} backend: {e}",
+                    self.backend.kind()
+                )
+            })?;
         let pid = child.id().unwrap_or(0);
         self.child = Some(child);
         self.started = Some(Instant::now());
@@ -364,12 +379,12 @@ impl Job {
         self.info.last_exit = Some(exit.to_string());
         let tail = log_tail(&self.node.log_file, 40);
         let class = self.backend.classify_exit(exit, &tail);
-        let restart = match (&class, self.restart.policy) {
-            (ExitClass::Config(_), _) => false,
-            (_, RestartPolicy::Never) => false,
-            (ExitClass::Clean, RestartPolicy::OnFailure) => false,
-            _ => true,
-        };
+        let restart = !matches!(
+            (&class, self.restart.policy),
+            (ExitClass::Config(_), _)
+                | (_, RestartPolicy::Never)
+                | (ExitClass::Clean, RestartPolicy::OnFailure)
+        );
         if uptime >= STABLE_AFTER {
             self.consecutive_quick = 0;
         } else {
@@ -561,4 +576,232 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     let text = String::from_utf8_lossy(&buf);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendError;
+    use crate::ports::{Membership, NodePorts};
+    use crate::spec::BackendKind;
+    use std::process::Command;
+
+    /// Runs a shell script as the "node"; exits are classified like Apache's (code 2 = config).
+    struct ShellBackend(&'static str);
+
+    impl Backend for ShellBackend {
+        fn kind(&self) -> BackendKind {
+            BackendKind::Apache
+        }
+        fn check(&self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn command(&self, _node: &NodeLayout) -> Result<Command, BackendError> {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(self.0);
+            Ok(c)
+        }
+        fn classify_exit(&self, exit: ExitInfo, _tail: &str) -> ExitClass {
+            match exit {
+                ExitInfo::Code(0) => ExitClass::Clean,
+                ExitInfo::Code(2) => ExitClass::Config("bad config".into()),
+                _ => ExitClass::Crash,
+            }
+        }
+    }
+
+    fn layout(dir: &Path) -> NodeLayout {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let ports = NodePorts {
+            id: 1,
+            membership: Membership::Voter,
+            client: free(),
+            quorum: free(),
+            election: free(),
+            admin: None,
+        };
+        let l = NodeLayout::new(dir, &ports);
+        std::fs::create_dir_all(&l.logs_dir).unwrap();
+        l
+    }
+
+    fn restart(policy: RestartPolicy, limit: u32) -> RestartSettings {
+        RestartSettings {
+            policy,
+            initial_backoff_ms: 10,
+            max_backoff_ms: 40,
+            crash_loop_limit: limit,
+            crash_loop_window_s: 60,
+        }
+    }
+
+    async fn wait_for(h: &JobHandle, f: impl Fn(&JobInfo) -> bool) -> JobInfo {
+        let mut rx = h.info.clone();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let info = rx.borrow_and_update().clone();
+                if f(&info) {
+                    return info;
+                }
+                rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("state reached in time")
+    }
+
+    fn start(
+        script: &'static str,
+        settings: RestartSettings,
+    ) -> (
+        tempfile::TempDir,
+        JobHandle,
+        mpsc::UnboundedReceiver<JobEvent>,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let h = spawn_job(
+            layout(tmp.path()),
+            "127.0.0.1".parse().unwrap(),
+            Arc::new(ShellBackend(script)),
+            settings,
+            tx,
+        );
+        (tmp, h, rx)
+    }
+
+    #[tokio::test]
+    async fn a_node_that_keeps_crashing_is_marked_failed_with_its_last_log_lines() {
+        let (_tmp, h, mut events) =
+            start("echo boom; exit 1", restart(RestartPolicy::OnFailure, 3));
+        h.ask(JobCommand::Start).await.unwrap();
+        let info = wait_for(&h, |i| i.state == JobState::Failed).await;
+        assert_eq!(
+            info.restarts, 2,
+            "two restarts, then the third quick death is the verdict"
+        );
+        assert!(info.reason.unwrap().contains("crash loop"));
+        let mut tail = None;
+        while let Ok(ev) = events.try_recv() {
+            if let JobEvent::Failed { log_tail, .. } = ev {
+                tail = Some(log_tail);
+            }
+        }
+        assert!(tail.expect("a Failed event").contains("boom"));
+    }
+
+    #[tokio::test]
+    async fn a_configuration_error_is_never_restarted() {
+        let (_tmp, h, _ev) = start("exit 2", restart(RestartPolicy::Always, 5));
+        h.ask(JobCommand::Start).await.unwrap();
+        let info = wait_for(&h, |i| i.state == JobState::Failed).await;
+        assert_eq!(info.restarts, 0);
+        assert_eq!(info.last_exit.as_deref(), Some("exit 2"));
+        assert!(info.reason.unwrap().contains("bad config"));
+    }
+
+    #[tokio::test]
+    async fn a_clean_exit_is_restarted_only_under_policy_always() {
+        let (_tmp, h, _ev) = start("exit 0", restart(RestartPolicy::OnFailure, 5));
+        h.ask(JobCommand::Start).await.unwrap();
+        let info = wait_for(&h, |i| {
+            i.state == JobState::Stopped && i.last_exit.is_some()
+        })
+        .await;
+        assert_eq!(info.restarts, 0);
+        let (_tmp, h, _ev) = start("exit 0", restart(RestartPolicy::Always, 3));
+        h.ask(JobCommand::Start).await.unwrap();
+        let info = wait_for(&h, |i| i.state == JobState::Failed).await;
+        assert_eq!(info.restarts, 2);
+    }
+
+    #[tokio::test]
+    async fn kill_is_a_crash_that_the_policy_restarts() {
+        let (_tmp, h, _ev) = start("exec sleep 600", restart(RestartPolicy::OnFailure, 5));
+        h.ask(JobCommand::Start).await.unwrap();
+        let first = wait_for(&h, |i| i.state == JobState::Running)
+            .await
+            .pid
+            .unwrap();
+        h.ask(|r| JobCommand::Fault(Fault::Kill, r)).await.unwrap();
+        let info = wait_for(&h, |i| i.state == JobState::Running && i.pid != Some(first)).await;
+        assert_eq!(info.restarts, 1);
+        assert_eq!(info.last_exit.as_deref(), Some("SIGKILL"));
+        h.ask(JobCommand::Shutdown).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_paused_node_still_stops_and_a_stopped_node_stays_down() {
+        // The script ignores nothing; SIGTERM ends it once SIGCONT lets it run.
+        let (_tmp, h, _ev) = start("exec sleep 600", restart(RestartPolicy::Always, 5));
+        h.ask(JobCommand::Start).await.unwrap();
+        let pid = wait_for(&h, |i| i.state == JobState::Running)
+            .await
+            .pid
+            .unwrap();
+        h.ask(|r| JobCommand::Fault(Fault::Pause, r)).await.unwrap();
+        assert_eq!(h.info.borrow().state, JobState::Paused);
+        let t = Instant::now();
+        h.ask(JobCommand::Stop).await.unwrap();
+        assert!(
+            t.elapsed() < STOP_GRACE,
+            "SIGCONT + SIGTERM, not the SIGKILL fallback"
+        );
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let info = h.info.borrow().clone();
+        assert_eq!(
+            info.state,
+            JobState::Stopped,
+            "no restart after an asked-for stop"
+        );
+        assert!(h.ask(|r| JobCommand::Fault(Fault::Kill, r)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn backoff_grows_exponentially_and_is_capped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (info_tx, _info_rx) = watch::channel(JobInfo {
+            id: 1,
+            state: JobState::Stopped,
+            pid: None,
+            started_at_ms: None,
+            restarts: 0,
+            last_exit: None,
+            reason: None,
+        });
+        let mut job = Job {
+            node: layout(tmp.path()),
+            host: "127.0.0.1".parse().unwrap(),
+            backend: Arc::new(ShellBackend("true")),
+            restart: RestartSettings {
+                policy: RestartPolicy::Always,
+                initial_backoff_ms: 500,
+                max_backoff_ms: 3000,
+                crash_loop_limit: 100,
+                crash_loop_window_s: 60,
+            },
+            events: tx,
+            info: _info_rx.borrow().clone(),
+            info_tx,
+            child: None,
+            started: None,
+            backoff_until: None,
+            quick_deaths: VecDeque::new(),
+            consecutive_quick: 0,
+        };
+        let mut delays = vec![];
+        for n in 1..=5 {
+            job.consecutive_quick = n;
+            delays.push(job.backoff_delay().as_millis());
+        }
+        assert_eq!(delays, vec![500, 1000, 2000, 3000, 3000]);
+    }
 }

@@ -119,14 +119,6 @@ impl ClusterLock {
             }
         }
     }
-
-    /// Whether a supervisor holds the lock right now (takes and drops it if not).
-    pub fn is_held(files: &ClusterFiles) -> Option<SupervisorError> {
-        if !files.lock.exists() {
-            return None;
-        }
-        ClusterLock::acquire(files).err()
-    }
 }
 
 /// A node process as recorded in `nodes.json`.
@@ -202,7 +194,11 @@ pub async fn clean_orphans(files: &ClusterFiles) -> Vec<String> {
 /// Append a timestamped line to supervisor.log (and to tracing).
 fn log_line(files: &ClusterFiles, line: &str) {
     tracing::info!("{line}");
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&files.log) {
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&files.log)
+    {
         let secs = job::unix_ms() as f64 / 1000.0;
         let _ = writeln!(f, "[{secs:.3}] {line}");
     }
@@ -221,19 +217,22 @@ impl Running {
         match req {
             Request::Status => Response::Status {
                 pid: std::process::id(),
-                jobs: self.jobs.values().map(|j| j.info.borrow().clone()).collect(),
+                jobs: self
+                    .jobs
+                    .values()
+                    .map(|j| j.info.borrow().clone())
+                    .collect(),
             },
             Request::Node { action, target } => {
                 let id = match target {
                     Target::Node(id) => id,
                     Target::Leader => match self.find_leader().await {
                         Some(id) => id,
-                        None => {
-                            return Response::Error {
-                                message: "no node reports itself leader right now; try `zkherd wait` first"
+                        None => return Response::Error {
+                            message:
+                                "no node reports itself leader right now; try `zkherd wait` first"
                                     .into(),
-                            }
-                        }
+                        },
                     },
                 };
                 let Some(job) = self.jobs.get(&id) else {
@@ -284,7 +283,12 @@ impl Running {
                     if *restart { "restarted" } else { "started" }
                 )
             }
-            JobEvent::Exited { id, pid, exit, next } => {
+            JobEvent::Exited {
+                id,
+                pid,
+                exit,
+                next,
+            } => {
                 self.records.remove(id);
                 write_records(&self.files, &self.records);
                 format!("node {id}: process {pid} ended ({exit}); {next}")
@@ -296,7 +300,9 @@ impl Running {
             } => {
                 let mut s = format!("node {id}: FAILED: {reason}");
                 if !log_tail.is_empty() {
-                    s.push_str(&format!("\n--- last lines of node{id}/logs/node.log ---\n{log_tail}"));
+                    s.push_str(&format!(
+                        "\n--- last lines of node{id}/logs/node.log ---\n{log_tail}"
+                    ));
                 }
                 s
             }
@@ -311,7 +317,8 @@ impl Running {
 
     async fn shutdown(&mut self) {
         let mut set = tokio::task::JoinSet::new();
-        for job in self.jobs.values().cloned() {
+        for job in self.jobs.values() {
+            let job = job.clone();
             set.spawn(async move { job.ask(JobCommand::Shutdown).await });
         }
         while let Some(r) = set.join_next().await {
@@ -472,7 +479,12 @@ fn event_line(ev: &JobEvent) -> String {
             "node {id}: {} (pid {pid})",
             if *restart { "restarted" } else { "started" }
         ),
-        JobEvent::Exited { id, pid, exit, next } => {
+        JobEvent::Exited {
+            id,
+            pid,
+            exit,
+            next,
+        } => {
             format!("node {id}: process {pid} ended ({exit}); {next}")
         }
         JobEvent::Failed {

@@ -1,0 +1,250 @@
+//! Shared test harness: run the real `zkherd` binary with bounded waits, on free loopback port
+//! ranges, and clean up every process of a cluster even when a test fails.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_zkherd");
+
+/// Is Apache ZooKeeper usable here? When it is not: skip with a reason, or fail when
+/// `ZKHERD_REQUIRE_ALL=1`.
+pub fn apache_available(test: &str) -> bool {
+    let java = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("java").is_file()))
+        .unwrap_or(false);
+    let zk = Path::new("/usr/share/java/zookeeper.jar").is_file()
+        || std::env::var_os("ZOOKEEPER_HOME").is_some();
+    if java && zk {
+        return true;
+    }
+    let reason = format!(
+        "{test}: skipped: Apache ZooKeeper not installed (java on PATH: {java}, zookeeper jar: {zk}); \
+         `apt-get install zookeeper` to run it"
+    );
+    if std::env::var("ZKHERD_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{reason} — but ZKHERD_REQUIRE_ALL=1 requires it");
+    }
+    eprintln!("{reason}");
+    false
+}
+
+/// A client base port B such that B.., B+700.. and B+1700.. are free for `n` nodes.
+/// Each test process starts from a different spot and each call moves on, so parallel tests
+/// (threads and processes) do not collide.
+pub fn free_base_port(n: u16) -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = 20000u16; // bases in 20000..40000; +1700 stays below 42000.
+    let seed = (std::process::id() as u16).wrapping_mul(7919) % span;
+    for _ in 0..500 {
+        let step = NEXT.fetch_add(16, Ordering::SeqCst);
+        let base = 20000 + (seed.wrapping_add(step) % span);
+        let all_free = (0..n).all(|i| {
+            [base + i, base + 700 + i, base + 1700 + i]
+                .iter()
+                .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        });
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free port range found");
+}
+
+/// Run a command to completion, killing it after `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A cluster in a temporary directory, torn down (processes killed) on drop.
+pub struct Cluster {
+    pub tmp: tempfile::TempDir,
+    pub base: u16,
+    pub nodes: u16,
+}
+
+impl Cluster {
+    pub fn new(nodes: u16) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("zkherd-it")
+            .tempdir()
+            .unwrap();
+        Cluster {
+            base: free_base_port(nodes + 1),
+            tmp,
+            nodes,
+        }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("cluster")
+    }
+
+    /// `zkherd <args>` in this cluster's directory, with its ports.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.tmp.path())
+            .env("ZKHERD_DIR", self.dir())
+            .env_remove("RUST_LOG")
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str], timeout_s: u64) -> Output {
+        run_with_timeout(&mut self.cmd(args), Duration::from_secs(timeout_s))
+    }
+
+    /// `up -d` with this cluster's base port and node count.
+    pub fn up(&self, extra: &[&str]) -> Output {
+        let base = self.base.to_string();
+        let n = self.nodes.to_string();
+        let mut args = vec!["up", "-d", "--base-port", &base, "-n", &n, "--wait", "90"];
+        args.extend_from_slice(extra);
+        self.run(&args, 120)
+    }
+
+    pub fn status_json(&self) -> (serde_json::Value, i32) {
+        let out = self.run(&["status", "--json"], 30);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json is not JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (v, out.status.code().unwrap_or(-1))
+    }
+
+    pub fn connect_to(&self, node: u16) -> String {
+        format!("127.0.0.1:{}", self.base + node - 1)
+    }
+
+    /// Every pid zkherd recorded for this cluster: the supervisor and the nodes.
+    pub fn recorded_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        if let Ok(s) = std::fs::read_to_string(self.dir().join("supervisor.lock")) {
+            if let Ok(p) = s.trim().parse() {
+                pids.push(p);
+            }
+        }
+        if let Ok(s) = std::fs::read_to_string(self.dir().join("nodes.json")) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
+                if let Some(m) = v.as_object() {
+                    for r in m.values() {
+                        if let Some(p) = r["pid"].as_i64() {
+                            pids.push(p as i32);
+                        }
+                    }
+                }
+            }
+        }
+        pids
+    }
+
+    /// Every port of every node (and one spare), for "all ports free" checks.
+    pub fn all_ports(&self) -> Vec<u16> {
+        (0..self.nodes)
+            .flat_map(|i| [self.base + i, self.base + 700 + i, self.base + 1700 + i])
+            .collect()
+    }
+}
+
+/// A process with this pid exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.dir().exists() {
+            return;
+        }
+        let pids = self.recorded_pids();
+        let _ = run_down(self);
+        // Whatever survived `down` (or if down itself failed) is killed by pid.
+        for p in pids.into_iter().chain(self.recorded_pids()) {
+            if alive(p) {
+                unsafe {
+                    libc_kill(-p, 9);
+                    libc_kill(p, 9);
+                }
+            }
+        }
+    }
+}
+
+fn run_down(c: &Cluster) -> Option<Output> {
+    let mut cmd = c.cmd(&["down"]);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if child.try_wait().ok()?.is_some() {
+            return child.wait_with_output().ok();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Poll `f` until it returns Some, for at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
