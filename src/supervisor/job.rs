@@ -332,7 +332,7 @@ impl Job {
             log,
             "=== zkherd: starting node {id}{} at {} ===",
             if is_restart { " (restart)" } else { "" },
-            unix_ms()
+            utc_timestamp(unix_ms())
         );
         let err_log = log
             .try_clone()
@@ -563,6 +563,30 @@ pub(crate) fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `YYYY-MM-DD HH:MM:SS.mmm UTC` for log lines (civil-from-days, no time-zone database needed).
+pub fn utc_timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 /// The last `n` lines of a log file (reads at most the last 64 KiB).
 pub fn log_tail(path: &Path, n: usize) -> String {
     let Ok(mut f) = std::fs::File::open(path) else {
@@ -762,6 +786,19 @@ mod tests {
             "no restart after an asked-for stop"
         );
         assert!(h.ask(|r| JobCommand::Fault(Fault::Kill, r)).await.is_err());
+    }
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(utc_timestamp(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(
+            utc_timestamp(951_782_400_123),
+            "2000-02-29 00:00:00.123 UTC"
+        );
+        assert_eq!(
+            utc_timestamp(1_795_323_809_397),
+            "2026-11-22 05:03:29.397 UTC"
+        );
     }
 
     #[tokio::test]

@@ -199,8 +199,7 @@ fn log_line(files: &ClusterFiles, line: &str) {
         .append(true)
         .open(&files.log)
     {
-        let secs = job::unix_ms() as f64 / 1000.0;
-        let _ = writeln!(f, "[{secs:.3}] {line}");
+        let _ = writeln!(f, "{} {line}", job::utc_timestamp(job::unix_ms()));
     }
 }
 
@@ -417,7 +416,9 @@ pub async fn start(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (ended_tx, ended_rx) = oneshot::channel();
     let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(32);
-    tokio::spawn(serve_control(listener, req_tx));
+    // Signalled once the reply to `down` is written, so the process does not exit before.
+    let down_written = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(serve_control(listener, req_tx, down_written.clone()));
 
     let starts: Vec<JobHandle> = running.jobs.values().cloned().collect();
     tokio::spawn(async move {
@@ -460,9 +461,12 @@ pub async fn start(
         }
         log_line(&running.files, "supervisor exiting; no node process left");
         if let Some(reply) = down_reply {
-            let _ = reply.send(Response::Done {
+            let sent = reply.send(Response::Done {
                 message: format!("cluster {} is down", running.spec.name),
             });
+            if sent.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), down_written.notified()).await;
+            }
         }
         let _ = ended_tx.send(ended);
     });
@@ -507,20 +511,24 @@ fn event_line(ev: &JobEvent) -> String {
 async fn serve_control(
     listener: UnixListener,
     requests: mpsc::Sender<(Request, oneshot::Sender<Response>)>,
+    down_written: Arc<tokio::sync::Notify>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let requests = requests.clone();
+        let down_written = down_written.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read).lines();
             let Ok(Some(line)) = lines.next_line().await else {
                 return;
             };
+            let mut is_down = false;
             let resp = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => {
+                    is_down = req == Request::Down;
                     let (tx, rx) = oneshot::channel();
                     if requests.send((req, tx)).await.is_err() {
                         return;
@@ -537,6 +545,10 @@ async fn serve_control(
             let mut text = serde_json::to_string(&resp).expect("response serializes");
             text.push('\n');
             let _ = write.write_all(text.as_bytes()).await;
+            let _ = write.flush().await;
+            if is_down {
+                down_written.notify_one();
+            }
         });
     }
 }
