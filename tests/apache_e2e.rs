@@ -157,6 +157,22 @@ fn a_supervised_ensemble_survives_faults_and_down_leaves_nothing() {
     });
     assert!(healthy.is_some(), "healthy again after resume");
 
+    // logs: node-prefixed lines from the node's own log.
+    let out = c.run(&["logs", "-n", "5", "2"], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.is_empty() && text.lines().all(|l| l.starts_with("node2 | ")),
+        "{text}"
+    );
+
+    // `zkherd env` gives the connect string clients (and examples/kafka_style_client.rs) use.
+    let env = stdout(&c.run(&["env"], 30));
+    assert!(
+        env.contains(&format!("ZK_CONNECT={}", c.connect_to(1))),
+        "{env}"
+    );
+
     // down: no process of the cluster left, every port free.
     let mut all_pids = node_pids;
     all_pids.extend(c.recorded_pids());

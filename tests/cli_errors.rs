@@ -121,3 +121,26 @@ fn init_writes_a_spec_that_up_accepts_and_env_prints_the_connect_string() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["nodes"][2]["election_port"], 3883);
 }
+
+#[test]
+fn an_unwritable_cluster_dir_is_named_with_what_to_do() {
+    let c = Cluster::new(3);
+    // A regular file where a directory should be: fails even for root.
+    let file = c.tmp.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let dir = file.join("cluster");
+    let out = common::run_with_timeout(
+        c.cmd(&["up", "-d", "--backend", "apache"])
+            .env("ZKHERD_DIR", &dir)
+            .env("ZOOKEEPER_HOME", "/usr/share/zookeeper"),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    if err.contains("not found") {
+        // No Java/ZooKeeper here: that check comes first, and is tested elsewhere.
+        return;
+    }
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    assert!(err.contains("--dir"), "{err}");
+}

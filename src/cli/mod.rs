@@ -92,6 +92,7 @@ enum Command {
 
 /// Parse arguments, run, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -134,6 +135,25 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Resume(a) => node::run(&g, control::NodeAction::Resume, a).await,
         Command::Init(a) => init::run(&g, a),
     }
+}
+
+/// `zkherd status | head -1` closes stdout early; `println!` then panics with EPIPE. Exit
+/// quietly as a C tool killed by SIGPIPE would (status 141), without making SIGPIPE fatal for the
+/// sockets the supervisor and the probe write to.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn init_tracing(verbose: u8) {
