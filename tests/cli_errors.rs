@@ -144,3 +144,40 @@ fn an_unwritable_cluster_dir_is_named_with_what_to_do() {
     assert!(err.contains(&dir.display().to_string()), "{err}");
     assert!(err.contains("--dir"), "{err}");
 }
+
+#[test]
+fn every_subcommand_has_a_valid_help() {
+    // clap checks its definitions (e.g. duplicate short flags) when a command is built.
+    for sub in [
+        "up", "down", "status", "wait", "env", "logs", "start", "stop", "restart", "kill", "pause",
+        "resume", "init",
+    ] {
+        let out = common::run_with_timeout(
+            std::process::Command::new(BIN).args([sub, "--help"]),
+            std::time::Duration::from_secs(10),
+        );
+        assert!(out.status.success(), "{sub} --help: {}", stderr(&out));
+    }
+    let out = common::run_with_timeout(
+        std::process::Command::new(BIN).args(["status", "--help"]),
+        std::time::Duration::from_secs(10),
+    );
+    assert!(
+        stdout(&out).contains("3 down"),
+        "status --help documents exit codes"
+    );
+}
+
+#[test]
+fn a_spec_file_given_with_dash_f_is_used() {
+    let c = Cluster::new(3);
+    std::fs::write(c.tmp.path().join("other.toml"), "[cluster]\nnodes = 5\n").unwrap();
+    let out = c.run(&["-f", "other.toml", "env", "--format", "kafka"], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim().split(',').count(),
+        5,
+        "{}",
+        stdout(&out)
+    );
+}

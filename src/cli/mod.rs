@@ -45,8 +45,9 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// Spec file (default: ./zkherd.toml when it exists, else built-in defaults).
-    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
+    /// Spec file (default: ./zkherd.toml when it exists, else built-in defaults). Goes before
+    /// the subcommand, as in `docker compose -f`: `zkherd -f ci.toml up -d`.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
     file: Option<PathBuf>,
     /// Cluster directory (overrides the spec's cluster.dir).
     #[arg(long, global = true, env = "ZKHERD_DIR", value_name = "DIR")]
