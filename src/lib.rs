@@ -20,6 +20,7 @@ pub mod cli;
 pub mod ports;
 pub mod probe;
 pub mod render;
+pub mod server;
 pub mod spec;
 pub mod status;
 pub mod supervisor;
