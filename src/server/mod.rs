@@ -6,5 +6,8 @@
 //! runs it deterministically → `watch` turns its events into notifications → the reply goes
 //! out after them, in the connection's arrival order.
 
+pub mod config;
+pub mod persist;
 pub mod proto;
 pub mod tree;
+pub mod watch;

@@ -1,0 +1,352 @@
+//! zoo.cfg as Apache ZooKeeper reads it: `key=value` lines, `#` comments, unknown keys warned
+//! about (not fatal), `myid` from `dataDir/myid`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Missing { path: PathBuf, message: String },
+}
+
+/// One `server.N=host:quorum:election[:role];[clientHost:]clientPort` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLine {
+    pub id: u64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub observer: bool,
+    pub client: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZooCfg {
+    pub path: PathBuf,
+    pub tick_time: u32,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub client_port: u16,
+    pub client_address: IpAddr,
+    pub max_client_cnxns: usize,
+    pub min_session_timeout: i32,
+    pub max_session_timeout: i32,
+    /// `None` = only the default (`srvr`); `Some(["*"])` = every command.
+    pub whitelist: Vec<String>,
+    pub servers: Vec<ServerLine>,
+    pub myid: Option<u64>,
+    pub extended_types: bool,
+    pub super_digest: Option<String>,
+    pub force_sync: bool,
+    pub snap_count: u64,
+    pub snap_retain_count: usize,
+    /// Hours between purges; 0 = off.
+    pub purge_interval_h: u64,
+    pub max_buffer: usize,
+    /// Every key=value as written, for `conf`.
+    pub raw: BTreeMap<String, String>,
+    /// Keys this server does not understand (warned about at start).
+    pub unknown: Vec<String>,
+}
+
+/// Keys read here or accepted as harmless.
+const KNOWN: &[&str] = &[
+    "tickTime",
+    "initLimit",
+    "syncLimit",
+    "dataDir",
+    "dataLogDir",
+    "clientPort",
+    "clientPortAddress",
+    "maxClientCnxns",
+    "minSessionTimeout",
+    "maxSessionTimeout",
+    "4lw.commands.whitelist",
+    "extendedTypesEnabled",
+    "zookeeper.extendedTypesEnabled",
+    "DigestAuthenticationProvider.superDigest",
+    "zookeeper.DigestAuthenticationProvider.superDigest",
+    "forceSync",
+    "snapCount",
+    "autopurge.snapRetainCount",
+    "autopurge.purgeInterval",
+    "jute.maxbuffer",
+    "peerType",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "admin.enableServer",
+    "admin.serverPort",
+    "admin.serverAddress",
+    "electionAlg",
+    "quorumListenOnAllIPs",
+];
+
+impl ZooCfg {
+    pub fn load(path: &Path) -> Result<ZooCfg, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, path)?;
+        let myid_path = cfg.data_dir.join("myid");
+        if let Ok(s) = std::fs::read_to_string(&myid_path) {
+            let id = s.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                path: myid_path.clone(),
+                line: 1,
+                message: format!("{:?} is not a server id", s.trim()),
+            })?;
+            cfg.myid = Some(id);
+        }
+        if cfg.servers.len() > 1 && cfg.myid.is_none() {
+            return Err(ConfigError::Missing {
+                path: myid_path,
+                message: "myid file is missing; a quorum member needs its server id".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<ZooCfg, ConfigError> {
+        let mut raw = BTreeMap::new();
+        let mut lines = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let (k, v) = t.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: format!("{t:?} is not key=value"),
+            })?;
+            raw.insert(k.trim().to_string(), v.trim().to_string());
+            lines.insert(k.trim().to_string(), i + 1);
+        }
+        let err = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: lines.get(key).copied().unwrap_or(0),
+            message: format!("{key}: {message}"),
+        };
+        fn num<T: std::str::FromStr>(
+            raw: &BTreeMap<String, String>,
+            key: &str,
+            default: T,
+            err: &dyn Fn(&str, String) -> ConfigError,
+        ) -> Result<T, ConfigError> {
+            match raw.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<T>()
+                    .map_err(|_| err(key, format!("{v:?} is not a number"))),
+            }
+        }
+        let tick_time: u32 = num(&raw, "tickTime", 3000, &err)?;
+        if tick_time == 0 {
+            return Err(err("tickTime", "must be positive".into()));
+        }
+        let data_dir = PathBuf::from(
+            raw.get("dataDir")
+                .ok_or_else(|| err("dataDir", "dataDir is not set".into()))?,
+        );
+        let data_log_dir = raw
+            .get("dataLogDir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.clone());
+        let client_port: u16 = num(&raw, "clientPort", 0, &err)?;
+        let client_address: IpAddr = match raw.get("clientPortAddress") {
+            Some(a) => a
+                .parse()
+                .map_err(|_| err("clientPortAddress", format!("{a:?} is not an IP address")))?,
+            None => IpAddr::from([0, 0, 0, 0]),
+        };
+        let min_session_timeout = num(&raw, "minSessionTimeout", 2 * tick_time as i32, &err)?;
+        let max_session_timeout = num(&raw, "maxSessionTimeout", 20 * tick_time as i32, &err)?;
+        let mut servers = Vec::new();
+        for (k, v) in &raw {
+            if let Some(id) = k.strip_prefix("server.") {
+                let id: u64 = id
+                    .parse()
+                    .map_err(|_| err(k, "server id is not a number".into()))?;
+                servers.push(parse_server_line(id, v).map_err(|m| err(k, m))?);
+            }
+        }
+        servers.sort_by_key(|s| s.id);
+        if client_port == 0 && !servers.iter().any(|s| s.client.is_some()) {
+            return Err(err("clientPort", "clientPort is not set".into()));
+        }
+        let bool_of = |key: &str| -> Result<Option<bool>, ConfigError> {
+            match raw.get(key).map(|v| v.to_ascii_lowercase()) {
+                None => Ok(None),
+                Some(v) if v == "true" || v == "yes" => Ok(Some(true)),
+                Some(v) if v == "false" || v == "no" => Ok(Some(false)),
+                Some(v) => Err(err(key, format!("{v:?} is not true/false"))),
+            }
+        };
+        let extended_types = bool_of("extendedTypesEnabled")?
+            .or(bool_of("zookeeper.extendedTypesEnabled")?)
+            .unwrap_or(false);
+        let force_sync = bool_of("forceSync")?.unwrap_or(true);
+        let whitelist = match raw.get("4lw.commands.whitelist") {
+            None => vec!["srvr".to_string()],
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        };
+        let unknown = raw
+            .keys()
+            .filter(|k| !KNOWN.contains(&k.as_str()) && !k.starts_with("server."))
+            .cloned()
+            .collect();
+        Ok(ZooCfg {
+            path: path.to_path_buf(),
+            tick_time,
+            init_limit: num(&raw, "initLimit", 10, &err)?,
+            sync_limit: num(&raw, "syncLimit", 5, &err)?,
+            data_dir,
+            data_log_dir,
+            client_port,
+            client_address,
+            max_client_cnxns: num(&raw, "maxClientCnxns", 60, &err)?,
+            min_session_timeout,
+            max_session_timeout,
+            whitelist,
+            servers,
+            myid: None,
+            extended_types,
+            super_digest: raw
+                .get("DigestAuthenticationProvider.superDigest")
+                .or(raw.get("zookeeper.DigestAuthenticationProvider.superDigest"))
+                .cloned(),
+            force_sync,
+            snap_count: num(&raw, "snapCount", 100_000, &err)?.max(2),
+            snap_retain_count: num(&raw, "autopurge.snapRetainCount", 3usize, &err)?.max(3),
+            purge_interval_h: num(&raw, "autopurge.purgeInterval", 0, &err)?,
+            max_buffer: num(
+                &raw,
+                "jute.maxbuffer",
+                super::proto::DEFAULT_MAX_BUFFER,
+                &err,
+            )?,
+            raw,
+            unknown,
+        })
+    }
+
+    /// Whether `cmd` may run (`4lw.commands.whitelist`).
+    pub fn allows(&self, cmd: &str) -> bool {
+        self.whitelist.iter().any(|w| w == "*" || w == cmd)
+    }
+
+    /// The address the client port listens on.
+    pub fn client_addr(&self) -> SocketAddr {
+        let mine = self
+            .myid
+            .and_then(|id| self.servers.iter().find(|s| s.id == id))
+            .and_then(|s| s.client);
+        match (self.client_port, mine) {
+            (0, Some(a)) => a,
+            (p, _) => SocketAddr::new(self.client_address, p),
+        }
+    }
+
+    /// Standalone when there is at most one server line (Apache's standaloneEnabled default).
+    pub fn is_standalone(&self) -> bool {
+        self.servers.len() <= 1
+    }
+}
+
+fn parse_server_line(id: u64, v: &str) -> Result<ServerLine, String> {
+    let (peer, client) = match v.split_once(';') {
+        Some((p, c)) => (p, Some(c)),
+        None => (v, None),
+    };
+    let parts: Vec<&str> = peer.split(':').collect();
+    if parts.len() < 3 {
+        return Err(format!("{v:?} is not host:quorumPort:electionPort"));
+    }
+    let port = |s: &str| s.parse::<u16>().map_err(|_| format!("{s:?} is not a port"));
+    let observer = match parts.get(3) {
+        None | Some(&"participant") => false,
+        Some(&"observer") => true,
+        Some(other) => return Err(format!("unknown role {other:?}")),
+    };
+    let client = match client {
+        None => None,
+        Some(c) => {
+            let (h, p) = match c.rsplit_once(':') {
+                Some((h, p)) => (h, p),
+                None => ("0.0.0.0", c),
+            };
+            let ip: IpAddr = h
+                .parse()
+                .map_err(|_| format!("{h:?} is not an IP address"))?;
+            Some(SocketAddr::new(ip, port(p)?))
+        }
+    };
+    Ok(ServerLine {
+        id,
+        host: parts[0].to_string(),
+        quorum_port: port(parts[1])?,
+        election_port: port(parts[2])?,
+        observer,
+        client,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zkherd_rendered_config_parses() {
+        let golden = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/zoo.cfg.node4-observer"),
+        )
+        .unwrap();
+        let c = ZooCfg::parse(&golden, Path::new("zoo.cfg")).unwrap();
+        assert_eq!(c.tick_time, 2000);
+        assert_eq!(c.client_port, 2184);
+        assert_eq!(c.servers.len(), 4);
+        assert!(c.servers[3].observer);
+        assert_eq!(c.servers[0].client.unwrap().to_string(), "127.0.0.1:2181");
+        assert_eq!(
+            (c.min_session_timeout, c.max_session_timeout),
+            (4000, 40000)
+        );
+        assert!(c.allows("mntr") && !c.allows("wchc"));
+        assert!(c.unknown.is_empty(), "{:?}", c.unknown);
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = ZooCfg::parse("dataDir=/d\nclientPort=2181\nfoo.bar=1\n", Path::new("z")).unwrap();
+        assert_eq!(c.tick_time, 3000);
+        assert_eq!(c.whitelist, vec!["srvr"]);
+        assert_eq!(c.unknown, vec!["foo.bar"]);
+        assert!(c.force_sync);
+        let e = ZooCfg::parse("dataDir=/d\nclientPort=abc\n", Path::new("z")).unwrap_err();
+        assert_eq!(e.to_string(), "z:2: clientPort: \"abc\" is not a number");
+        let e = ZooCfg::parse("clientPort=1\n", Path::new("z")).unwrap_err();
+        assert!(e.to_string().contains("dataDir"));
+        let e =
+            ZooCfg::parse("dataDir=/d\nclientPort=1\nserver.1=a:b\n", Path::new("z")).unwrap_err();
+        assert!(e.to_string().starts_with("z:3: server.1"), "{e}");
+    }
+}

@@ -1,0 +1,579 @@
+//! Durability: an append-only log of entries (`dataLogDir/zkherd/log.<first zxid>`) and
+//! snapshots of the state (`dataDir/zkherd/snapshot.<zxid>`).
+//!
+//! Log record: `u32 length | u32 crc32(payload) | payload`, payload = the entry in jute (the
+//! write's original request bytes included), so replay runs the same pure apply. Recovery loads
+//! the newest snapshot whose CRC holds, replays later entries, and truncates a torn tail of the
+//! last segment (a crash mid-write) with a warning.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::proto::{self, DecodeError, Reader, Writer};
+use super::tree::{AuthId, Entry, SessionEntry, State, Txn, Znode};
+
+const SNAP_MAGIC: &[u8; 4] = b"ZKHS";
+const SNAP_VERSION: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: corrupt record at byte {offset} (not at the end of the newest log segment): {reason}; move the file away to start from the last snapshot")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PersistError + '_ {
+    move |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn encode_entry(e: &Entry) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.long(e.zxid).long(e.time_ms).long(e.session_id);
+    w.int(e.auth.len() as i32);
+    for a in &e.auth {
+        w.string(&a.scheme).string(&a.id);
+    }
+    match &e.txn {
+        Txn::CreateSession { timeout_ms, passwd } => {
+            w.int(1).int(*timeout_ms).buffer(Some(passwd));
+        }
+        Txn::CloseSession => {
+            w.int(2);
+        }
+        Txn::Write(op) => {
+            w.int(3).int(proto::write_opcode(op));
+            proto::encode_write(&mut w, op);
+        }
+        Txn::Multi(ops) => {
+            w.int(4);
+            proto::encode_multi(&mut w, ops);
+        }
+        Txn::Reap { path } => {
+            w.int(5).string(path);
+        }
+    }
+    w.buf
+}
+
+pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
+    let mut r = Reader::new(b);
+    let zxid = r.long()?;
+    let time_ms = r.long()?;
+    let session_id = r.long()?;
+    let auth = r.vector(8, |r| {
+        Ok(AuthId {
+            scheme: r.string()?,
+            id: r.string()?,
+        })
+    })?;
+    let txn = match r.int()? {
+        1 => {
+            let timeout_ms = r.int()?;
+            let p = r.buffer()?.unwrap_or_default();
+            let passwd: [u8; 16] = p
+                .try_into()
+                .map_err(|_| DecodeError("session password is not 16 bytes".into()))?;
+            Txn::CreateSession { timeout_ms, passwd }
+        }
+        2 => Txn::CloseSession,
+        3 => {
+            let opcode = r.int()?;
+            match proto::decode_request(opcode, r.rest())? {
+                proto::Request::Write(op) => Txn::Write(op),
+                other => return Err(DecodeError(format!("not a write: {other:?}"))),
+            }
+        }
+        4 => match proto::decode_request(proto::op::MULTI, r.rest())? {
+            proto::Request::Multi(ops) => Txn::Multi(ops),
+            other => return Err(DecodeError(format!("not a multi: {other:?}"))),
+        },
+        5 => Txn::Reap { path: r.string()? },
+        t => return Err(DecodeError(format!("unknown txn tag {t}"))),
+    };
+    Ok(Entry {
+        zxid,
+        time_ms,
+        session_id,
+        auth,
+        txn,
+    })
+}
+
+pub fn encode_snapshot(st: &State) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.buf.extend_from_slice(SNAP_MAGIC);
+    w.int(SNAP_VERSION).long(st.last_zxid);
+    w.int(st.nodes.len() as i32);
+    for (path, n) in &st.nodes {
+        w.string(path)
+            .buffer(n.data.as_deref())
+            .acls(&n.acl)
+            .stat(&n.stat);
+    }
+    w.int(st.sessions.len() as i32);
+    for (id, s) in &st.sessions {
+        w.long(*id).int(s.timeout_ms).buffer(Some(&s.passwd));
+    }
+    let crc = crc32fast::hash(&w.buf);
+    w.int(crc as i32);
+    w.buf
+}
+
+pub fn decode_snapshot(
+    b: &[u8],
+    extended_types: bool,
+    super_digest: Option<String>,
+) -> Result<State, DecodeError> {
+    if b.len() < 8 || &b[..4] != SNAP_MAGIC {
+        return Err(DecodeError("not a zkherd snapshot".into()));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32fast::hash(body) != u32::from_be_bytes(crc.try_into().expect("4 bytes")) {
+        return Err(DecodeError("snapshot CRC mismatch".into()));
+    }
+    let mut r = Reader::new(&body[4..]);
+    if r.int()? != SNAP_VERSION {
+        return Err(DecodeError("unknown snapshot version".into()));
+    }
+    let mut st = State::new(extended_types, super_digest);
+    st.nodes.clear();
+    st.last_zxid = r.long()?;
+    let n = r.int()?;
+    for _ in 0..n.max(0) {
+        let path = r.string()?;
+        let data = r.buffer()?;
+        let acl = r.acls()?;
+        let stat = r.stat()?;
+        st.nodes.insert(
+            path,
+            Znode {
+                data,
+                acl,
+                stat,
+                children: Default::default(),
+            },
+        );
+    }
+    // Children and the ephemeral index follow from the paths and owners.
+    let paths: Vec<String> = st.nodes.keys().cloned().collect();
+    for p in &paths {
+        if p == "/" {
+            continue;
+        }
+        let i = p.rfind('/').expect("absolute path");
+        let parent = if i == 0 { "/" } else { &p[..i] };
+        let name = p[i + 1..].to_string();
+        if let Some(par) = st.nodes.get_mut(parent) {
+            par.children.insert(name);
+        }
+        if let Some(s) = st.nodes[p].ephemeral_session() {
+            st.ephemerals.entry(s).or_default().insert(p.clone());
+        }
+    }
+    let n = r.int()?;
+    for _ in 0..n.max(0) {
+        let id = r.long()?;
+        let timeout_ms = r.int()?;
+        let passwd: [u8; 16] = r
+            .buffer()?
+            .unwrap_or_default()
+            .try_into()
+            .map_err(|_| DecodeError("session password is not 16 bytes".into()))?;
+        st.sessions.insert(id, SessionEntry { timeout_ms, passwd });
+    }
+    Ok(st)
+}
+
+/// What recovery found.
+pub struct Recovered {
+    pub state: State,
+    pub replayed: usize,
+    pub warnings: Vec<String>,
+}
+
+/// The open log: appends go to the newest segment.
+pub struct Log {
+    log_dir: PathBuf,
+    snap_dir: PathBuf,
+    out: BufWriter<File>,
+    out_path: PathBuf,
+    force_sync: bool,
+    dirty: bool,
+    pub since_snapshot: u64,
+}
+
+fn segment_name(first_zxid: i64) -> String {
+    format!("log.{first_zxid:016x}")
+}
+
+fn list(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
+    let mut v: Vec<(i64, PathBuf)> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let hex = name.strip_prefix(prefix)?;
+                    if hex.contains('.') {
+                        return None;
+                    }
+                    Some((i64::from_str_radix(hex, 16).ok()?, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Log {
+    /// Recover the state from `snap_dir`/`log_dir` and open the log for appending.
+    pub fn open(
+        snap_dir: &Path,
+        log_dir: &Path,
+        force_sync: bool,
+        fresh: impl Fn() -> State,
+        decode_snap: impl Fn(&[u8]) -> Result<State, DecodeError>,
+    ) -> Result<(Log, Recovered), PersistError> {
+        fs::create_dir_all(snap_dir).map_err(io_err(snap_dir))?;
+        fs::create_dir_all(log_dir).map_err(io_err(log_dir))?;
+        let mut warnings = Vec::new();
+        let mut state = None;
+        for (_, path) in list(snap_dir, "snapshot.").into_iter().rev() {
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            match decode_snap(&bytes) {
+                Ok(s) => {
+                    state = Some(s);
+                    break;
+                }
+                Err(e) => warnings.push(format!("{}: skipped: {e}", path.display())),
+            }
+        }
+        let mut state = state.unwrap_or_else(fresh);
+        let segments = list(log_dir, "log.");
+        let mut replayed = 0;
+        for (i, (_, path)) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let mut bytes = Vec::new();
+            File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io_err(path))?;
+            let mut off = 0usize;
+            while off < bytes.len() {
+                let bad = |reason: String| reason;
+                let rec = (|| {
+                    if bytes.len() - off < 8 {
+                        return Err(bad("truncated record header".into()));
+                    }
+                    let len = u32::from_be_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+                    let crc = u32::from_be_bytes(bytes[off + 4..off + 8].try_into().unwrap());
+                    if bytes.len() - off - 8 < len {
+                        return Err(bad(format!("record of {len} bytes is cut short")));
+                    }
+                    let payload = &bytes[off + 8..off + 8 + len];
+                    if crc32fast::hash(payload) != crc {
+                        return Err(bad("CRC mismatch".into()));
+                    }
+                    let entry = decode_entry(payload).map_err(|e| e.0)?;
+                    Ok((entry, 8 + len))
+                })();
+                match rec {
+                    Ok((entry, n)) => {
+                        if entry.zxid > state.last_zxid {
+                            state.apply(&entry);
+                            replayed += 1;
+                        }
+                        off += n;
+                    }
+                    Err(reason) if last => {
+                        warnings.push(format!(
+                            "{}: torn tail at byte {off} ({reason}); truncated {} bytes",
+                            path.display(),
+                            bytes.len() - off
+                        ));
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(path)
+                            .map_err(io_err(path))?;
+                        f.set_len(off as u64).map_err(io_err(path))?;
+                        f.sync_all().map_err(io_err(path))?;
+                        break;
+                    }
+                    Err(reason) => {
+                        return Err(PersistError::Corrupt {
+                            path: path.clone(),
+                            offset: off as u64,
+                            reason,
+                        })
+                    }
+                }
+            }
+        }
+        let out_path = match segments.last() {
+            Some((_, p)) => p.clone(),
+            None => log_dir.join(segment_name(state.last_zxid + 1)),
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out_path)
+            .map_err(io_err(&out_path))?;
+        let log = Log {
+            log_dir: log_dir.to_path_buf(),
+            snap_dir: snap_dir.to_path_buf(),
+            out: BufWriter::with_capacity(256 * 1024, file),
+            out_path,
+            force_sync,
+            dirty: false,
+            since_snapshot: replayed as u64,
+        };
+        Ok((
+            log,
+            Recovered {
+                state,
+                replayed,
+                warnings,
+            },
+        ))
+    }
+
+    /// Buffer one entry; durable after [`Log::sync`].
+    pub fn append(&mut self, e: &Entry) -> Result<(), PersistError> {
+        let payload = encode_entry(e);
+        let mut rec = Vec::with_capacity(8 + payload.len());
+        rec.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+        rec.extend_from_slice(&payload);
+        self.out.write_all(&rec).map_err(io_err(&self.out_path))?;
+        self.dirty = true;
+        self.since_snapshot += 1;
+        Ok(())
+    }
+
+    /// Flush buffered entries and (unless `forceSync=no`) fsync them.
+    pub fn sync(&mut self) -> Result<(), PersistError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.out.flush().map_err(io_err(&self.out_path))?;
+        if self.force_sync {
+            self.out
+                .get_ref()
+                .sync_data()
+                .map_err(io_err(&self.out_path))?;
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Write a snapshot of `st` (atomically) and start a new log segment after it.
+    pub fn snapshot(&mut self, st: &State) -> Result<PathBuf, PersistError> {
+        self.sync()?;
+        let path = self
+            .snap_dir
+            .join(format!("snapshot.{:016x}", st.last_zxid));
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&encode_snapshot(st)).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        let next = self.log_dir.join(segment_name(st.last_zxid + 1));
+        if next != self.out_path {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&next)
+                .map_err(io_err(&next))?;
+            self.out = BufWriter::with_capacity(256 * 1024, file);
+            self.out_path = next;
+        }
+        self.since_snapshot = 0;
+        Ok(path)
+    }
+
+    /// Keep the newest `retain` snapshots and the log segments needed after the oldest of them.
+    pub fn purge(&mut self, retain: usize) -> usize {
+        let snaps = list(&self.snap_dir, "snapshot.");
+        if snaps.len() <= retain {
+            return 0;
+        }
+        let mut removed = 0;
+        let cut = snaps.len() - retain;
+        let oldest_kept = snaps[cut].0;
+        for (_, p) in &snaps[..cut] {
+            if fs::remove_file(p).is_ok() {
+                removed += 1;
+            }
+        }
+        let segs = list(&self.log_dir, "log.");
+        for w in segs.windows(2) {
+            // A segment is needed only if it may hold entries after the oldest kept snapshot.
+            if w[1].0 <= oldest_kept + 1
+                && w[0].1 != self.out_path
+                && fs::remove_file(&w[0].1).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    pub fn snap_dir(&self) -> &Path {
+        &self.snap_dir
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::proto::{op, Acl, WriteOp};
+
+    fn entry(zxid: i64, txn: Txn) -> Entry {
+        Entry {
+            zxid,
+            time_ms: 1_700_000_000_000 + zxid,
+            session_id: 0x100,
+            auth: vec![AuthId {
+                scheme: "ip".into(),
+                id: "127.0.0.1".into(),
+            }],
+            txn,
+        }
+    }
+
+    fn create(path: &str, flags: i32) -> Txn {
+        Txn::Write(WriteOp::Create {
+            opcode: op::CREATE,
+            path: path.into(),
+            data: Some(path.as_bytes().to_vec()),
+            acl: vec![Acl::world_all()],
+            flags,
+            ttl: -1,
+        })
+    }
+
+    fn open(dir: &Path) -> (Log, Recovered) {
+        Log::open(
+            &dir.join("snap"),
+            &dir.join("log"),
+            true,
+            || State::new(false, None),
+            |b| decode_snapshot(b, false, None),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        for txn in [
+            Txn::CreateSession {
+                timeout_ms: 30000,
+                passwd: [7; 16],
+            },
+            Txn::CloseSession,
+            create("/a", 1),
+            Txn::Multi(vec![WriteOp::Check {
+                path: "/".into(),
+                version: -1,
+            }]),
+            Txn::Reap { path: "/c".into() },
+        ] {
+            let e = entry(5, txn);
+            assert_eq!(decode_entry(&encode_entry(&e)).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn a_restart_replays_the_log_and_a_torn_tail_is_truncated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut expected = State::new(false, None);
+        {
+            let (mut log, rec) = open(tmp.path());
+            assert_eq!(rec.replayed, 0);
+            let mut z = 0;
+            let mut push = |log: &mut Log, txn| {
+                z += 1;
+                let e = entry(z, txn);
+                expected.apply(&e);
+                log.append(&e).unwrap();
+            };
+            push(
+                &mut log,
+                Txn::CreateSession {
+                    timeout_ms: 1,
+                    passwd: [1; 16],
+                },
+            );
+            push(&mut log, create("/a", 0));
+            push(&mut log, create("/a/e", 1));
+            log.sync().unwrap();
+        }
+        // A crash mid-write leaves half a record.
+        let seg = list(&tmp.path().join("log"), "log.")[0].1.clone();
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[0, 0, 0, 50, 1, 2, 3]).unwrap();
+        drop(f);
+        let (_, rec) = open(tmp.path());
+        assert_eq!(rec.replayed, 3);
+        assert_eq!(rec.state, expected);
+        assert!(rec.warnings[0].contains("torn tail"), "{:?}", rec.warnings);
+        // The truncation is durable: the next open has nothing to warn about.
+        let (_, rec) = open(tmp.path());
+        assert!(rec.warnings.is_empty());
+    }
+
+    #[test]
+    fn snapshots_restore_the_state_and_purge_keeps_what_recovery_needs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut st = State::new(false, None);
+        let (mut log, _) = open(tmp.path());
+        let mut z = 0;
+        for round in 0..5 {
+            for i in 0..3 {
+                z += 1;
+                let e = if z == 1 {
+                    entry(
+                        z,
+                        Txn::CreateSession {
+                            timeout_ms: 1,
+                            passwd: [1; 16],
+                        },
+                    )
+                } else {
+                    entry(z, create(&format!("/n{round}-{i}"), 1))
+                };
+                st.apply(&e);
+                log.append(&e).unwrap();
+            }
+            log.snapshot(&st).unwrap();
+        }
+        z += 1;
+        let e = entry(z, create("/after", 0));
+        st.apply(&e);
+        log.append(&e).unwrap();
+        log.sync().unwrap();
+        assert!(log.purge(3) > 0);
+        assert_eq!(list(&tmp.path().join("snap"), "snapshot.").len(), 3);
+        drop(log);
+        let (_, rec) = open(tmp.path());
+        assert_eq!(
+            rec.state, st,
+            "ephemeral index and children rebuilt from the snapshot"
+        );
+        assert_eq!(rec.replayed, 1);
+    }
+}
