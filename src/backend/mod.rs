@@ -12,13 +12,14 @@ use crate::render::NodeLayout;
 use crate::spec::{BackendKind, EnsembleSpec};
 
 pub mod apache;
+pub mod builtin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("{0}")]
     NotInstalled(String),
-    #[error("the {0} backend is not available in this version of zkherd; use --backend apache")]
-    Unavailable(BackendKind),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What an exit means for the restart policy.
@@ -81,6 +82,16 @@ pub trait Backend: Send + Sync {
 pub fn for_spec(spec: &EnsembleSpec) -> Result<Box<dyn Backend>, BackendError> {
     match spec.backend {
         BackendKind::Apache => Ok(Box::new(apache::Apache::locate(&spec.apache)?)),
-        BackendKind::Builtin => Err(BackendError::Unavailable(BackendKind::Builtin)),
+        BackendKind::Builtin => {
+            if spec.total_nodes() > 1 {
+                return Err(BackendError::Unsupported(format!(
+                    "the builtin backend runs a single node (standalone) in this version; {} nodes \
+                     need replication, which is not built yet. Use `-n 1 --backend builtin`, or \
+                     `--backend apache` for an ensemble",
+                    spec.total_nodes()
+                )));
+            }
+            Ok(Box::new(builtin::Builtin::locate()?))
+        }
     }
 }

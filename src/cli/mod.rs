@@ -6,6 +6,7 @@ mod env;
 mod init;
 mod logs;
 mod node;
+mod node_server;
 mod status;
 mod up;
 mod wait;
@@ -86,6 +87,8 @@ enum Command {
     Resume(node::NodeArgs),
     /// Write a commented zkherd.toml with the defaults.
     Init(init::InitArgs),
+    /// Run one builtin ZooKeeper-compatible server from a zoo.cfg, in the foreground.
+    Node(node_server::NodeServerArgs),
     /// Run the supervisor of an already rendered cluster (used by `up -d`).
     #[command(hide = true)]
     Supervise,
@@ -95,7 +98,12 @@ enum Command {
 pub fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
-    init_tracing(cli.global.verbose);
+    // A server node logs what it does at info level: its output is the node's log file.
+    let verbosity = match cli.command {
+        Command::Node(_) => cli.global.verbose.max(1),
+        _ => cli.global.verbose,
+    };
+    init_tracing(verbosity);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -135,6 +143,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Pause(a) => node::run(&g, control::NodeAction::Pause, a).await,
         Command::Resume(a) => node::run(&g, control::NodeAction::Resume, a).await,
         Command::Init(a) => init::run(&g, a),
+        Command::Node(a) => node_server::run(a).await,
     }
 }
 

@@ -179,7 +179,7 @@ async fn up_foreground(
             println!(
                 "ready in {:.1}s: leader node {}, connect string {}",
                 t0.elapsed().as_secs_f64(),
-                s.leader.map_or("-".into(), |l| l.to_string()),
+                s.leader.map_or("- (standalone)".into(), |l| l.to_string()),
                 s.connect_string
             );
             println!("supervising; press Ctrl-C to stop every node");
@@ -260,7 +260,7 @@ async fn up_detached(spec: &EnsembleSpec, files: &ClusterFiles, wait: Duration) 
             println!(
                 "ready in {:.1}s: leader node {}, supervisor pid {}",
                 t0.elapsed().as_secs_f64(),
-                s.leader.map_or("-".into(), |l| l.to_string()),
+                s.leader.map_or("- (standalone)".into(), |l| l.to_string()),
                 child.id()
             );
             println!("connect: {}", s.connect_string);

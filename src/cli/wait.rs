@@ -31,7 +31,7 @@ pub async fn run(g: &Global, a: WaitArgs) -> Result<u8> {
             println!(
                 "ready after {:.2}s: leader node {}, epoch {}; connect: {}",
                 start.elapsed().as_secs_f64(),
-                s.leader.map_or("-".into(), |l| l.to_string()),
+                s.leader.map_or("- (standalone)".into(), |l| l.to_string()),
                 s.epoch.map_or("-".into(), |e| e.to_string()),
                 s.connect_string
             );

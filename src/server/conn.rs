@@ -1,0 +1,276 @@
+//! One task per client connection: framing, the handshake, and the four-letter-word sniff.
+//!
+//! The reader decodes frames into requests for the core; a writer task sends whatever the core
+//! queues for this connection, in order (notifications before the reply that caused them,
+//! replies in arrival order, because the core queues them that way). Nothing else touches the
+//! socket.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::proto::{self, ConnectRequest, DecodeError, Request};
+use super::watch::ConnId;
+
+/// Four-letter words recognised in the first 4 bytes of a connection.
+pub const FOUR_LETTER_WORDS: &[&str] = &[
+    "ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "wchs", "wchc", "wchp", "dump", "dirs",
+    "isro", "crst", "srst", "gtmk", "stmk", "hash",
+];
+
+/// What the core sends a connection.
+#[derive(Debug)]
+pub enum Out {
+    Frame(Vec<u8>),
+    /// Flush what is queued, then close.
+    Close,
+}
+
+/// What connections send the core.
+#[derive(Debug)]
+pub enum CoreMsg {
+    Connect {
+        conn: ConnId,
+        req: ConnectRequest,
+        remote: SocketAddr,
+        tx: mpsc::UnboundedSender<Out>,
+    },
+    Request {
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Result<Request, DecodeError>,
+        received: Instant,
+        bytes: usize,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    FourLetter {
+        cmd: String,
+        remote: SocketAddr,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// Per-IP connection counts for `maxClientCnxns`.
+#[derive(Clone, Default)]
+pub struct ConnLimits {
+    max: usize,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl ConnLimits {
+    pub fn new(max: usize) -> ConnLimits {
+        ConnLimits {
+            max,
+            counts: Default::default(),
+        }
+    }
+
+    fn acquire(&self, ip: IpAddr) -> bool {
+        let mut c = self.counts.lock().expect("limits lock");
+        let n = c.entry(ip).or_insert(0);
+        if self.max > 0 && *n >= self.max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut c = self.counts.lock().expect("limits lock");
+        if let Some(n) = c.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Accept connections until the listener fails; each gets its own task.
+pub async fn accept_loop(
+    listener: TcpListener,
+    core: mpsc::Sender<CoreMsg>,
+    limits: ConnLimits,
+    max_buffer: usize,
+) {
+    let mut next: ConnId = 1;
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !limits.acquire(remote.ip()) {
+            tracing::warn!(
+                "too many connections from {} (maxClientCnxns); dropping",
+                remote.ip()
+            );
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let conn = next;
+        next += 1;
+        let core = core.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            serve(stream, remote, conn, core.clone(), max_buffer).await;
+            limits.release(remote.ip());
+        });
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    remote: SocketAddr,
+    conn: ConnId,
+    core: mpsc::Sender<CoreMsg>,
+    max_buffer: usize,
+) {
+    let (mut rd, wr) = stream.into_split();
+    let mut head = [0u8; 4];
+    if rd.read_exact(&mut head).await.is_err() {
+        return;
+    }
+    if let Ok(word) = std::str::from_utf8(&head) {
+        if FOUR_LETTER_WORDS.contains(&word) {
+            four_letter(word, remote, rd, wr, &core).await;
+            return;
+        }
+    }
+    let len = i32::from_be_bytes(head);
+    if len < 0 || len as usize > max_buffer {
+        return;
+    }
+    let mut body = vec![0u8; len as usize];
+    if rd.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    let Ok(req) = ConnectRequest::decode(&body) else {
+        return;
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let closed = Arc::new(Notify::new());
+    let writer = tokio::spawn(write_loop(wr, rx, closed.clone()));
+    if core
+        .send(CoreMsg::Connect {
+            conn,
+            req,
+            remote,
+            tx,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            frame = read_frame(&mut rd, max_buffer) => {
+                let Some(frame) = frame else { break };
+                let received = Instant::now();
+                let bytes = frame.len();
+                let mut r = proto::Reader::new(&frame);
+                let (Ok(xid), Ok(opcode)) = (r.int(), r.int()) else { break };
+                let req = proto::decode_request(opcode, r.rest());
+                if core
+                    .send(CoreMsg::Request { conn, xid, opcode, req, received, bytes })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            _ = closed.notified() => break,
+        }
+    }
+    let _ = core.send(CoreMsg::Closed { conn }).await;
+    let _ = writer.await;
+}
+
+/// Read one frame; None on EOF, error, or a length outside 0..=max_buffer.
+async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max_buffer: usize) -> Option<Vec<u8>> {
+    let mut head = [0u8; 4];
+    rd.read_exact(&mut head).await.ok()?;
+    let len = i32::from_be_bytes(head);
+    if len < 0 || len as usize > max_buffer {
+        tracing::debug!("closing a connection: frame length {len}");
+        return None;
+    }
+    let mut body = vec![0u8; len as usize];
+    rd.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+async fn write_loop(
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    closed: Arc<Notify>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    'outer: while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        // Write everything already queued, then flush once.
+        while let Some(out) = next.take() {
+            match out {
+                Out::Frame(f) => {
+                    if w.write_all(&f).await.is_err() {
+                        break 'outer;
+                    }
+                }
+                Out::Close => {
+                    let _ = w.flush().await;
+                    let _ = w.shutdown().await;
+                    break 'outer;
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        if w.flush().await.is_err() {
+            break;
+        }
+    }
+    closed.notify_one();
+}
+
+async fn four_letter(
+    word: &str,
+    remote: SocketAddr,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    core: &mpsc::Sender<CoreMsg>,
+) {
+    // stmk carries an 8-byte mask; read it so the reply is not cut by a reset.
+    if word == "stmk" {
+        let mut mask = [0u8; 8];
+        let _ = rd.read_exact(&mut mask).await;
+    }
+    let (tx, rx) = oneshot::channel();
+    if core
+        .send(CoreMsg::FourLetter {
+            cmd: word.to_string(),
+            remote,
+            reply: tx,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Ok(text) = rx.await {
+        // One write: kazoo reads the reply with a single recv.
+        let _ = wr.write_all(text.as_bytes()).await;
+    }
+    let _ = wr.shutdown().await;
+}

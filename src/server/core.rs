@@ -1,0 +1,893 @@
+//! The core: the single owner of the state, the watch tables, the session liveness table and
+//! the log. It takes requests from every connection in arrival order and, for each one:
+//! reads → answer from the applied state; writes → stamp an [`Entry`], append it to the log,
+//! apply it, queue the notifications, then the reply. Replies are held until the batch's log
+//! records are fsynced (group commit), so nothing is acknowledged before it is durable.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+use tokio::sync::mpsc;
+
+use super::config::ZooCfg;
+use super::conn::{CoreMsg, Out};
+use super::persist::{Log, PersistError};
+use super::proto::{
+    self, encode_connect_response, op, perms, xid, Acl, ConnectRequest, ErrorCode, ReadOp, Request,
+    SetWatches, Writer,
+};
+use super::tree::{Applied, AuthId, Entry, EventType, OpResult, State, Txn, TxnResult};
+use super::watch::{ConnId, WatchManager};
+
+pub const VERSION: &str = concat!(
+    "3.8.4-zkherd-",
+    env!("CARGO_PKG_VERSION"),
+    ", built on 2026-01-01 00:00 UTC"
+);
+
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A client connection as the core sees it.
+pub(super) struct Conn {
+    pub tx: mpsc::UnboundedSender<Out>,
+    pub remote: SocketAddr,
+    pub session: Option<i64>,
+    pub auth: Vec<AuthId>,
+    pub established_ms: i64,
+    pub timeout_ms: i32,
+    pub received: u64,
+    pub sent: u64,
+    pub last_op: &'static str,
+    pub last_cxid: i32,
+    pub last_zxid: i64,
+    pub last_resp_ms: i64,
+    pub lat_min: u64,
+    pub lat_max: u64,
+    pub lat_total: u64,
+    pub lat_count: u64,
+}
+
+/// Session liveness (local to the node that tracks it; never replicated).
+pub(super) struct Live {
+    pub deadline: Instant,
+    pub timeout_ms: i32,
+    pub conn: Option<ConnId>,
+}
+
+/// Server-wide counters for srvr/mntr.
+#[derive(Default)]
+pub(super) struct Stats {
+    pub received: u64,
+    pub sent: u64,
+    pub lat_min: u64,
+    pub lat_max: u64,
+    pub lat_total: u64,
+    pub lat_count: u64,
+}
+
+pub(super) struct Core {
+    pub cfg: Arc<ZooCfg>,
+    pub state: State,
+    pub log: Log,
+    pub watches: WatchManager,
+    pub conns: BTreeMap<ConnId, Conn>,
+    pub live: BTreeMap<i64, Live>,
+    session_base: i64,
+    session_counter: i64,
+    secret: [u8; 16],
+    /// Frames queued during a batch, released after the log sync.
+    outbox: Vec<(ConnId, Out)>,
+    pub stats: Stats,
+    pub started: Instant,
+    pub server_id: u64,
+}
+
+fn opname(opcode: i32) -> &'static str {
+    match opcode {
+        op::PING => "PING",
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => "CREA",
+        op::DELETE => "DELE",
+        op::SET_DATA => "SETD",
+        op::GET_DATA => "GETD",
+        op::EXISTS => "EXIS",
+        op::GET_CHILDREN | op::GET_CHILDREN2 => "GETC",
+        op::GET_ACL => "GETA",
+        op::SET_ACL => "SETA",
+        op::SYNC => "SYNC",
+        op::MULTI => "MULT",
+        op::MULTI_READ => "MLTR",
+        op::SET_WATCHES => "SETW",
+        op::SET_WATCHES2 => "STW2",
+        op::ADD_WATCH => "ADDW",
+        op::CHECK_WATCHES => "CHKW",
+        op::REMOVE_WATCHES => "REMW",
+        op::CLOSE_SESSION => "CLOS",
+        op::GET_EPHEMERALS => "GETE",
+        op::GET_ALL_CHILDREN_NUMBER => "GETACN",
+        op::WHO_AM_I => "HOMI",
+        _ => "NA",
+    }
+}
+
+impl Core {
+    pub fn new(cfg: Arc<ZooCfg>, state: State, log: Log) -> Core {
+        let server_id = if cfg.is_standalone() {
+            1
+        } else {
+            cfg.myid.unwrap_or(1)
+        };
+        let start = now_ms();
+        let session_base = ((server_id as i64) << 56) | ((start & 0xFF_FFFF_FFFF) << 16);
+        let mut h = Sha1::new();
+        h.update(start.to_be_bytes());
+        h.update(std::process::id().to_be_bytes());
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let mut b = [0u8; 16];
+            let _ = f.read_exact(&mut b);
+            h.update(b);
+        }
+        let secret: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
+        let tick = Duration::from_millis(u64::from(cfg.tick_time));
+        // Sessions recovered from disk get a fresh timeout, as ZooKeeper does after a restart.
+        let live = state
+            .sessions
+            .iter()
+            .map(|(id, s)| {
+                (
+                    *id,
+                    Live {
+                        deadline: Instant::now()
+                            + Duration::from_millis(s.timeout_ms.max(0) as u64)
+                            + tick,
+                        timeout_ms: s.timeout_ms,
+                        conn: None,
+                    },
+                )
+            })
+            .collect();
+        Core {
+            cfg,
+            state,
+            log,
+            watches: WatchManager::default(),
+            conns: BTreeMap::new(),
+            live,
+            session_base,
+            session_counter: 0,
+            secret,
+            outbox: Vec::new(),
+            stats: Stats {
+                lat_min: u64::MAX,
+                ..Default::default()
+            },
+            started: Instant::now(),
+            server_id,
+        }
+    }
+
+    /// Process one message; frames it produces wait in the outbox until [`Core::flush`].
+    pub fn handle(&mut self, msg: CoreMsg) -> Result<(), PersistError> {
+        match msg {
+            CoreMsg::Connect {
+                conn,
+                req,
+                remote,
+                tx,
+            } => self.connect(conn, req, remote, tx),
+            CoreMsg::Request {
+                conn,
+                xid,
+                opcode,
+                req,
+                received,
+                bytes: _,
+            } => self.request(conn, xid, opcode, req, received),
+            CoreMsg::Closed { conn } => {
+                self.watches.drop_conn(conn);
+                if let Some(c) = self.conns.remove(&conn) {
+                    if let Some(s) = c.session {
+                        if let Some(l) = self.live.get_mut(&s) {
+                            if l.conn == Some(conn) {
+                                l.conn = None;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            CoreMsg::FourLetter { cmd, remote, reply } => {
+                let _ = reply.send(super::fourlw::answer(self, &cmd, remote));
+                Ok(())
+            }
+        }
+    }
+
+    /// Make the batch durable, then release its frames in order.
+    pub fn flush(&mut self) -> Result<(), PersistError> {
+        self.log.sync()?;
+        for (conn, out) in self.outbox.drain(..) {
+            if let Some(c) = self.conns.get(&conn) {
+                let _ = c.tx.send(out);
+            }
+        }
+        if self.log.since_snapshot >= self.cfg.snap_count {
+            let path = self.log.snapshot(&self.state)?;
+            tracing::info!("snapshot {}", path.display());
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, conn: ConnId, frame: Vec<u8>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sent += 1;
+        }
+        self.stats.sent += 1;
+        self.outbox.push((conn, Out::Frame(frame)));
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.outbox.push((conn, Out::Close));
+    }
+
+    fn password(&self, session: i64) -> [u8; 16] {
+        let mut h = Sha1::new();
+        h.update(self.secret);
+        h.update(session.to_be_bytes());
+        h.finalize()[..16].try_into().expect("16 bytes")
+    }
+
+    fn tick(&self) -> Duration {
+        Duration::from_millis(u64::from(self.cfg.tick_time))
+    }
+
+    /// Renew a session: expire between timeout and timeout + tick after the last packet.
+    fn touch(&mut self, session: i64) {
+        let tick = self.tick();
+        if let Some(l) = self.live.get_mut(&session) {
+            l.deadline = Instant::now() + Duration::from_millis(l.timeout_ms.max(0) as u64) + tick;
+        }
+    }
+
+    /// Stamp, log and apply a write; queue its notifications.
+    fn commit(
+        &mut self,
+        session: i64,
+        auth: Vec<AuthId>,
+        txn: Txn,
+    ) -> Result<Applied, PersistError> {
+        let e = Entry {
+            zxid: self.state.last_zxid + 1,
+            time_ms: now_ms(),
+            session_id: session,
+            auth,
+            txn,
+        };
+        self.log.append(&e)?;
+        let applied = self.state.apply(&e);
+        for ev in &applied.events {
+            for conn in self.watches.trigger(ev) {
+                let frame = notification(ev.kind, &ev.path);
+                self.push(conn, frame);
+            }
+        }
+        Ok(applied)
+    }
+
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        req: ConnectRequest,
+        remote: SocketAddr,
+        tx: mpsc::UnboundedSender<Out>,
+    ) -> Result<(), PersistError> {
+        self.conns.insert(
+            conn,
+            Conn {
+                tx,
+                remote,
+                session: None,
+                auth: vec![AuthId {
+                    scheme: "ip".into(),
+                    id: remote.ip().to_string(),
+                }],
+                established_ms: now_ms(),
+                timeout_ms: 0,
+                received: 1,
+                sent: 0,
+                last_op: "SESS",
+                last_cxid: -1,
+                last_zxid: -1,
+                last_resp_ms: now_ms(),
+                lat_min: u64::MAX,
+                lat_max: 0,
+                lat_total: 0,
+                lat_count: 0,
+            },
+        );
+        self.stats.received += 1;
+        if req.last_zxid_seen > self.state.last_zxid {
+            tracing::info!(
+                "refusing {remote}: it has seen zxid {:#x}, this server is at {:#x}",
+                req.last_zxid_seen,
+                self.state.last_zxid
+            );
+            self.close(conn);
+            return Ok(());
+        }
+        let timeout = req
+            .timeout
+            .clamp(self.cfg.min_session_timeout, self.cfg.max_session_timeout);
+        let (session, passwd) = if req.session_id == 0 {
+            self.session_counter += 1;
+            let mut id = self.session_base + self.session_counter;
+            if id == i64::MIN {
+                id += 1;
+            }
+            let passwd = self.password(id);
+            let ip = self.conns[&conn].auth.clone();
+            self.commit(
+                id,
+                ip,
+                Txn::CreateSession {
+                    timeout_ms: timeout,
+                    passwd,
+                },
+            )?;
+            (id, passwd)
+        } else {
+            let id = req.session_id;
+            match self.state.sessions.get(&id).map(|s| s.passwd) {
+                Some(stored) if stored.as_slice() == req.passwd.as_slice() => {
+                    // A reconnect with the same id takes the session from any other connection.
+                    if let Some(other) = self.live.get(&id).and_then(|l| l.conn) {
+                        if other != conn {
+                            if let Some(c) = self.conns.get_mut(&other) {
+                                c.session = None;
+                            }
+                            self.watches.drop_conn(other);
+                            self.close(other);
+                        }
+                    }
+                    (id, stored)
+                }
+                _ => {
+                    let frame = encode_connect_response(0, 0, &[0; 16], req.read_only);
+                    self.push(conn, frame);
+                    self.close(conn);
+                    return Ok(());
+                }
+            }
+        };
+        self.live.insert(
+            session,
+            Live {
+                deadline: Instant::now(),
+                timeout_ms: timeout,
+                conn: Some(conn),
+            },
+        );
+        self.touch(session);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(session);
+            c.timeout_ms = timeout;
+        }
+        let frame = encode_connect_response(timeout, session, &passwd, req.read_only);
+        self.push(conn, frame);
+        Ok(())
+    }
+
+    fn request(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Result<Request, proto::DecodeError>,
+        received: Instant,
+    ) -> Result<(), PersistError> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let Some(session) = c.session else {
+            return Ok(());
+        };
+        c.received += 1;
+        c.last_op = opname(opcode);
+        if xid > 0 {
+            c.last_cxid = xid;
+        }
+        self.stats.received += 1;
+        self.touch(session);
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("conn {conn}: opcode {opcode} does not decode: {e}");
+                let z = self.state.last_zxid;
+                self.reply(
+                    conn,
+                    xid,
+                    z,
+                    ErrorCode::MarshallingError.code(),
+                    &[],
+                    received,
+                );
+                return Ok(());
+            }
+        };
+        let auth = self.conns[&conn].auth.clone();
+        let last = self.state.last_zxid;
+        match req {
+            Request::Ping => {
+                let mut w = Writer::frame();
+                w.reply_header(xid::PING, last, 0);
+                self.push(conn, w.into_frame());
+            }
+            Request::Write(op) => {
+                let a = self.commit(session, auth, Txn::Write(op))?;
+                let (err, body) = match a.result {
+                    TxnResult::Single(Ok(r)) => (0, encode_op_result(&r)),
+                    TxnResult::Single(Err(code)) => (code.code(), vec![]),
+                    _ => unreachable!("a single write has a single result"),
+                };
+                self.reply(conn, xid, a.zxid, err, &body, received);
+            }
+            Request::Multi(ops) => {
+                let n = ops.len();
+                let a = self.commit(session, auth, Txn::Multi(ops))?;
+                let body = match a.result {
+                    TxnResult::Multi(r) => encode_multi_result(&r, n),
+                    _ => unreachable!("a multi has a multi result"),
+                };
+                self.reply(conn, xid, a.zxid, 0, &body, received);
+            }
+            Request::CloseSession => {
+                let a = self.commit(session, auth, Txn::CloseSession)?;
+                self.live.remove(&session);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session = None;
+                }
+                self.reply(conn, xid, a.zxid, 0, &[], received);
+                self.close(conn);
+            }
+            Request::Unimplemented(_) | Request::Sasl => {
+                self.reply(
+                    conn,
+                    xid,
+                    -1,
+                    ErrorCode::Unimplemented.code(),
+                    &[],
+                    received,
+                );
+                self.close(conn);
+            }
+            Request::Reconfig => {
+                self.reply(
+                    conn,
+                    xid,
+                    last,
+                    ErrorCode::ReconfigDisabled.code(),
+                    &[],
+                    received,
+                );
+            }
+            Request::Auth { scheme, auth: data } => match scheme.as_str() {
+                "digest" => {
+                    let id = digest_id(&data);
+                    let is_super = self.state.super_digest.as_deref() == Some(id.as_str());
+                    let c = self.conns.get_mut(&conn).expect("conn exists");
+                    let new = AuthId {
+                        scheme: "digest".into(),
+                        id,
+                    };
+                    if !c.auth.contains(&new) {
+                        c.auth.push(new);
+                    }
+                    if is_super {
+                        let s = AuthId {
+                            scheme: "super".into(),
+                            id: String::new(),
+                        };
+                        if !c.auth.contains(&s) {
+                            c.auth.push(s);
+                        }
+                    }
+                    self.reply(conn, xid, 0, 0, &[], received);
+                }
+                "ip" => self.reply(conn, xid, 0, 0, &[], received),
+                _ => {
+                    self.reply(conn, xid, 0, ErrorCode::AuthFailed.code(), &[], received);
+                    self.close(conn);
+                }
+            },
+            Request::SetWatches(sw) => {
+                self.set_watches(conn, &sw);
+                self.reply(conn, xid, last, 0, &[], received);
+            }
+            read => {
+                let (err, body) = match self.read(conn, session, &auth, read) {
+                    Ok(b) => (0, b),
+                    Err(code) => (code.code(), vec![]),
+                };
+                self.reply(conn, xid, last, err, &body, received);
+            }
+        }
+        Ok(())
+    }
+
+    fn reply(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        body: &[u8],
+        received: Instant,
+    ) {
+        let mut w = Writer::frame();
+        w.reply_header(xid, zxid, err);
+        if err == 0 {
+            w.buf.extend_from_slice(body);
+        }
+        let lat = received.elapsed().as_millis() as u64;
+        self.stats.lat_min = self.stats.lat_min.min(lat);
+        self.stats.lat_max = self.stats.lat_max.max(lat);
+        self.stats.lat_total += lat;
+        self.stats.lat_count += 1;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_zxid = zxid;
+            c.last_resp_ms = now_ms();
+            c.lat_min = c.lat_min.min(lat);
+            c.lat_max = c.lat_max.max(lat);
+            c.lat_total += lat;
+            c.lat_count += 1;
+        }
+        self.push(conn, w.into_frame());
+    }
+
+    /// Reads and the watch ops: answered from the applied state.
+    fn read(
+        &mut self,
+        conn: ConnId,
+        session: i64,
+        auth: &[AuthId],
+        req: Request,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        let mut w = Writer::new();
+        match req {
+            Request::Exists { path, watch } => {
+                if path.contains('\0') {
+                    return Err(ErrorCode::BadArguments);
+                }
+                if watch {
+                    self.watches.add_data(&path, conn);
+                }
+                let n = self.state.get(&path).ok_or(ErrorCode::NoNode)?;
+                if !State::check_acl(&n.acl, auth, perms::READ) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                w.stat(&n.visible_stat());
+            }
+            Request::GetData { path, watch } => {
+                let n = self.state.get(&path).ok_or(ErrorCode::NoNode)?;
+                if !State::check_acl(&n.acl, auth, perms::READ) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                w.buffer(n.data.as_deref()).stat(&n.visible_stat());
+                if watch {
+                    self.watches.add_data(&path, conn);
+                }
+            }
+            Request::GetChildren {
+                path,
+                watch,
+                with_stat,
+            } => {
+                let n = self.state.get(&path).ok_or(ErrorCode::NoNode)?;
+                if !State::check_acl(&n.acl, auth, perms::READ) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                let children: Vec<&String> = n.children.iter().collect();
+                w.strings(&children);
+                if with_stat {
+                    w.stat(&n.visible_stat());
+                }
+                if watch {
+                    self.watches.add_child(&path, conn);
+                }
+            }
+            Request::GetAcl { path } => {
+                let n = self.state.get(&path).ok_or(ErrorCode::NoNode)?;
+                if !State::check_acl(&n.acl, auth, perms::READ | perms::ADMIN) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                let admin = State::check_acl(&n.acl, auth, perms::ADMIN);
+                let acl: Vec<Acl> = n
+                    .acl
+                    .iter()
+                    .map(|a| {
+                        if !admin && a.scheme == "digest" {
+                            let user = a.id.split(':').next().unwrap_or("");
+                            Acl {
+                                perms: a.perms,
+                                scheme: a.scheme.clone(),
+                                id: format!("{user}:x"),
+                            }
+                        } else {
+                            a.clone()
+                        }
+                    })
+                    .collect();
+                w.acls(&acl).stat(&n.visible_stat());
+            }
+            Request::Sync { path } => {
+                w.string(&path);
+            }
+            Request::MultiRead(ops) => {
+                for o in ops {
+                    let r = match &o {
+                        ReadOp::GetData { path } => {
+                            self.state.get(path).ok_or(ErrorCode::NoNode).and_then(|n| {
+                                if State::check_acl(&n.acl, auth, perms::READ) {
+                                    let mut b = Writer::new();
+                                    b.buffer(n.data.as_deref()).stat(&n.visible_stat());
+                                    Ok((op::GET_DATA, b.buf))
+                                } else {
+                                    Err(ErrorCode::NoAuth)
+                                }
+                            })
+                        }
+                        ReadOp::GetChildren { path } => {
+                            self.state.get(path).ok_or(ErrorCode::NoNode).and_then(|n| {
+                                if State::check_acl(&n.acl, auth, perms::READ) {
+                                    let mut b = Writer::new();
+                                    let c: Vec<&String> = n.children.iter().collect();
+                                    b.strings(&c);
+                                    Ok((op::GET_CHILDREN, b.buf))
+                                } else {
+                                    Err(ErrorCode::NoAuth)
+                                }
+                            })
+                        }
+                    };
+                    match r {
+                        Ok((t, body)) => {
+                            w.int(t).boolean(false).int(0);
+                            w.buf.extend_from_slice(&body);
+                        }
+                        Err(code) => {
+                            w.int(op::ERROR)
+                                .boolean(false)
+                                .int(code.code())
+                                .int(code.code());
+                        }
+                    }
+                }
+                w.int(-1).boolean(true).int(-1);
+            }
+            Request::CheckWatches { path, kind } => {
+                if !self.watches.check(&path, conn, kind) {
+                    return Err(ErrorCode::NoWatcher);
+                }
+            }
+            Request::RemoveWatches { path, kind } => {
+                if !self.watches.remove(&path, conn, kind) {
+                    return Err(ErrorCode::NoWatcher);
+                }
+            }
+            Request::GetEphemerals { prefix } => {
+                let all = prefix.is_empty() || prefix == "/";
+                let paths: Vec<&String> = self
+                    .state
+                    .ephemerals
+                    .get(&session)
+                    .map(|s| s.iter().filter(|p| all || p.starts_with(&prefix)).collect())
+                    .unwrap_or_default();
+                w.strings(&paths);
+            }
+            Request::GetAllChildrenNumber { path } => {
+                let n = self.state.get(&path).ok_or(ErrorCode::NoNode)?;
+                if !State::check_acl(&n.acl, auth, perms::READ) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                let key = if path.is_empty() { "/" } else { path.as_str() };
+                w.int(self.state.descendants(key) as i32);
+            }
+            Request::AddWatch { path, mode } => {
+                match mode {
+                    0 => self.watches.add_persistent(&path, conn, false),
+                    1 => self.watches.add_persistent(&path, conn, true),
+                    _ => return Err(ErrorCode::BadArguments),
+                }
+                w.int(0);
+            }
+            Request::WhoAmI => {
+                let ids: Vec<(String, String)> = auth
+                    .iter()
+                    .map(|a| match a.scheme.as_str() {
+                        "digest" => (
+                            a.scheme.clone(),
+                            a.id.split(':').next().unwrap_or("").to_string(),
+                        ),
+                        "super" => (a.scheme.clone(), String::new()),
+                        _ => (a.scheme.clone(), a.id.clone()),
+                    })
+                    .collect();
+                w.int(ids.len() as i32);
+                for (s, u) in ids {
+                    w.string(&s).string(&u);
+                }
+            }
+            other => {
+                tracing::warn!("unexpected request on the read path: {other:?}");
+                return Err(ErrorCode::Unimplemented);
+            }
+        }
+        Ok(w.buf)
+    }
+
+    /// SetWatches/SetWatches2: catch-up events for what changed since `relative_zxid`, then
+    /// re-register the rest (section 7.4).
+    fn set_watches(&mut self, conn: ConnId, sw: &SetWatches) {
+        let rel = sw.relative_zxid;
+        for p in &sw.data {
+            match self.state.get(p).map(|n| n.stat.mzxid) {
+                None => self.push(conn, notification(EventType::NodeDeleted, p)),
+                Some(m) if m > rel => self.push(conn, notification(EventType::NodeDataChanged, p)),
+                Some(_) => self.watches.add_data(p, conn),
+            }
+        }
+        for p in &sw.exist {
+            if self.state.get(p).is_some() {
+                self.push(conn, notification(EventType::NodeCreated, p));
+            } else {
+                self.watches.add_data(p, conn);
+            }
+        }
+        for p in &sw.child {
+            match self.state.get(p).map(|n| n.stat.pzxid) {
+                None => self.push(conn, notification(EventType::NodeDeleted, p)),
+                Some(z) if z > rel => {
+                    self.push(conn, notification(EventType::NodeChildrenChanged, p))
+                }
+                Some(_) => self.watches.add_child(p, conn),
+            }
+        }
+        for p in &sw.persistent {
+            self.watches.add_persistent(p, conn, false);
+        }
+        for p in &sw.persistent_recursive {
+            self.watches.add_persistent(p, conn, true);
+        }
+    }
+
+    /// Expire sessions whose deadline passed: one closeSession each, connection closed silently.
+    pub fn expire_sessions(&mut self) -> Result<(), PersistError> {
+        let now = Instant::now();
+        let due: Vec<i64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let l = self.live.remove(&id).expect("listed");
+            tracing::info!("session {id:#x} expired");
+            if self.state.sessions.contains_key(&id) {
+                self.commit(id, vec![], Txn::CloseSession)?;
+            }
+            if let Some(c) = l.conn {
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.session = None;
+                }
+                self.close(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete empty containers and expired TTL nodes.
+    pub fn reap(&mut self) -> Result<(), PersistError> {
+        for path in self.state.reapable(now_ms()) {
+            self.commit(0, vec![], Txn::Reap { path })?;
+        }
+        Ok(())
+    }
+}
+
+/// `user:` + base64(SHA-1(`user:password`)).
+pub fn digest_id(auth: &[u8]) -> String {
+    let text = String::from_utf8_lossy(auth);
+    let user = text.split(':').next().unwrap_or("");
+    let hash = Sha1::digest(auth);
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+fn notification(kind: EventType, path: &str) -> Vec<u8> {
+    let mut w = Writer::frame();
+    // ZooKeeper up to 3.8 sends −1 as the notification zxid.
+    w.reply_header(xid::NOTIFICATION, -1, 0)
+        .int(kind as i32)
+        .int(3)
+        .string(path);
+    w.into_frame()
+}
+
+fn encode_op_result(r: &OpResult) -> Vec<u8> {
+    let mut w = Writer::new();
+    match r {
+        OpResult::Create { opcode, path, stat } => {
+            w.string(path);
+            if *opcode != op::CREATE {
+                w.stat(stat);
+            }
+        }
+        OpResult::Delete | OpResult::Check => {}
+        OpResult::SetData { stat } | OpResult::SetAcl { stat } => {
+            w.stat(stat);
+        }
+    }
+    w.buf
+}
+
+fn encode_multi_result(r: &Result<Vec<OpResult>, (usize, ErrorCode)>, n: usize) -> Vec<u8> {
+    let mut w = Writer::new();
+    match r {
+        Ok(results) => {
+            for res in results {
+                let (t, body): (i32, Vec<u8>) = match res {
+                    OpResult::Create { opcode, .. } => (
+                        if *opcode == op::CREATE {
+                            op::CREATE
+                        } else {
+                            op::CREATE2
+                        },
+                        encode_op_result(res),
+                    ),
+                    OpResult::Delete => (op::DELETE, vec![]),
+                    OpResult::SetData { .. } => (op::SET_DATA, encode_op_result(res)),
+                    OpResult::SetAcl { .. } => (op::SET_ACL, encode_op_result(res)),
+                    OpResult::Check => (op::CHECK, vec![]),
+                };
+                w.int(t).boolean(false).int(0);
+                w.buf.extend_from_slice(&body);
+            }
+        }
+        Err((idx, code)) => {
+            for i in 0..n {
+                let c = match i.cmp(idx) {
+                    std::cmp::Ordering::Less => 0,
+                    std::cmp::Ordering::Equal => code.code(),
+                    std::cmp::Ordering::Greater => ErrorCode::RuntimeInconsistency.code(),
+                };
+                w.int(op::ERROR).boolean(false).int(c).int(c);
+            }
+        }
+    }
+    w.int(-1).boolean(true).int(-1);
+    w.buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ids_match_zookeepers_test_vector() {
+        assert_eq!(
+            digest_id(b"super:admin"),
+            "super:xQJmxLMiHGwaqBvst5y6rkB6HQs="
+        );
+    }
+}
