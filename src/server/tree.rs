@@ -1072,7 +1072,11 @@ mod tests {
             scheme: "digest".into(),
             id: "alice:hash".into(),
         }];
-        assert!(State::check_acl(&acl, std::slice::from_ref(&alice), perms::READ));
+        assert!(State::check_acl(
+            &acl,
+            std::slice::from_ref(&alice),
+            perms::READ
+        ));
         assert!(!State::check_acl(&acl, &[alice], perms::WRITE));
         let ip = AuthId {
             scheme: "ip".into(),
