@@ -1,12 +1,14 @@
 //! The builtin server against a real third-party client (the `zookeeper-client` crate), plus raw
 //! protocol checks for what no well-behaved client sends.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use zkherd::server::proto::{self, op, ConnectRequest, Reader, Writer};
+use zkherd::server::proto::{self, op, Writer};
 use zookeeper_client::{
     Acls, AddWatchMode, Client, CreateMode, Error, EventType, MultiWriteError, MultiWriteResult,
 };
@@ -390,32 +392,7 @@ async fn raw_connect(
     passwd: Vec<u8>,
     last_zxid: i64,
 ) -> (TcpStream, Option<(i32, i64, Vec<u8>)>) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: last_zxid,
-        timeout: 200,
-        session_id,
-        passwd,
-        read_only: Some(false),
-    }
-    .encode();
-    s.write_all(&(req.len() as i32).to_be_bytes())
-        .await
-        .unwrap();
-    s.write_all(&req).await.unwrap();
-    let mut len = [0u8; 4];
-    if timeout(s.read_exact(&mut len)).await.is_err() {
-        return (s, None);
-    }
-    let mut body = vec![0; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await.unwrap();
-    let mut r = Reader::new(&body);
-    let _proto = r.int().unwrap();
-    let to = r.int().unwrap();
-    let sid = r.long().unwrap();
-    let pw = r.buffer().unwrap().unwrap();
-    (s, Some((to, sid, pw)))
+    common::raw::connect(addr, session_id, passwd, last_zxid, 200).await
 }
 
 async fn raw_request(
@@ -424,27 +401,13 @@ async fn raw_request(
     opcode: i32,
     body: &[u8],
 ) -> Option<(i32, i64, i32, Vec<u8>)> {
-    let mut w = Writer::frame();
-    w.int(xid).int(opcode);
-    w.buf.extend_from_slice(body);
-    s.write_all(&w.into_frame()).await.ok()?;
-    loop {
-        let mut len = [0u8; 4];
-        timeout(s.read_exact(&mut len)).await.ok()?;
-        let mut b = vec![0; i32::from_be_bytes(len) as usize];
-        s.read_exact(&mut b).await.ok()?;
-        let mut r = Reader::new(&b);
-        let (x, z, e) = (r.int().unwrap(), r.long().unwrap(), r.int().unwrap());
-        if x == -1 {
-            continue; // a notification
-        }
-        return Some((x, z, e, r.rest().to_vec()));
-    }
+    common::raw::request(s, xid, opcode, body)
+        .await
+        .map(|r| (r.xid, r.zxid, r.err, r.body))
 }
 
 async fn is_closed(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    matches!(timeout(s.read(&mut b)).await, Ok(0) | Err(_))
+    common::raw::is_closed(s).await
 }
 
 #[tokio::test]

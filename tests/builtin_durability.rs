@@ -77,7 +77,11 @@ async fn every_acknowledged_write_and_live_session_survives_kill_9() {
         .await
         .unwrap_or_else(|e| panic!("{e}: {}", std::fs::read_to_string(&log).unwrap()));
     keeper
-        .create("/alive", b"", &CreateMode::Ephemeral.with_acls(Acls::anyone_all()))
+        .create(
+            "/alive",
+            b"",
+            &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
+        )
         .await
         .unwrap();
     let keeper_session = keeper.session().clone();
@@ -103,13 +107,20 @@ async fn every_acknowledged_write_and_live_session_survives_kill_9() {
             }
             break;
         }
-        match writer.create(&format!("/k{i}"), i.to_string().as_bytes(), &opts).await {
+        match writer
+            .create(&format!("/k{i}"), i.to_string().as_bytes(), &opts)
+            .await
+        {
             Ok((stat, _)) => acked.push((i, stat.czxid)),
             Err(e) => panic!("write {i} failed before the kill: {e}"),
         }
     }
     assert!(killed);
-    assert!(acked.len() > 20, "only {} writes before the kill", acked.len());
+    assert!(
+        acked.len() > 20,
+        "only {} writes before the kill",
+        acked.len()
+    );
     let _ = node.child.wait();
     drop(writer);
     drop(keeper);
@@ -126,7 +137,10 @@ async fn every_acknowledged_write_and_live_session_survives_kill_9() {
     }
     let max_acked = acked.iter().map(|(_, z)| *z).max().unwrap();
     let (stat, _) = reader.create("/after", b"", &opts).await.unwrap();
-    assert!(stat.czxid > max_acked, "zxids keep increasing after a restart");
+    assert!(
+        stat.czxid > max_acked,
+        "zxids keep increasing after a restart"
+    );
 
     // The live session is back: its ephemeral exists, and it can resume.
     assert!(reader.check_stat("/alive").await.unwrap().is_some());

@@ -458,6 +458,13 @@ impl Core {
                 self.reply(conn, xid, a.zxid, 0, &[], received);
                 self.close(conn);
             }
+            Request::Unimplemented(op::CHECK) => {
+                // Apache makes a top-level check an error txn (it takes a zxid), then closes
+                // the connection without answering. Measured against 3.8.0 by
+                // tests/differential.rs.
+                self.commit(session, auth, Txn::Error(ErrorCode::Unimplemented.code()))?;
+                self.close(conn);
+            }
             Request::Unimplemented(_) | Request::Sasl => {
                 self.reply(
                     conn,
@@ -470,10 +477,16 @@ impl Core {
                 self.close(conn);
             }
             Request::Reconfig => {
+                // Apache turns the refused reconfig into an error txn: it takes a zxid.
+                let a = self.commit(
+                    session,
+                    auth,
+                    Txn::Error(ErrorCode::ReconfigDisabled.code()),
+                )?;
                 self.reply(
                     conn,
                     xid,
-                    last,
+                    a.zxid,
                     ErrorCode::ReconfigDisabled.code(),
                     &[],
                     received,
@@ -570,10 +583,9 @@ impl Core {
                 if watch {
                     self.watches.add_data(&path, conn);
                 }
+                // Apache 3.8.0 (the release this server is compared with) checks no ACL on
+                // exists; later 3.8/3.9 releases require READ.
                 let n = self.state.get(&path).ok_or(ErrorCode::NoNode)?;
-                if !State::check_acl(&n.acl, auth, perms::READ) {
-                    return Err(ErrorCode::NoAuth);
-                }
                 w.stat(&n.visible_stat());
             }
             Request::GetData { path, watch } => {
@@ -710,8 +722,12 @@ impl Core {
                 w.int(0);
             }
             Request::WhoAmI => {
-                let ids: Vec<(String, String)> = auth
+                // Apache lists the authenticated ids before the connection's ip id.
+                let ordered = auth
                     .iter()
+                    .filter(|a| a.scheme != "ip")
+                    .chain(auth.iter().filter(|a| a.scheme == "ip"));
+                let ids: Vec<(String, String)> = ordered
                     .map(|a| match a.scheme.as_str() {
                         "digest" => (
                             a.scheme.clone(),
@@ -847,14 +863,13 @@ fn encode_multi_result(r: &Result<Vec<OpResult>, (usize, ErrorCode)>, n: usize) 
         Ok(results) => {
             for res in results {
                 let (t, body): (i32, Vec<u8>) = match res {
-                    OpResult::Create { opcode, .. } => (
-                        if *opcode == op::CREATE {
-                            op::CREATE
-                        } else {
-                            op::CREATE2
-                        },
-                        encode_op_result(res),
-                    ),
+                    // Apache 3.8 answers every create inside a multi as type 1 (path only),
+                    // create2/createTTL/createContainer included.
+                    OpResult::Create { path, .. } => {
+                        let mut b = Writer::new();
+                        b.string(path);
+                        (op::CREATE, b.buf)
+                    }
                     OpResult::Delete => (op::DELETE, vec![]),
                     OpResult::SetData { .. } => (op::SET_DATA, encode_op_result(res)),
                     OpResult::SetAcl { .. } => (op::SET_ACL, encode_op_result(res)),

@@ -60,6 +60,9 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
         Txn::Reap { path } => {
             w.int(5).string(path);
         }
+        Txn::Error(code) => {
+            w.int(6).int(*code);
+        }
     }
     w.buf
 }
@@ -97,6 +100,7 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
             other => return Err(DecodeError(format!("not a multi: {other:?}"))),
         },
         5 => Txn::Reap { path: r.string()? },
+        6 => Txn::Error(r.int()?),
         t => return Err(DecodeError(format!("unknown txn tag {t}"))),
     };
     Ok(Entry {
@@ -491,6 +495,7 @@ mod tests {
                 version: -1,
             }]),
             Txn::Reap { path: "/c".into() },
+            Txn::Error(-123),
         ] {
             let e = entry(5, txn);
             assert_eq!(decode_entry(&encode_entry(&e)).unwrap(), e);

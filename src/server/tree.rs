@@ -49,6 +49,9 @@ pub enum Txn {
     Reap {
         path: String,
     },
+    /// A request the leader refused but Apache still turns into a txn (a disabled reconfig, a
+    /// top-level check): it only takes a zxid. Holds the error code.
+    Error(i32),
 }
 
 /// Result of one write op.
@@ -389,6 +392,9 @@ impl State {
                     TxnResult::Single(Err(ErrorCode::BadArguments))
                 }
             }
+            Txn::Error(code) => TxnResult::Single(Err(
+                ErrorCode::from_code(*code).unwrap_or(ErrorCode::SystemError)
+            )),
             Txn::Write(op) => {
                 let mut undo = Undo::default();
                 let r = self.apply_op(op, e, &mut events, &mut undo);

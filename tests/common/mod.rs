@@ -2,6 +2,8 @@
 //! ranges, and clean up every process of a cluster even when a test fails.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
