@@ -34,6 +34,20 @@ pub fn apache_available(test: &str) -> bool {
     false
 }
 
+/// Is a tool usable? When it is not: skip with a one-line reason, or fail when
+/// `ZKHERD_REQUIRE_ALL=1`.
+pub fn tool_available(test: &str, what: &str, ok: bool, how: &str) -> bool {
+    if ok {
+        return true;
+    }
+    let reason = format!("{test}: skipped: {what} not installed; {how} to run it");
+    if std::env::var("ZKHERD_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{reason} — but ZKHERD_REQUIRE_ALL=1 requires it");
+    }
+    eprintln!("{reason}");
+    false
+}
+
 /// A client base port B such that B.., B+700.. and B+1700.. are free for `n` nodes.
 /// Each test process starts from a different spot and each call moves on, so parallel tests
 /// (threads and processes) do not collide.
