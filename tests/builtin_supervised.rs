@@ -1,0 +1,74 @@
+//! The supervisor with the builtin backend: no Java needed, so this runs everywhere.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn a_builtin_standalone_node_is_supervised_like_an_apache_one() {
+    let c = Cluster::new(1);
+    let out = c.up(&["--backend", "builtin"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let (v, code) = c.status_json();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["backend"], "builtin");
+    assert_eq!(v["nodes"][0]["role"], "standalone");
+    let pid = v["nodes"][0]["pid"].as_i64().unwrap() as i32;
+
+    // kill = SIGKILL; the supervisor restarts it and the data survives (it is durable).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = zookeeper_client::Client::connect(&c.connect_to(1)).await.unwrap();
+        client
+            .create(
+                "/survives",
+                b"yes",
+                &zookeeper_client::CreateMode::Persistent
+                    .with_acls(zookeeper_client::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+    });
+    let out = c.run(&["kill", "1"], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restarted = eventually(Duration::from_secs(20), || {
+        let (v, code) = c.status_json();
+        (code == 0 && v["nodes"][0]["restarts"] == 1).then_some(v)
+    })
+    .expect("restarted and serving again");
+    assert_ne!(restarted["nodes"][0]["pid"].as_i64().unwrap() as i32, pid);
+    assert!(!alive(pid));
+    let out = c.run(&["wait", "--timeout", "30"], 60);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    rt.block_on(async {
+        let client = zookeeper_client::Client::connect(&c.connect_to(1)).await.unwrap();
+        assert_eq!(client.get_data("/survives").await.unwrap().0, b"yes");
+    });
+
+    // pause: the only voter hangs, so nothing serves.
+    let out = c.run(&["pause", "1"], 30);
+    assert!(out.status.success());
+    let (v, code) = c.status_json();
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["nodes"][0]["role"], "paused");
+    let out = c.run(&["resume", "1"], 30);
+    assert!(out.status.success());
+
+    let pids = c.recorded_pids();
+    let out = c.run(&["down"], 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for p in pids {
+        assert!(!alive(p), "pid {p} left behind");
+    }
+}
+
+#[test]
+fn an_ensemble_of_builtin_nodes_is_refused_until_replication_exists() {
+    let c = Cluster::new(3);
+    let out = c.up(&["--backend", "builtin"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("single node"), "{}", stderr(&out));
+    assert!(!c.dir().exists(), "nothing is rendered");
+}
