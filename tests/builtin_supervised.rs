@@ -18,9 +18,14 @@ fn a_builtin_standalone_node_is_supervised_like_an_apache_one() {
     let pid = v["nodes"][0]["pid"].as_i64().unwrap() as i32;
 
     // kill = SIGKILL; the supervisor restarts it and the data survives (it is durable).
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let client = zookeeper_client::Client::connect(&c.connect_to(1)).await.unwrap();
+        let client = zookeeper_client::Client::connect(&c.connect_to(1))
+            .await
+            .unwrap();
         client
             .create(
                 "/survives",
@@ -43,7 +48,9 @@ fn a_builtin_standalone_node_is_supervised_like_an_apache_one() {
     let out = c.run(&["wait", "--timeout", "30"], 60);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     rt.block_on(async {
-        let client = zookeeper_client::Client::connect(&c.connect_to(1)).await.unwrap();
+        let client = zookeeper_client::Client::connect(&c.connect_to(1))
+            .await
+            .unwrap();
         assert_eq!(client.get_data("/survives").await.unwrap().0, b"yes");
     });
 

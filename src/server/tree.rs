@@ -396,12 +396,13 @@ impl State {
                 ErrorCode::from_code(*code).unwrap_or(ErrorCode::SystemError)
             )),
             Txn::Write(op) => {
-                let mut undo = Undo::default();
+                // A single op validates before it mutates: nothing to undo.
+                let mut undo = Undo::disabled();
                 let r = self.apply_op(op, e, &mut events, &mut undo);
                 TxnResult::Single(r)
             }
             Txn::Multi(ops) => {
-                let mut undo = Undo::default();
+                let mut undo = Undo::enabled();
                 let mut results = Vec::with_capacity(ops.len());
                 let mut failed = None;
                 for (i, op) in ops.iter().enumerate() {
@@ -470,8 +471,7 @@ impl State {
                 if !node.children.is_empty() {
                     return Err(ErrorCode::NotEmpty);
                 }
-                undo.save(self, path);
-                undo.save(self, parent_path);
+                undo.removed(self, path);
                 self.remove_node(path, e.zxid, events);
                 Ok(OpResult::Delete)
             }
@@ -491,7 +491,7 @@ impl State {
                 if *version != -1 && *version != node.stat.version {
                     return Err(ErrorCode::BadVersion);
                 }
-                undo.save(self, path);
+                undo.changed(self, path);
                 let node = self.nodes.get_mut(path).expect("checked");
                 node.data = data.clone();
                 node.stat.version = node.stat.version.wrapping_add(1);
@@ -518,7 +518,7 @@ impl State {
                 if *version != -1 && *version != node.stat.aversion {
                     return Err(ErrorCode::BadVersion);
                 }
-                undo.save(self, path);
+                undo.changed(self, path);
                 let node = self.nodes.get_mut(path).expect("checked");
                 node.acl = fixed;
                 node.stat.aversion = node.stat.aversion.wrapping_add(1);
@@ -606,8 +606,7 @@ impl State {
             parent_path
         }
         .to_string();
-        undo.save(self, &parent_key);
-        undo.save(self, &final_path);
+        undo.created(self, &final_path, &parent_key);
         let parent = self.nodes.get_mut(&parent_key).expect("checked");
         parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
         parent.stat.pzxid = e.zxid;
@@ -664,23 +663,61 @@ impl State {
         });
     }
 
+    /// Undo a failed multi's effects, newest first.
     fn rollback(&mut self, undo: Undo) {
-        for (path, orig) in undo.saved {
-            if let Some(cur) = self.nodes.remove(&path) {
-                if let Some(s) = cur.ephemeral_session() {
-                    if let Some(set) = self.ephemerals.get_mut(&s) {
-                        set.remove(&path);
-                        if set.is_empty() {
-                            self.ephemerals.remove(&s);
-                        }
+        for op in undo.ops.into_iter().rev() {
+            match op {
+                UndoOp::Created {
+                    path,
+                    parent,
+                    parent_stat,
+                } => {
+                    if let Some(n) = self.nodes.remove(&path) {
+                        self.unindex_ephemeral(&path, &n);
+                    }
+                    if let Some(p) = self.nodes.get_mut(&parent) {
+                        p.children.remove(child_name(&path));
+                        p.stat = parent_stat;
+                    }
+                }
+                UndoOp::Removed {
+                    path,
+                    node,
+                    parent,
+                    parent_stat,
+                } => {
+                    if let Some(s) = node.ephemeral_session() {
+                        self.ephemerals.entry(s).or_default().insert(path.clone());
+                    }
+                    if let Some(p) = self.nodes.get_mut(&parent) {
+                        p.children.insert(child_name(&path).to_string());
+                        p.stat = parent_stat;
+                    }
+                    self.nodes.insert(path, node);
+                }
+                UndoOp::Changed {
+                    path,
+                    data,
+                    acl,
+                    stat,
+                } => {
+                    if let Some(n) = self.nodes.get_mut(&path) {
+                        n.data = data;
+                        n.acl = acl;
+                        n.stat = stat;
                     }
                 }
             }
-            if let Some(n) = orig {
-                if let Some(s) = n.ephemeral_session() {
-                    self.ephemerals.entry(s).or_default().insert(path.clone());
+        }
+    }
+
+    fn unindex_ephemeral(&mut self, path: &str, n: &Znode) {
+        if let Some(s) = n.ephemeral_session() {
+            if let Some(set) = self.ephemerals.get_mut(&s) {
+                set.remove(path);
+                if set.is_empty() {
+                    self.ephemerals.remove(&s);
                 }
-                self.nodes.insert(path, n);
             }
         }
     }
@@ -713,17 +750,89 @@ impl State {
     }
 }
 
-/// The original state of every path a multi touched, to restore on failure.
-#[derive(Default)]
+/// What a multi changed, to undo on failure. Records only what an op touched (never a parent's
+/// children set), so a create under a parent with many children stays O(log n).
 struct Undo {
-    saved: BTreeMap<String, Option<Znode>>,
+    enabled: bool,
+    ops: Vec<UndoOp>,
+}
+
+enum UndoOp {
+    Created {
+        path: String,
+        parent: String,
+        parent_stat: Stat,
+    },
+    /// A deleted node (it had no children) and its parent's stat before.
+    Removed {
+        path: String,
+        node: Znode,
+        parent: String,
+        parent_stat: Stat,
+    },
+    Changed {
+        path: String,
+        data: Option<Vec<u8>>,
+        acl: Vec<Acl>,
+        stat: Stat,
+    },
 }
 
 impl Undo {
-    fn save(&mut self, state: &State, path: &str) {
-        if !self.saved.contains_key(path) {
-            self.saved
-                .insert(path.to_string(), state.nodes.get(path).cloned());
+    fn enabled() -> Undo {
+        Undo {
+            enabled: true,
+            ops: Vec::new(),
+        }
+    }
+
+    fn disabled() -> Undo {
+        Undo {
+            enabled: false,
+            ops: Vec::new(),
+        }
+    }
+
+    fn parent_stat(state: &State, parent: &str) -> Stat {
+        state.nodes.get(parent).map(|p| p.stat).unwrap_or_default()
+    }
+
+    fn created(&mut self, state: &State, path: &str, parent: &str) {
+        if self.enabled {
+            self.ops.push(UndoOp::Created {
+                path: path.to_string(),
+                parent: parent.to_string(),
+                parent_stat: Self::parent_stat(state, parent),
+            });
+        }
+    }
+
+    fn removed(&mut self, state: &State, path: &str) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(node) = state.nodes.get(path) {
+            let parent = parent_of(path).unwrap_or("/").to_string();
+            self.ops.push(UndoOp::Removed {
+                path: path.to_string(),
+                node: node.clone(),
+                parent_stat: Self::parent_stat(state, &parent),
+                parent,
+            });
+        }
+    }
+
+    fn changed(&mut self, state: &State, path: &str) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(n) = state.nodes.get(path) {
+            self.ops.push(UndoOp::Changed {
+                path: path.to_string(),
+                data: n.data.clone(),
+                acl: n.acl.clone(),
+                stat: n.stat,
+            });
         }
     }
 }
@@ -1012,6 +1121,46 @@ mod tests {
         // The sequence counter did not advance either.
         let r = t.create("/a/s-", 2).unwrap();
         assert!(matches!(r, OpResult::Create { path, .. } if path == "/a/s-0000000000"));
+    }
+
+    #[test]
+    fn a_failed_multi_undoes_set_data_delete_and_create_in_reverse() {
+        let mut t = T::new();
+        t.create("/a", 0).unwrap();
+        t.create("/a/b", 1).unwrap();
+        let before = t.st.clone();
+        let a = t.run(Txn::Multi(vec![
+            WriteOp::SetData {
+                path: "/a".into(),
+                data: Some(b"changed".to_vec()),
+                version: -1,
+            },
+            WriteOp::Delete {
+                path: "/a/b".into(),
+                version: -1,
+            },
+            WriteOp::Create {
+                opcode: op::CREATE,
+                path: "/a/b".into(),
+                data: None,
+                acl: vec![Acl::world_all()],
+                flags: 0,
+                ttl: -1,
+            },
+            WriteOp::SetAcl {
+                path: "/a".into(),
+                acl: vec![Acl::world_all()],
+                version: 0,
+            },
+            WriteOp::Check {
+                path: "/a".into(),
+                version: 42,
+            },
+        ]));
+        assert_eq!(a.result, TxnResult::Multi(Err((4, ErrorCode::BadVersion))));
+        let mut after = t.st.clone();
+        after.last_zxid = before.last_zxid;
+        assert_eq!(after, before);
     }
 
     #[test]
