@@ -247,6 +247,78 @@ fn list(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
     v
 }
 
+/// What one log segment holds.
+struct Scan {
+    entries: Vec<Entry>,
+    /// Offset just past the last good record.
+    end: u64,
+    /// Why reading stopped before the zero-filled end, if it did.
+    torn: Option<String>,
+}
+
+/// Read records until the preallocated zeros (or EOF); never reads the zeros themselves.
+fn scan_segment(path: &Path) -> Result<Scan, PersistError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    let mut r = io::BufReader::with_capacity(256 * 1024, f);
+    let mut scan = Scan {
+        entries: Vec::new(),
+        end: 0,
+        torn: None,
+    };
+    loop {
+        let mut head = [0u8; 8];
+        let n = read_full(&mut r, &mut head).map_err(io_err(path))?;
+        if n == 0 || (n == 8 && head == [0; 8]) {
+            break;
+        }
+        if n < 8 {
+            if head[..n].iter().all(|b| *b == 0) {
+                break;
+            }
+            scan.torn = Some("truncated record header".into());
+            break;
+        }
+        let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_be_bytes(head[4..].try_into().expect("4 bytes"));
+        if len > 64 * 1024 * 1024 {
+            scan.torn = Some(format!("record length {len} is implausible"));
+            break;
+        }
+        let mut payload = vec![0u8; len];
+        if read_full(&mut r, &mut payload).map_err(io_err(path))? < len {
+            scan.torn = Some(format!("record of {len} bytes is cut short"));
+            break;
+        }
+        if crc32fast::hash(&payload) != crc {
+            scan.torn = Some("CRC mismatch".into());
+            break;
+        }
+        match decode_entry(&payload) {
+            Ok(e) => scan.entries.push(e),
+            Err(e) => {
+                scan.torn = Some(e.0);
+                break;
+            }
+        }
+        scan.end += 8 + len as u64;
+    }
+    Ok(scan)
+}
+
+/// Like read_exact, but returns how many bytes were read before EOF.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// Open (or create) a segment and make sure it is preallocated.
 fn open_segment(path: &Path) -> Result<(File, u64), PersistError> {
     let f = OpenOptions::new()
@@ -294,72 +366,39 @@ impl Log {
         let mut end_of_last = 0u64;
         for (i, (_, path)) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
-            let mut bytes = Vec::new();
-            File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(io_err(path))?;
-            let mut off = 0usize;
-            while off < bytes.len() {
-                let bad = |reason: String| reason;
-                let rec = (|| {
-                    if bytes.len() - off < 8 {
-                        if bytes[off..].iter().all(|b| *b == 0) {
-                            return Ok(None);
-                        }
-                        return Err(bad("truncated record header".into()));
-                    }
-                    let len = u32::from_be_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-                    let crc = u32::from_be_bytes(bytes[off + 4..off + 8].try_into().unwrap());
-                    if len == 0 && crc == 0 {
-                        return Ok(None);
-                    }
-                    if bytes.len() - off - 8 < len {
-                        return Err(bad(format!("record of {len} bytes is cut short")));
-                    }
-                    let payload = &bytes[off + 8..off + 8 + len];
-                    if crc32fast::hash(payload) != crc {
-                        return Err(bad("CRC mismatch".into()));
-                    }
-                    let entry = decode_entry(payload).map_err(|e| e.0)?;
-                    Ok(Some((entry, 8 + len)))
-                })();
-                match rec {
-                    // Zeros: the preallocated, never written end of the segment.
-                    Ok(None) => break,
-                    Ok(Some((entry, n))) => {
-                        if entry.zxid > state.last_zxid {
-                            state.apply(&entry);
-                            replayed += 1;
-                        }
-                        off += n;
-                        if last {
-                            end_of_last = off as u64;
-                        }
-                    }
-                    Err(reason) if last => {
-                        warnings.push(format!(
-                            "{}: torn tail at byte {off} ({reason}); truncated {} bytes",
-                            path.display(),
-                            bytes.len() - off
-                        ));
-                        let f = OpenOptions::new()
-                            .write(true)
-                            .open(path)
-                            .map_err(io_err(path))?;
-                        // Cut the torn record and what follows; preallocation refills it with zeros.
-                        f.set_len(off as u64).map_err(io_err(path))?;
-                        f.sync_all().map_err(io_err(path))?;
-                        end_of_last = off as u64;
-                        break;
-                    }
-                    Err(reason) => {
-                        return Err(PersistError::Corrupt {
-                            path: path.clone(),
-                            offset: off as u64,
-                            reason,
-                        })
-                    }
+            let scan = scan_segment(path)?;
+            for entry in scan.entries {
+                if entry.zxid > state.last_zxid {
+                    state.apply(&entry);
+                    replayed += 1;
                 }
+            }
+            match scan.torn {
+                None => {}
+                Some(reason) if last => {
+                    warnings.push(format!(
+                        "{}: torn tail at byte {} ({reason}); cut it off",
+                        path.display(),
+                        scan.end
+                    ));
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(io_err(path))?;
+                    // Cut the torn record and what follows; preallocation refills with zeros.
+                    f.set_len(scan.end).map_err(io_err(path))?;
+                    f.sync_all().map_err(io_err(path))?;
+                }
+                Some(reason) => {
+                    return Err(PersistError::Corrupt {
+                        path: path.clone(),
+                        offset: scan.end,
+                        reason,
+                    })
+                }
+            }
+            if last {
+                end_of_last = scan.end;
             }
         }
         let (out_path, pos) = match segments.last() {
