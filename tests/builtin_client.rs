@@ -538,3 +538,60 @@ async fn the_whitelist_is_honoured() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn ttl_nodes_and_containers_are_reaped_when_extended_types_are_on() {
+    let s = Server::start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=50").await;
+    let c = s.client().await;
+    let ttl = CreateMode::Persistent
+        .with_acls(Acls::anyone_all())
+        .with_ttl(Duration::from_millis(200));
+    let (stat, _) = c.create("/ttl", b"", &ttl).await.unwrap();
+    assert_eq!(stat.ephemeral_owner, 0, "clients see 0 for a TTL node");
+    let cont = CreateMode::Container.with_acls(Acls::anyone_all());
+    c.create("/cont", b"", &cont).await.unwrap();
+    c.create("/cont/child", b"", &persistent()).await.unwrap();
+    c.delete("/cont/child", None).await.unwrap();
+    let gone = async {
+        loop {
+            let ttl_gone = c.check_stat("/ttl").await.unwrap().is_none();
+            let cont_gone = c.check_stat("/cont").await.unwrap().is_none();
+            if ttl_gone && cont_gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    timeout(gone).await;
+}
+
+#[tokio::test]
+async fn ttl_creates_are_unimplemented_when_extended_types_are_off() {
+    let s = Server::start("").await;
+    let c = s.client().await;
+    let ttl = CreateMode::Persistent
+        .with_acls(Acls::anyone_all())
+        .with_ttl(Duration::from_millis(200));
+    assert!(c.create("/ttl", b"", &ttl).await.is_err());
+    assert_eq!(c.check_stat("/ttl").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn max_client_cnxns_limits_connections_per_ip() {
+    let s = Server::start("maxClientCnxns=2").await;
+    let _a = s.client().await;
+    let _b = s.client().await;
+    let (mut third, hello) = common::raw::connect(s.addr, 0, vec![0; 16], 0, 30000).await;
+    assert!(
+        hello.is_none(),
+        "the third connection from 127.0.0.1 is dropped"
+    );
+    assert!(common::raw::is_closed(&mut third).await);
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_fourth, hello) = common::raw::connect(s.addr, 0, vec![0; 16], 0, 30000).await;
+    assert!(
+        hello.is_some(),
+        "a slot freed by a closed connection can be used again"
+    );
+}
