@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod consensus;
 pub mod core;
 pub mod fourlw;
 pub mod persist;

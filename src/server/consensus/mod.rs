@@ -1,0 +1,75 @@
+//! Replication on openraft, pinned to `=0.10.0-alpha.37` and wrapped here so an upgrade
+//! touches this module only.
+//!
+//! The Raft log holds [`Proposal`]s: a ZooKeeper write (the same jute entry the standalone log
+//! stores, without its zxid) and the node/connection that waits for its outcome. The state
+//! machine assigns the zxid at apply time — `(Raft term << 32) | counter within the term`, so
+//! Raft's own blank and membership entries take none — and runs the same pure
+//! [`State::apply`](super::tree::State::apply) as the standalone server.
+//!
+//! Status: storage (this module's log store and state machine) is in place and passes
+//! openraft's storage suite; the network on the quorum/election ports and the wiring into the
+//! server core come next (see the ensemble issue).
+
+pub mod log_store;
+pub mod state_machine;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Who waits for a proposal's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// myid of the node that owns the client connection.
+    pub node: u64,
+    /// A random number per process start, so a restarted node never answers an old request.
+    pub incarnation: u64,
+    pub conn: u64,
+    pub xid: i32,
+}
+
+/// One replicated ZooKeeper transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub origin: Option<Origin>,
+    /// `persist::encode_entry` of the entry, with zxid 0 (assigned at apply).
+    pub entry: Vec<u8>,
+}
+
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "proposal({} bytes)", self.entry.len())
+    }
+}
+
+/// What the state machine answers the proposer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ApplyAck {
+    pub zxid: i64,
+}
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for zkherd.
+    pub ZkRaft:
+        D = Proposal,
+        R = ApplyAck,
+);
+
+pub type LogId = openraft::LogId<openraft::impls::leader_id_adv::LeaderId<u64, u64>>;
+
+/// zxid of the `counter`-th ZooKeeper entry in `term`.
+pub fn zxid(term: u64, counter: u32) -> i64 {
+    ((term as i64) << 32) | i64::from(counter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zxid_epoch_is_the_raft_term() {
+        assert_eq!(zxid(2, 7), 0x2_0000_0007);
+        assert_eq!(zxid(2, 7) >> 32, 2);
+    }
+}

@@ -1,0 +1,280 @@
+//! The Raft state machine: the ZooKeeper tree and sessions ([`State`]), plus what Raft needs to
+//! know (last applied log id, membership) and the zxid counter of the current term.
+//!
+//! Applying an entry runs the same pure `State::apply` as the standalone server, then hands the
+//! result to the node's core through a channel (watches fire there, and the owning connection
+//! gets its reply). Snapshots are the standalone snapshot format plus a JSON header with the
+//! Raft metadata, written atomically to `dir/snapshot` so a restart resumes from it.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::EntryPayload;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{zxid, ApplyAck, Origin, ZkRaft};
+use crate::server::persist::{decode_entry, decode_snapshot, encode_snapshot};
+use crate::server::tree::{Applied, Entry, State};
+
+/// An applied ZooKeeper entry, as the core receives it.
+#[derive(Debug, Clone)]
+pub struct AppliedEntry {
+    pub origin: Option<Origin>,
+    pub entry: Entry,
+    pub applied: Applied,
+}
+
+/// State-machine data; shared with the core, which reads the tree under the same lock.
+pub struct SmData {
+    pub state: State,
+    pub last_applied: Option<LogIdOf<ZkRaft>>,
+    pub membership: StoredMembershipOf<ZkRaft>,
+    /// Term of the last ZooKeeper entry applied, and how many entries of that term were applied.
+    pub term: u64,
+    pub counter: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeader {
+    meta: SnapshotMetaOf<ZkRaft>,
+    term: u64,
+    counter: u32,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    pub data: Arc<Mutex<SmData>>,
+    dir: PathBuf,
+    applied: mpsc::UnboundedSender<AppliedEntry>,
+    extended_types: bool,
+    super_digest: Option<String>,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn encode(header: &SnapshotHeader, state: &State) -> io::Result<Vec<u8>> {
+    let h = serde_json::to_vec(header).map_err(other)?;
+    let mut out = Vec::with_capacity(4 + h.len());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&encode_snapshot(state));
+    Ok(out)
+}
+
+fn decode(b: &[u8], ext: bool, sup: Option<String>) -> io::Result<(SnapshotHeader, State)> {
+    if b.len() < 4 {
+        return Err(other("snapshot too short"));
+    }
+    let n = u32::from_be_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+    let h = b
+        .get(4..4 + n)
+        .ok_or_else(|| other("snapshot header cut short"))?;
+    let header: SnapshotHeader = serde_json::from_slice(h).map_err(other)?;
+    let state = decode_snapshot(&b[4 + n..], ext, sup).map_err(|e| other(e.0))?;
+    Ok((header, state))
+}
+
+impl StateMachine {
+    /// Open the state machine in `dir`, resuming from its snapshot if there is one.
+    pub fn open(
+        dir: &Path,
+        extended_types: bool,
+        super_digest: Option<String>,
+        applied: mpsc::UnboundedSender<AppliedEntry>,
+    ) -> io::Result<StateMachine> {
+        fs::create_dir_all(dir)?;
+        let data = match fs::read(dir.join("snapshot")) {
+            Ok(b) => {
+                let (h, state) = decode(&b, extended_types, super_digest.clone())?;
+                SmData {
+                    state,
+                    last_applied: h.meta.last_log_id,
+                    membership: h.meta.last_membership.clone(),
+                    term: h.term,
+                    counter: h.counter,
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => SmData {
+                state: State::new(extended_types, super_digest.clone()),
+                last_applied: None,
+                membership: Default::default(),
+                term: 0,
+                counter: 0,
+            },
+            Err(e) => return Err(e),
+        };
+        Ok(StateMachine {
+            data: Arc::new(Mutex::new(data)),
+            dir: dir.to_path_buf(),
+            applied,
+            extended_types,
+            super_digest,
+        })
+    }
+}
+
+impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<ZkRaft, Vec<u8>>, io::Error> {
+        let (bytes, meta) = {
+            let d = self.data.lock().expect("state machine lock");
+            let meta = SnapshotMetaOf::<ZkRaft> {
+                last_log_id: d.last_applied,
+                last_membership: d.membership.clone(),
+            };
+            let header = SnapshotHeader {
+                meta: meta.clone(),
+                term: d.term,
+                counter: d.counter,
+            };
+            (encode(&header, &d.state)?, meta)
+        };
+        write_snapshot(&self.dir, &bytes)?;
+        Ok(SnapshotOf::<ZkRaft, Vec<u8>> {
+            meta,
+            snapshot: bytes,
+        })
+    }
+}
+
+fn write_snapshot(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join("snapshot.tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join("snapshot"))?;
+    fs::File::open(dir)?.sync_all()
+}
+
+impl RaftStateMachine<ZkRaft> for StateMachine {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<ZkRaft>>, StoredMembershipOf<ZkRaft>), io::Error> {
+        let d = self.data.lock().expect("state machine lock");
+        Ok((d.last_applied, d.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures_util::Stream<Item = Result<EntryResponder<ZkRaft>, io::Error>> + Unpin + Send,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let ack = {
+                let mut d = self.data.lock().expect("state machine lock");
+                d.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => ApplyAck::default(),
+                    EntryPayload::Membership(m) => {
+                        d.membership = StoredMembershipOf::<ZkRaft>::new(Some(entry.log_id), m);
+                        ApplyAck::default()
+                    }
+                    EntryPayload::Normal(p) => {
+                        let term = entry.log_id.committed_leader_id().term;
+                        if term != d.term {
+                            d.term = term;
+                            d.counter = 0;
+                        }
+                        d.counter += 1;
+                        let mut e = decode_entry(&p.entry).map_err(|e| other(e.0))?;
+                        e.zxid = zxid(term, d.counter);
+                        let applied = d.state.apply(&e);
+                        let ack = ApplyAck { zxid: applied.zxid };
+                        // Sent while holding the lock: a reader that takes the lock and then
+                        // drains the channel has seen every event of the state it reads.
+                        let _ = self.applied.send(AppliedEntry {
+                            origin: p.origin,
+                            entry: e,
+                            applied,
+                        });
+                        ack
+                    }
+                }
+            };
+            if let Some(r) = responder {
+                r.send(ack);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<ZkRaft>,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let (header, state) = decode(&snapshot, self.extended_types, self.super_digest.clone())?;
+        write_snapshot(&self.dir, &snapshot)?;
+        let mut d = self.data.lock().expect("state machine lock");
+        d.state = state;
+        d.last_applied = meta.last_log_id;
+        d.membership = meta.last_membership.clone();
+        d.term = header.term;
+        d.counter = header.counter;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<ZkRaft, Vec<u8>>>, io::Error> {
+        match fs::read(self.dir.join("snapshot")) {
+            Ok(bytes) => {
+                let (h, _) = decode(&bytes, self.extended_types, self.super_digest.clone())?;
+                Ok(Some(SnapshotOf::<ZkRaft, Vec<u8>> {
+                    meta: h.meta,
+                    snapshot: bytes,
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::consensus::log_store::LogStore;
+    use openraft::testing::log::{StoreBuilder, Suite};
+
+    struct Builder;
+
+    impl StoreBuilder<ZkRaft, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), openraft::StorageError<ZkRaft>>
+        {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let (log, _) = LogStore::open(&tmp.path().join("raft"), false).expect("log store");
+            let (tx, rx) = mpsc::unbounded_channel();
+            // The suite applies entries; keep the receiver alive so sends succeed.
+            std::mem::forget(rx);
+            let sm = StateMachine::open(&tmp.path().join("sm"), false, None, tx).expect("sm");
+            Ok((tmp, log, sm))
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_openrafts_storage_suite() {
+        Suite::test_all(Builder).await.expect("storage suite");
+    }
+}
