@@ -245,7 +245,7 @@ impl RaftLogStorage<ZkRaft> for LogStore {
                 inner.entries.insert(e.log_id.index(), e);
             }
         }
-        let flushed = r.as_ref().map(|_| ()).map_err(|e| other(e));
+        let flushed = r.as_ref().map(|_| ()).map_err(other);
         callback.io_completed(flushed);
         r
     }
