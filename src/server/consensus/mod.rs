@@ -12,6 +12,7 @@
 //! server core come next (see the ensemble issue).
 
 pub mod log_store;
+pub mod network;
 pub mod state_machine;
 
 use std::fmt;

@@ -1,0 +1,298 @@
+//! Raft messages between nodes over TCP.
+//!
+//! Frame: `"ZKHR" | u32 length | u32 crc32(payload) | payload` (payload = JSON of an openraft
+//! message). Votes and pre-votes go to the election port, so a large snapshot on the quorum port
+//! never delays an election; append-entries and snapshots go to the quorum port. A node's
+//! address is written `host:quorumPort:electionPort`, as in zoo.cfg's `server.N` lines. If the
+//! first bytes on a port look like an Apache ZooKeeper peer instead, the connection is refused
+//! with a log line: mixed ensembles are not supported.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::state_machine::StateMachine;
+use super::ZkRaft;
+
+pub type Raft = openraft::Raft<ZkRaft, StateMachine>;
+
+const MAGIC: &[u8; 4] = b"ZKHR";
+/// Refuse frames above this (a snapshot of a development tree fits well below).
+const MAX_FRAME: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Rpc {
+    Append(AppendEntriesRequest<ZkRaft>),
+    Vote(VoteRequest<ZkRaft>),
+    PreVote(VoteRequest<ZkRaft>),
+    Snapshot {
+        vote: VoteOf<ZkRaft>,
+        meta: SnapshotMetaOf<ZkRaft>,
+        data: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Append(Result<AppendEntriesResponse<ZkRaft>, String>),
+    Vote(Result<VoteResponse<ZkRaft>, String>),
+    Snapshot(Result<SnapshotResponse<ZkRaft>, String>),
+}
+
+async fn write_frame(s: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(12 + payload.len());
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    buf.extend_from_slice(payload);
+    s.write_all(&buf).await
+}
+
+async fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await?;
+    if &head[..4] != MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a zkherd Raft peer (an Apache ZooKeeper server? mixed ensembles are unsupported)",
+        ));
+    }
+    let len = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_be_bytes(head[8..12].try_into().expect("4 bytes"));
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await?;
+    if crc32fast::hash(&payload) != crc {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame CRC mismatch",
+        ));
+    }
+    Ok(payload)
+}
+
+/// Serve Raft RPCs arriving on `listener` until it fails.
+pub async fn serve(listener: TcpListener, raft: Raft) {
+    loop {
+        let Ok((mut stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = match read_frame(&mut stream).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            tracing::warn!("Raft peer {peer}: {e}");
+                        }
+                        return;
+                    }
+                };
+                let rpc: Rpc = match serde_json::from_slice(&frame) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!("Raft peer {peer}: undecodable message: {e}");
+                        return;
+                    }
+                };
+                let reply = match rpc {
+                    Rpc::Append(r) => {
+                        Reply::Append(raft.append_entries(r).await.map_err(|e| e.to_string()))
+                    }
+                    Rpc::Vote(r) => Reply::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
+                    Rpc::PreVote(r) => {
+                        Reply::Vote(raft.pre_vote(r).await.map_err(|e| e.to_string()))
+                    }
+                    Rpc::Snapshot { vote, meta, data } => {
+                        let snap = SnapshotOf::<ZkRaft, Vec<u8>> {
+                            meta,
+                            snapshot: data,
+                        };
+                        Reply::Snapshot(
+                            raft.install_full_snapshot(vote, snap)
+                                .await
+                                .map_err(|e| e.to_string()),
+                        )
+                    }
+                };
+                let bytes = serde_json::to_vec(&reply).expect("replies serialize");
+                if write_frame(&mut stream, &bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// `host:quorumPort:electionPort` → (quorum address, election address).
+pub fn split_addr(addr: &str) -> Option<(String, String)> {
+    let mut parts = addr.rsplitn(3, ':');
+    let election = parts.next()?;
+    let quorum = parts.next()?;
+    let host = parts.next()?;
+    Some((format!("{host}:{quorum}"), format!("{host}:{election}")))
+}
+
+/// Makes one [`Peer`] per replication target.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<ZkRaft> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &openraft::BasicNode) -> Peer {
+        let (quorum, election) =
+            split_addr(&node.addr).unwrap_or_else(|| (node.addr.clone(), node.addr.clone()));
+        Peer {
+            target,
+            quorum,
+            election,
+            quorum_conn: None,
+            election_conn: None,
+        }
+    }
+}
+
+/// A client for one peer; connects lazily and reconnects after any error.
+pub struct Peer {
+    target: u64,
+    quorum: String,
+    election: String,
+    quorum_conn: Option<TcpStream>,
+    election_conn: Option<TcpStream>,
+}
+
+impl Peer {
+    async fn call(&mut self, election: bool, rpc: &Rpc, timeout: Duration) -> io::Result<Reply> {
+        let (addr, slot) = if election {
+            (&self.election, &mut self.election_conn)
+        } else {
+            (&self.quorum, &mut self.quorum_conn)
+        };
+        let work = async {
+            if slot.is_none() {
+                let s = TcpStream::connect(addr.as_str()).await?;
+                s.set_nodelay(true)?;
+                *slot = Some(s);
+            }
+            let s = slot.as_mut().expect("connected");
+            let bytes = serde_json::to_vec(rpc).map_err(io::Error::other)?;
+            write_frame(s, &bytes).await?;
+            let frame = read_frame(s).await?;
+            serde_json::from_slice::<Reply>(&frame).map_err(io::Error::other)
+        };
+        let r = match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")),
+        };
+        if r.is_err() {
+            // The connection may hold half a frame: start over next time.
+            *slot = None;
+        }
+        r
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> Unreachable<ZkRaft> {
+        Unreachable::from_string(format!("node {}: {e}", self.target))
+    }
+}
+
+impl RaftNetworkV2<ZkRaft> for Peer {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<ZkRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<ZkRaft>, RPCError<ZkRaft>> {
+        match self.call(false, &Rpc::Append(rpc), option.soft_ttl()).await {
+            Ok(Reply::Append(Ok(r))) => Ok(r),
+            Ok(Reply::Append(Err(e))) => Err(RPCError::Unreachable(self.unreachable(e))),
+            Ok(_) => Err(RPCError::Unreachable(self.unreachable("unexpected reply"))),
+            Err(e) => Err(RPCError::Unreachable(self.unreachable(e))),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<ZkRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<ZkRaft>, RPCError<ZkRaft>> {
+        match self.call(true, &Rpc::Vote(rpc), option.soft_ttl()).await {
+            Ok(Reply::Vote(Ok(r))) => Ok(r),
+            Ok(Reply::Vote(Err(e))) => Err(RPCError::Unreachable(self.unreachable(e))),
+            Ok(_) => Err(RPCError::Unreachable(self.unreachable("unexpected reply"))),
+            Err(e) => Err(RPCError::Unreachable(self.unreachable(e))),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<ZkRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<ZkRaft>, RPCError<ZkRaft>> {
+        match self.call(true, &Rpc::PreVote(rpc), option.soft_ttl()).await {
+            Ok(Reply::Vote(Ok(r))) => Ok(r),
+            Ok(Reply::Vote(Err(e))) => Err(RPCError::Unreachable(self.unreachable(e))),
+            Ok(_) => Err(RPCError::Unreachable(self.unreachable("unexpected reply"))),
+            Err(e) => Err(RPCError::Unreachable(self.unreachable(e))),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<ZkRaft>,
+        snapshot: SnapshotOf<ZkRaft, Vec<u8>>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<ZkRaft>, StreamingError<ZkRaft>> {
+        let rpc = Rpc::Snapshot {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        // A snapshot may be large: allow well beyond the usual RPC deadline.
+        let timeout = option.hard_ttl().max(Duration::from_secs(60));
+        tokio::select! {
+            r = self.call(false, &rpc, timeout) => match r {
+                Ok(Reply::Snapshot(Ok(r))) => Ok(r),
+                Ok(Reply::Snapshot(Err(e))) => Err(StreamingError::Unreachable(self.unreachable(e))),
+                Ok(_) => Err(StreamingError::Unreachable(self.unreachable("unexpected reply"))),
+                Err(e) => Err(StreamingError::Unreachable(self.unreachable(e))),
+            },
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_like_zoo_cfg_server_lines() {
+        assert_eq!(
+            split_addr("127.0.0.1:2881:3881"),
+            Some(("127.0.0.1:2881".into(), "127.0.0.1:3881".into()))
+        );
+        assert_eq!(split_addr("nohost"), None);
+    }
+}
