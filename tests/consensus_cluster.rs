@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zkherd::server::consensus::log_store::LogStore;
 use zkherd::server::consensus::network::{self, Network, Raft};
-use zkherd::server::consensus::state_machine::{AppliedEntry, StateMachine};
+use zkherd::server::consensus::state_machine::{SmEvent, StateMachine};
 use zkherd::server::consensus::Proposal;
 use zkherd::server::persist::encode_entry;
 use zkherd::server::proto::{op, Acl, WriteOp};
@@ -22,7 +22,7 @@ struct Node {
     raft: Raft,
     sm: StateMachine,
     tasks: Vec<JoinHandle<()>>,
-    _applied: mpsc::UnboundedReceiver<AppliedEntry>,
+    _applied: mpsc::UnboundedReceiver<SmEvent>,
 }
 
 impl Node {
@@ -59,8 +59,8 @@ async fn start(id: u64, dir: &std::path::Path, quorum: TcpListener, election: Tc
         .await
         .unwrap();
     let tasks = vec![
-        tokio::spawn(network::serve(quorum, raft.clone())),
-        tokio::spawn(network::serve(election, raft.clone())),
+        tokio::spawn(network::serve(quorum, raft.clone(), Default::default())),
+        tokio::spawn(network::serve(election, raft.clone(), Default::default())),
     ];
     Node {
         raft,

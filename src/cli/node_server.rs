@@ -38,8 +38,8 @@ pub async fn run(a: NodeServerArgs) -> Result<u8> {
         Err(e) => {
             eprintln!("zkherd node: {e}");
             Ok(match e {
-                ServerError::Config(_) | ServerError::QuorumUnsupported(_) => 2,
-                ServerError::Persist(_) => 3,
+                ServerError::Config(_) | ServerError::Quorum { .. } => 2,
+                ServerError::Persist(_) | ServerError::Raft { .. } => 3,
                 ServerError::Bind { .. } => 14,
             })
         }

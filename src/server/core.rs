@@ -4,7 +4,7 @@
 //! apply it, queue the notifications, then the reply. Replies are held until the batch's log
 //! records are fsynced (group commit), so nothing is acknowledged before it is durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,7 +15,12 @@ use tokio::sync::mpsc;
 
 use super::config::ZooCfg;
 use super::conn::{CoreMsg, Out};
-use super::persist::{Log, PersistError};
+use openraft::async_runtime::watch::WatchReceiver;
+
+use super::consensus::network::Raft;
+use super::consensus::state_machine::SmEvent;
+use super::consensus::{Origin, Proposal};
+use super::persist::{self, Log, PersistError};
 use super::proto::{
     self, encode_connect_response, op, perms, xid, Acl, ConnectRequest, ErrorCode, ReadOp, Request,
     SetWatches, Writer,
@@ -54,6 +59,79 @@ pub(super) struct Conn {
     pub lat_max: u64,
     pub lat_total: u64,
     pub lat_count: u64,
+    /// Writes of this connection not yet answered (0 or 1: later requests queue behind it).
+    pub in_flight: u32,
+    /// Requests waiting for the write in flight (per-session FIFO).
+    pub queue: VecDeque<Queued>,
+}
+
+/// A request that arrived while a write of its connection was in flight.
+pub(super) struct Queued {
+    xid: i32,
+    opcode: i32,
+    req: Result<Request, proto::DecodeError>,
+    received: Instant,
+}
+
+/// What to answer when a write is applied.
+pub(super) enum Pending {
+    /// Leader-internal writes (expiry, reaping): nobody waits.
+    Internal,
+    Reply {
+        conn: ConnId,
+        xid: i32,
+        kind: WriteKind,
+        received: Instant,
+    },
+    /// A new session: the handshake answer waits for its createSession.
+    Connect {
+        conn: ConnId,
+        session: i64,
+        passwd: [u8; 16],
+        timeout: i32,
+        read_only: Option<bool>,
+    },
+}
+
+impl Pending {
+    fn conn(&self) -> Option<ConnId> {
+        match self {
+            Pending::Internal => None,
+            Pending::Reply { conn, .. } | Pending::Connect { conn, .. } => Some(*conn),
+        }
+    }
+}
+
+pub(super) enum WriteKind {
+    Single,
+    Multi(usize),
+    Close,
+    /// Answer with this error code (a refused reconfig).
+    Error(i32),
+    /// Close the connection without answering (a top-level check).
+    CloseConnection,
+}
+
+/// Where writes go.
+pub(super) enum Backing {
+    /// This node's own log (one server).
+    Standalone(Log),
+    /// Raft (an ensemble).
+    Ensemble(Box<Ensemble>),
+}
+
+pub(super) struct Ensemble {
+    pub me: u64,
+    /// Random per start: answers for a previous run of this node are never matched.
+    pub incarnation: u64,
+    pub raft: Raft,
+    /// To the proposer task, which submits in order (leader) or forwards to the leader.
+    pub proposals: mpsc::UnboundedSender<Proposal>,
+    pub next_pending: u64,
+    /// Where Raft keeps its log and snapshots (for `conf` and `dirs`).
+    pub dir: std::path::PathBuf,
+    /// Since when no leader is known.
+    pub leaderless_since: Option<Instant>,
 }
 
 /// Session liveness (local to the node that tracks it; never replicated).
@@ -77,7 +155,9 @@ pub(super) struct Stats {
 pub(super) struct Core {
     pub cfg: Arc<ZooCfg>,
     pub state: State,
-    pub log: Log,
+    pub backing: Backing,
+    /// Ensemble: writes proposed by this node and not yet applied, by proposal id.
+    pending: BTreeMap<u64, Pending>,
     pub watches: WatchManager,
     pub conns: BTreeMap<ConnId, Conn>,
     pub live: BTreeMap<i64, Live>,
@@ -119,7 +199,7 @@ fn opname(opcode: i32) -> &'static str {
 }
 
 impl Core {
-    pub fn new(cfg: Arc<ZooCfg>, state: State, log: Log) -> Core {
+    pub fn new(cfg: Arc<ZooCfg>, state: State, backing: Backing) -> Core {
         let server_id = if cfg.is_standalone() {
             1
         } else {
@@ -158,7 +238,8 @@ impl Core {
         Core {
             cfg,
             state,
-            log,
+            backing,
+            pending: BTreeMap::new(),
             watches: WatchManager::default(),
             conns: BTreeMap::new(),
             live,
@@ -214,17 +295,151 @@ impl Core {
 
     /// Make the batch durable, then release its frames in order.
     pub fn flush(&mut self) -> Result<(), PersistError> {
-        self.log.sync()?;
+        // Ensemble replies are sent only for applied, hence committed, entries.
+        if let Backing::Standalone(log) = &mut self.backing {
+            log.sync()?;
+        }
         for (conn, out) in self.outbox.drain(..) {
             if let Some(c) = self.conns.get(&conn) {
                 let _ = c.tx.send(out);
             }
         }
-        if self.log.since_snapshot >= self.cfg.snap_count {
-            let path = self.log.snapshot(&self.state)?;
-            tracing::info!("snapshot {}", path.display());
+        if let Backing::Standalone(log) = &mut self.backing {
+            if log.since_snapshot >= self.cfg.snap_count {
+                let path = log.snapshot(&self.state)?;
+                tracing::info!("snapshot {}", path.display());
+            }
         }
         Ok(())
+    }
+
+    /// Directories shown by `conf` and `dirs`: (snapshots, log).
+    pub fn dirs(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        match &self.backing {
+            Backing::Standalone(log) => (log.snap_dir().to_path_buf(), log.log_dir().to_path_buf()),
+            Backing::Ensemble(e) => (e.dir.join("sm"), e.dir.join("raft")),
+        }
+    }
+
+    /// `Mode:` as `srvr` says it.
+    pub fn mode(&self) -> &'static str {
+        match &self.backing {
+            Backing::Standalone(_) => "standalone",
+            Backing::Ensemble(e) => {
+                let m = e.raft.metrics().borrow_watched().clone();
+                if m.current_leader == Some(e.me) {
+                    "leader"
+                } else if m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == e.me)
+                {
+                    "follower"
+                } else {
+                    "observer"
+                }
+            }
+        }
+    }
+
+    /// Leader only: (learners connected, voters in sync, observers in sync) for `mntr`.
+    pub fn followers(&self) -> Option<(u64, u64, u64)> {
+        let Backing::Ensemble(e) = &self.backing else {
+            return None;
+        };
+        let m = e.raft.metrics().borrow_watched().clone();
+        if m.current_leader != Some(e.me) {
+            return None;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let (mut learners, mut synced, mut synced_obs) = (0, 0, 0);
+        if let Some(rep) = &m.replication {
+            for (id, matched) in rep {
+                if *id == e.me {
+                    continue;
+                }
+                learners += 1;
+                // In sync: acknowledged everything but what is still in flight.
+                let ok = matched.as_ref().is_some_and(|l| l.index() + 64 >= last);
+                if ok && voters.contains(id) {
+                    synced += 1;
+                } else if ok {
+                    synced_obs += 1;
+                }
+            }
+        }
+        Some((learners, synced, synced_obs))
+    }
+
+    /// Whether clients are served: always standalone; with a known leader in an ensemble.
+    pub fn serving(&self) -> bool {
+        match &self.backing {
+            Backing::Standalone(_) => true,
+            Backing::Ensemble(e) => e.raft.metrics().borrow_watched().current_leader.is_some(),
+        }
+    }
+
+    /// Ensemble housekeeping every tick: the leader renews touched sessions; a node without a
+    /// leader for longer than the minimum session timeout closes its client connections.
+    pub fn ensemble_tick(&mut self, leader_changed_to_me: bool) {
+        let serving = self.serving();
+        let min_timeout = Duration::from_millis(self.cfg.min_session_timeout.max(0) as u64);
+        let mut close_all = false;
+        if let Backing::Ensemble(e) = &mut self.backing {
+            if serving {
+                e.leaderless_since = None;
+            } else {
+                let since = *e.leaderless_since.get_or_insert_with(Instant::now);
+                close_all = since.elapsed() > min_timeout;
+            }
+        }
+        if close_all && !self.conns.is_empty() {
+            tracing::warn!("no leader for {min_timeout:?}: closing client connections");
+            let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+            for c in conns {
+                self.close(c);
+            }
+        }
+        if leader_changed_to_me {
+            // A new leader gives every session a fresh timeout, as ZooKeeper does.
+            let now = Instant::now();
+            let tick = self.tick();
+            for (id, s) in &self.state.sessions {
+                let l = self.live.entry(*id).or_insert(Live {
+                    deadline: now,
+                    timeout_ms: s.timeout_ms,
+                    conn: None,
+                });
+                l.deadline = now + Duration::from_millis(s.timeout_ms.max(0) as u64) + tick;
+            }
+        }
+    }
+
+    /// Renew sessions a follower reports active (leader side).
+    pub fn touched(&mut self, sessions: &[i64]) {
+        for s in sessions {
+            if !self.live.contains_key(s) {
+                if let Some(st) = self.state.sessions.get(s) {
+                    self.live.insert(
+                        *s,
+                        Live {
+                            deadline: Instant::now(),
+                            timeout_ms: st.timeout_ms,
+                            conn: None,
+                        },
+                    );
+                }
+            }
+            self.touch(*s);
+        }
+    }
+
+    /// Sessions bound to this node's connections (a follower reports them to the leader).
+    pub fn local_sessions(&self) -> Vec<i64> {
+        self.conns.values().filter_map(|c| c.session).collect()
     }
 
     fn push(&mut self, conn: ConnId, frame: Vec<u8>) {
@@ -258,29 +473,225 @@ impl Core {
         }
     }
 
-    /// Stamp, log and apply a write; queue its notifications.
-    fn commit(
+    /// Send a write down the write path. Standalone: stamp, log and apply it now. Ensemble:
+    /// propose it; [`Core::on_sm_event`] finishes it when this node applies it. Either way
+    /// `pending` says what to answer, and the connection takes no other request meanwhile.
+    fn submit(
         &mut self,
         session: i64,
         auth: Vec<AuthId>,
         txn: Txn,
-    ) -> Result<Applied, PersistError> {
-        let e = Entry {
-            zxid: self.state.last_zxid + 1,
-            time_ms: now_ms(),
-            session_id: session,
-            auth,
-            txn,
-        };
-        self.log.append(&e)?;
-        let applied = self.state.apply(&e);
+        pending: Pending,
+    ) -> Result<(), PersistError> {
+        if let Some(conn) = pending.conn() {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.in_flight += 1;
+            }
+        }
+        match &mut self.backing {
+            Backing::Standalone(log) => {
+                let e = Entry {
+                    zxid: self.state.last_zxid + 1,
+                    time_ms: now_ms(),
+                    session_id: session,
+                    auth,
+                    txn,
+                };
+                log.append(&e)?;
+                let applied = self.state.apply(&e);
+                self.fire(&applied);
+                self.finish(pending, &applied);
+            }
+            Backing::Ensemble(ens) => {
+                ens.next_pending += 1;
+                let id = ens.next_pending;
+                let origin = Origin {
+                    node: ens.me,
+                    incarnation: ens.incarnation,
+                    conn: id,
+                    xid: 0,
+                };
+                let e = Entry {
+                    zxid: 0,
+                    time_ms: now_ms(),
+                    session_id: session,
+                    auth,
+                    txn,
+                };
+                let _ = ens.proposals.send(Proposal {
+                    origin: Some(origin),
+                    entry: persist::encode_entry(&e),
+                });
+                self.pending.insert(id, pending);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue the notifications of an applied entry.
+    fn fire(&mut self, applied: &Applied) {
         for ev in &applied.events {
             for conn in self.watches.trigger(ev) {
                 let frame = notification(ev.kind, &ev.path);
                 self.push(conn, frame);
             }
         }
-        Ok(applied)
+    }
+
+    /// Answer what waited for an applied entry.
+    fn finish(&mut self, pending: Pending, a: &Applied) {
+        match pending {
+            Pending::Internal => {}
+            Pending::Reply {
+                conn,
+                xid,
+                kind,
+                received,
+            } => {
+                match kind {
+                    WriteKind::Single => {
+                        let (err, body) = match &a.result {
+                            TxnResult::Single(Ok(r)) => (0, encode_op_result(r)),
+                            TxnResult::Single(Err(code)) => (code.code(), vec![]),
+                            _ => (ErrorCode::SystemError.code(), vec![]),
+                        };
+                        self.reply(conn, xid, a.zxid, err, &body, received);
+                    }
+                    WriteKind::Multi(n) => {
+                        let body = match &a.result {
+                            TxnResult::Multi(r) => encode_multi_result(r, n),
+                            _ => vec![],
+                        };
+                        self.reply(conn, xid, a.zxid, 0, &body, received);
+                    }
+                    WriteKind::Error(code) => self.reply(conn, xid, a.zxid, code, &[], received),
+                    WriteKind::Close => {
+                        if let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.session.take()) {
+                            self.live.remove(&s);
+                        }
+                        self.reply(conn, xid, a.zxid, 0, &[], received);
+                        self.close(conn);
+                    }
+                    WriteKind::CloseConnection => self.close(conn),
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.in_flight = c.in_flight.saturating_sub(1);
+                }
+            }
+            Pending::Connect {
+                conn,
+                session,
+                passwd,
+                timeout,
+                read_only,
+            } => {
+                self.attach(conn, session, timeout);
+                let frame = encode_connect_response(timeout, session, &passwd, read_only);
+                self.push(conn, frame);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.in_flight = c.in_flight.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Bind a session to a connection and start (or renew) its liveness.
+    fn attach(&mut self, conn: ConnId, session: i64, timeout: i32) {
+        self.live.insert(
+            session,
+            Live {
+                deadline: Instant::now(),
+                timeout_ms: timeout,
+                conn: Some(conn),
+            },
+        );
+        self.touch(session);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(session);
+            c.timeout_ms = timeout;
+        }
+    }
+
+    /// Ensemble: an entry this node's state machine applied (or a snapshot it installed).
+    pub fn on_sm_event(&mut self, ev: SmEvent) -> Result<(), PersistError> {
+        let a = match ev {
+            SmEvent::Installed(state) => {
+                self.state = *state;
+                return Ok(());
+            }
+            SmEvent::Applied(a) => a,
+        };
+        if a.entry.zxid <= self.state.last_zxid {
+            return Ok(()); // already in the state this node started from
+        }
+        let applied = self.state.apply(&a.entry);
+        self.fire(&applied);
+        let session = a.entry.session_id;
+        match &a.entry.txn {
+            Txn::CreateSession { timeout_ms, .. } if self.is_leader() => {
+                // The leader tracks every session's liveness, wherever its connection is.
+                let tick = self.tick();
+                self.live.entry(session).or_insert(Live {
+                    deadline: Instant::now() + Duration::from_millis(*timeout_ms as u64) + tick,
+                    timeout_ms: *timeout_ms,
+                    conn: None,
+                });
+            }
+            Txn::CloseSession => {
+                // Expired by the leader, or closed elsewhere: drop a local connection bound to it.
+                if let Some(l) = self.live.remove(&session) {
+                    if let Some(c) = l.conn {
+                        let mine = a.origin.is_some_and(|o| self.is_mine(&o));
+                        if !mine {
+                            if let Some(conn) = self.conns.get_mut(&c) {
+                                conn.session = None;
+                            }
+                            self.close(c);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(o) = a.origin.filter(|o| self.is_mine(o)) {
+            if let Some(p) = self.pending.remove(&o.conn) {
+                let conn = p.conn();
+                self.finish(p, &applied);
+                if let Some(conn) = conn {
+                    self.drain(conn)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_mine(&self, o: &Origin) -> bool {
+        match &self.backing {
+            Backing::Ensemble(e) => o.node == e.me && o.incarnation == e.incarnation,
+            Backing::Standalone(_) => false,
+        }
+    }
+
+    /// Whether this node leads (always, for a standalone server).
+    pub fn is_leader(&self) -> bool {
+        match &self.backing {
+            Backing::Standalone(_) => true,
+            Backing::Ensemble(e) => e.raft.metrics().borrow_watched().current_leader == Some(e.me),
+        }
+    }
+
+    /// Run requests that waited behind a write, until the next write.
+    fn drain(&mut self, conn: ConnId) -> Result<(), PersistError> {
+        loop {
+            let next = match self.conns.get_mut(&conn) {
+                Some(c) if c.in_flight == 0 => c.queue.pop_front(),
+                _ => None,
+            };
+            let Some(q) = next else {
+                return Ok(());
+            };
+            self.request(conn, q.xid, q.opcode, q.req, q.received)?;
+        }
     }
 
     fn connect(
@@ -312,9 +723,16 @@ impl Core {
                 lat_max: 0,
                 lat_total: 0,
                 lat_count: 0,
+                in_flight: 0,
+                queue: VecDeque::new(),
             },
         );
         self.stats.received += 1;
+        if !self.serving() {
+            // No quorum: ZooKeeper closes connections while it is LOOKING.
+            self.close(conn);
+            return Ok(());
+        }
         if req.last_zxid_seen > self.state.last_zxid {
             tracing::info!(
                 "refusing {remote}: it has seen zxid {:#x}, this server is at {:#x}",
@@ -327,7 +745,7 @@ impl Core {
         let timeout = req
             .timeout
             .clamp(self.cfg.min_session_timeout, self.cfg.max_session_timeout);
-        let (session, passwd) = if req.session_id == 0 {
+        if req.session_id == 0 {
             self.session_counter += 1;
             let mut id = self.session_base + self.session_counter;
             if id == i64::MIN {
@@ -335,54 +753,45 @@ impl Core {
             }
             let passwd = self.password(id);
             let ip = self.conns[&conn].auth.clone();
-            self.commit(
+            return self.submit(
                 id,
                 ip,
                 Txn::CreateSession {
                     timeout_ms: timeout,
                     passwd,
                 },
-            )?;
-            (id, passwd)
-        } else {
-            let id = req.session_id;
-            match self.state.sessions.get(&id).map(|s| s.passwd) {
-                Some(stored) if stored.as_slice() == req.passwd.as_slice() => {
-                    // A reconnect with the same id takes the session from any other connection.
-                    if let Some(other) = self.live.get(&id).and_then(|l| l.conn) {
-                        if other != conn {
-                            if let Some(c) = self.conns.get_mut(&other) {
-                                c.session = None;
-                            }
-                            self.watches.drop_conn(other);
-                            self.close(other);
-                        }
-                    }
-                    (id, stored)
-                }
-                _ => {
-                    let frame = encode_connect_response(0, 0, &[0; 16], req.read_only);
-                    self.push(conn, frame);
-                    self.close(conn);
-                    return Ok(());
-                }
-            }
-        };
-        self.live.insert(
-            session,
-            Live {
-                deadline: Instant::now(),
-                timeout_ms: timeout,
-                conn: Some(conn),
-            },
-        );
-        self.touch(session);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.session = Some(session);
-            c.timeout_ms = timeout;
+                Pending::Connect {
+                    conn,
+                    session: id,
+                    passwd,
+                    timeout,
+                    read_only: req.read_only,
+                },
+            );
         }
-        let frame = encode_connect_response(timeout, session, &passwd, req.read_only);
-        self.push(conn, frame);
+        let id = req.session_id;
+        match self.state.sessions.get(&id).map(|s| s.passwd) {
+            Some(stored) if stored.as_slice() == req.passwd.as_slice() => {
+                // A reconnect with the same id takes the session from any other connection.
+                if let Some(other) = self.live.get(&id).and_then(|l| l.conn) {
+                    if other != conn {
+                        if let Some(c) = self.conns.get_mut(&other) {
+                            c.session = None;
+                        }
+                        self.watches.drop_conn(other);
+                        self.close(other);
+                    }
+                }
+                self.attach(conn, id, timeout);
+                let frame = encode_connect_response(timeout, id, &stored, req.read_only);
+                self.push(conn, frame);
+            }
+            _ => {
+                let frame = encode_connect_response(0, 0, &[0; 16], req.read_only);
+                self.push(conn, frame);
+                self.close(conn);
+            }
+        }
         Ok(())
     }
 
@@ -397,6 +806,16 @@ impl Core {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
+        if c.in_flight > 0 {
+            // Per-session FIFO: wait for the write (or the session creation) in flight.
+            c.queue.push_back(Queued {
+                xid,
+                opcode,
+                req,
+                received,
+            });
+            return Ok(());
+        }
         let Some(session) = c.session else {
             return Ok(());
         };
@@ -425,6 +844,12 @@ impl Core {
         };
         let auth = self.conns[&conn].auth.clone();
         let last = self.state.last_zxid;
+        let reply_to = |kind| Pending::Reply {
+            conn,
+            xid,
+            kind,
+            received,
+        };
         match req {
             Request::Ping => {
                 let mut w = Writer::frame();
@@ -432,38 +857,30 @@ impl Core {
                 self.push(conn, w.into_frame());
             }
             Request::Write(op) => {
-                let a = self.commit(session, auth, Txn::Write(op))?;
-                let (err, body) = match a.result {
-                    TxnResult::Single(Ok(r)) => (0, encode_op_result(&r)),
-                    TxnResult::Single(Err(code)) => (code.code(), vec![]),
-                    _ => unreachable!("a single write has a single result"),
-                };
-                self.reply(conn, xid, a.zxid, err, &body, received);
+                self.submit(session, auth, Txn::Write(op), reply_to(WriteKind::Single))?;
             }
             Request::Multi(ops) => {
                 let n = ops.len();
-                let a = self.commit(session, auth, Txn::Multi(ops))?;
-                let body = match a.result {
-                    TxnResult::Multi(r) => encode_multi_result(&r, n),
-                    _ => unreachable!("a multi has a multi result"),
-                };
-                self.reply(conn, xid, a.zxid, 0, &body, received);
+                self.submit(
+                    session,
+                    auth,
+                    Txn::Multi(ops),
+                    reply_to(WriteKind::Multi(n)),
+                )?;
             }
             Request::CloseSession => {
-                let a = self.commit(session, auth, Txn::CloseSession)?;
-                self.live.remove(&session);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.session = None;
-                }
-                self.reply(conn, xid, a.zxid, 0, &[], received);
-                self.close(conn);
+                self.submit(session, auth, Txn::CloseSession, reply_to(WriteKind::Close))?;
             }
             Request::Unimplemented(op::CHECK) => {
                 // Apache makes a top-level check an error txn (it takes a zxid), then closes
                 // the connection without answering. Measured against 3.8.0 by
                 // tests/differential.rs.
-                self.commit(session, auth, Txn::Error(ErrorCode::Unimplemented.code()))?;
-                self.close(conn);
+                self.submit(
+                    session,
+                    auth,
+                    Txn::Error(ErrorCode::Unimplemented.code()),
+                    reply_to(WriteKind::CloseConnection),
+                )?;
             }
             Request::Unimplemented(_) | Request::Sasl => {
                 self.reply(
@@ -478,19 +895,13 @@ impl Core {
             }
             Request::Reconfig => {
                 // Apache turns the refused reconfig into an error txn: it takes a zxid.
-                let a = self.commit(
+                let code = ErrorCode::ReconfigDisabled.code();
+                self.submit(
                     session,
                     auth,
-                    Txn::Error(ErrorCode::ReconfigDisabled.code()),
+                    Txn::Error(code),
+                    reply_to(WriteKind::Error(code)),
                 )?;
-                self.reply(
-                    conn,
-                    xid,
-                    a.zxid,
-                    ErrorCode::ReconfigDisabled.code(),
-                    &[],
-                    received,
-                );
             }
             Request::Auth { scheme, auth: data } => match scheme.as_str() {
                 "digest" => {
@@ -787,6 +1198,9 @@ impl Core {
 
     /// Expire sessions whose deadline passed: one closeSession each, connection closed silently.
     pub fn expire_sessions(&mut self) -> Result<(), PersistError> {
+        if !self.is_leader() {
+            return Ok(());
+        }
         let now = Instant::now();
         let due: Vec<i64> = self
             .live
@@ -798,7 +1212,7 @@ impl Core {
             let l = self.live.remove(&id).expect("listed");
             tracing::info!("session {id:#x} expired");
             if self.state.sessions.contains_key(&id) {
-                self.commit(id, vec![], Txn::CloseSession)?;
+                self.submit(id, vec![], Txn::CloseSession, Pending::Internal)?;
             }
             if let Some(c) = l.conn {
                 if let Some(conn) = self.conns.get_mut(&c) {
@@ -812,8 +1226,11 @@ impl Core {
 
     /// Delete empty containers and expired TTL nodes.
     pub fn reap(&mut self) -> Result<(), PersistError> {
+        if !self.is_leader() {
+            return Ok(());
+        }
         for path in self.state.reapable(now_ms()) {
-            self.commit(0, vec![], Txn::Reap { path })?;
+            self.submit(0, vec![], Txn::Reap { path }, Pending::Internal)?;
         }
         Ok(())
     }

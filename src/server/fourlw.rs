@@ -29,11 +29,7 @@ fn min(v: u64) -> u64 {
 }
 
 fn mode(core: &Core) -> &'static str {
-    if core.cfg.is_standalone() {
-        "standalone"
-    } else {
-        "leader"
-    }
+    core.mode()
 }
 
 /// The reply to `cmd` (already known to be a four-letter word).
@@ -41,6 +37,10 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
     if !core.cfg.allows(cmd) {
         return format!("{cmd} is not executed because it is not in the whitelist.\n");
     }
+    if !core.serving() && !matches!(cmd, "ruok" | "isro" | "conf" | "envi" | "dirs") {
+        return "This ZooKeeper instance is not currently serving requests\n".into();
+    }
+    let (snap_dir, log_dir) = core.dirs();
     let s = &core.stats;
     let stats_block = |clients: Option<String>| {
         let mut out = format!("Zookeeper version: {VERSION}\n");
@@ -112,10 +112,10 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
             let mut out = format!(
                 "clientPort={}\nsecureClientPort=-1\ndataDir={}\ndataDirSize={}\ndataLogDir={}\ndataLogSize={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
                 c.client_addr().port(),
-                core.log.snap_dir().display(),
-                dir_size(core.log.snap_dir()),
-                core.log.log_dir().display(),
-                dir_size(core.log.log_dir()),
+                snap_dir.as_path().display(),
+                dir_size(snap_dir.as_path()),
+                log_dir.as_path().display(),
+                dir_size(log_dir.as_path()),
                 c.tick_time,
                 c.max_client_cnxns,
                 c.min_session_timeout,
@@ -171,6 +171,13 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
                 ("open_file_descriptor_count", fds.to_string()),
                 ("max_file_descriptor_count", max_fds().to_string()),
             ];
+            let mut lines = lines;
+            if let Some((learners, synced, synced_obs)) = core.followers() {
+                lines.push(("learners", learners.to_string()));
+                lines.push(("followers", learners.to_string()));
+                lines.push(("synced_followers", synced.to_string()));
+                lines.push(("synced_observers", synced_obs.to_string()));
+            }
             lines
                 .into_iter()
                 .map(|(k, v)| format!("zk_{k}\t{v}\n"))
@@ -182,8 +189,8 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
         }
         "dirs" => format!(
             "datadir_size: {}\nlogdir_size: {}\n",
-            dir_size(core.log.snap_dir()),
-            dir_size(core.log.log_dir())
+            dir_size(snap_dir.as_path()),
+            dir_size(log_dir.as_path())
         ),
         "crst" => "Connection stats reset.\n".into(),
         "srst" => "Server stats reset.\n".into(),

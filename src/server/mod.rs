@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod consensus;
 pub mod core;
+mod ensemble;
 pub mod fourlw;
 pub mod persist;
 pub mod proto;
@@ -38,20 +39,49 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}: a quorum of builtin servers is not available yet; run one node (standalone)")]
-    QuorumUnsupported(String),
+    #[error("{path}: {message}")]
+    Quorum { path: String, message: String },
+    #[error("replication storage in {path}: {source}")]
+    Raft {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
-/// Run a standalone server from `cfg` until `shutdown` resolves.
+/// Run a server from `cfg` until `shutdown` resolves: standalone with one `server.N` line (or
+/// none), a Raft ensemble member otherwise.
 pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    if !cfg.is_standalone() {
-        return Err(ServerError::QuorumUnsupported(
-            cfg.path.display().to_string(),
-        ));
-    }
     for k in &cfg.unknown {
         tracing::warn!("{}: unknown key {k}, ignored", cfg.path.display());
     }
+    if cfg.is_standalone() {
+        run_standalone(cfg, shutdown).await
+    } else {
+        ensemble::run(cfg, shutdown).await
+    }
+}
+
+/// Listen on the client port and start accepting connections.
+async fn listen(
+    cfg: &Arc<ZooCfg>,
+    tx: mpsc::Sender<conn::CoreMsg>,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let addr = cfg.client_addr();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok(tokio::spawn(conn::accept_loop(
+        listener,
+        tx,
+        conn::ConnLimits::new(cfg.max_client_cnxns),
+        cfg.max_buffer,
+    )))
+}
+
+async fn run_standalone(
+    cfg: ZooCfg,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let ext = cfg.extended_types;
     let sup = cfg.super_digest.clone();
     let sup2 = sup.clone();
@@ -71,55 +101,31 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         recovered.replayed,
         recovered.state.sessions.len()
     );
-    let addr = cfg.client_addr();
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })?;
     let cfg = Arc::new(cfg);
     let (tx, mut rx) = mpsc::channel(4096);
-    let accept = tokio::spawn(conn::accept_loop(
-        listener,
-        tx.clone(),
-        conn::ConnLimits::new(cfg.max_client_cnxns),
-        cfg.max_buffer,
-    ));
-    drop(tx);
-    let mut core = core::Core::new(cfg.clone(), recovered.state, log);
+    let accept = listen(&cfg, tx).await?;
+    let mut core = core::Core::new(cfg.clone(), recovered.state, core::Backing::Standalone(log));
     let mut expiry =
         tokio::time::interval(Duration::from_millis(u64::from(cfg.tick_time / 2).max(10)));
-    let reap_ms = cfg
-        .raw
-        .get("znode.container.checkIntervalMs")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(60_000)
-        .max(10);
-    let mut reaper = tokio::time::interval(Duration::from_millis(reap_ms));
+    let mut reaper = tokio::time::interval(reap_interval(&cfg));
     let purge_every = Duration::from_secs(cfg.purge_interval_h.max(1) * 3600);
     let mut purge =
         tokio::time::interval_at(tokio::time::Instant::now() + purge_every, purge_every);
-    tracing::info!("serving on {addr} (standalone)");
+    tracing::info!("serving on {} (standalone)", cfg.client_addr());
     tokio::pin!(shutdown);
     let result = loop {
         let step = tokio::select! {
             msg = rx.recv() => match msg {
-                Some(m) => (|| {
-                    core.handle(m)?;
-                    // Group commit: take what is already queued, then sync once.
-                    for _ in 0..1024 {
-                        match rx.try_recv() {
-                            Ok(m) => core.handle(m)?,
-                            Err(_) => break,
-                        }
-                    }
-                    core.flush()
-                })(),
+                Some(m) => handle_batch(&mut core, m, &mut rx),
                 None => break Ok(()),
             },
             _ = expiry.tick() => core.expire_sessions().and_then(|_| core.flush()),
             _ = reaper.tick() => core.reap().and_then(|_| core.flush()),
             _ = purge.tick(), if cfg.purge_interval_h > 0 => {
-                let n = core.log.purge(cfg.snap_retain_count);
-                tracing::info!("autopurge removed {n} files");
+                if let core::Backing::Standalone(log) = &mut core.backing {
+                    let n = log.purge(cfg.snap_retain_count);
+                    tracing::info!("autopurge removed {n} files");
+                }
                 Ok(())
             }
             _ = &mut shutdown => break Ok(()),
@@ -130,6 +136,34 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         }
     };
     accept.abort();
-    let _ = core.log.sync();
+    if let core::Backing::Standalone(log) = &mut core.backing {
+        let _ = log.sync();
+    }
     result
+}
+
+fn reap_interval(cfg: &ZooCfg) -> Duration {
+    let ms = cfg
+        .raw
+        .get("znode.container.checkIntervalMs")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(60_000)
+        .max(10);
+    Duration::from_millis(ms)
+}
+
+/// Handle one client message and whatever else is already queued, then sync once.
+fn handle_batch(
+    core: &mut core::Core,
+    first: conn::CoreMsg,
+    rx: &mut mpsc::Receiver<conn::CoreMsg>,
+) -> Result<(), PersistError> {
+    core.handle(first)?;
+    for _ in 0..1024 {
+        match rx.try_recv() {
+            Ok(m) => core.handle(m)?,
+            Err(_) => break,
+        }
+    }
+    core.flush()
 }

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::state_machine::StateMachine;
-use super::ZkRaft;
+use super::{Proposal, ZkRaft};
 
 pub type Raft = openraft::Raft<ZkRaft, StateMachine>;
 
@@ -40,6 +40,10 @@ enum Rpc {
         meta: SnapshotMetaOf<ZkRaft>,
         data: Vec<u8>,
     },
+    /// A follower hands a client's write to the leader.
+    Forward(Proposal),
+    /// A follower reports sessions that were active on its connections.
+    Touch(Vec<i64>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +51,7 @@ enum Reply {
     Append(Result<AppendEntriesResponse<ZkRaft>, String>),
     Vote(Result<VoteResponse<ZkRaft>, String>),
     Snapshot(Result<SnapshotResponse<ZkRaft>, String>),
+    Done(Result<(), String>),
 }
 
 async fn write_frame(s: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
@@ -86,8 +91,15 @@ async fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
     Ok(payload)
 }
 
+/// Where RPCs that are not Raft's own go on the receiving node.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Session touches from followers (the leader tracks session liveness).
+    pub touches: Option<tokio::sync::mpsc::UnboundedSender<Vec<i64>>>,
+}
+
 /// Serve Raft RPCs arriving on `listener` until it fails.
-pub async fn serve(listener: TcpListener, raft: Raft) {
+pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -95,6 +107,7 @@ pub async fn serve(listener: TcpListener, raft: Raft) {
         };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
+        let hooks = hooks.clone();
         tokio::spawn(async move {
             loop {
                 let frame = match read_frame(&mut stream).await {
@@ -131,6 +144,17 @@ pub async fn serve(listener: TcpListener, raft: Raft) {
                                 .await
                                 .map_err(|e| e.to_string()),
                         )
+                    }
+                    Rpc::Forward(p) => Reply::Done(
+                        raft.client_write_ff(p, None)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    ),
+                    Rpc::Touch(sessions) => {
+                        if let Some(t) = &hooks.touches {
+                            let _ = t.send(sessions);
+                        }
+                        Reply::Done(Ok(()))
                     }
                 };
                 let bytes = serde_json::to_vec(&reply).expect("replies serialize");
@@ -208,6 +232,41 @@ impl Peer {
             *slot = None;
         }
         r
+    }
+
+    /// Hand a client's write to this peer (the leader).
+    pub async fn forward(&mut self, p: Proposal) -> io::Result<()> {
+        match self
+            .call(false, &Rpc::Forward(p), Duration::from_secs(5))
+            .await?
+        {
+            Reply::Done(Ok(())) => Ok(()),
+            Reply::Done(Err(e)) => Err(io::Error::other(e)),
+            _ => Err(io::Error::other("unexpected reply")),
+        }
+    }
+
+    /// Report active sessions to this peer (the leader).
+    pub async fn touch(&mut self, sessions: Vec<i64>) -> io::Result<()> {
+        match self
+            .call(false, &Rpc::Touch(sessions), Duration::from_secs(2))
+            .await?
+        {
+            Reply::Done(_) => Ok(()),
+            _ => Err(io::Error::other("unexpected reply")),
+        }
+    }
+
+    /// A client for `addr` (`host:quorumPort:electionPort`).
+    pub fn to(target: u64, addr: &str) -> Peer {
+        let (quorum, election) = split_addr(addr).unwrap_or_else(|| (addr.into(), addr.into()));
+        Peer {
+            target,
+            quorum,
+            election,
+            quorum_conn: None,
+            election_conn: None,
+        }
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> Unreachable<ZkRaft> {

@@ -30,6 +30,14 @@ pub struct AppliedEntry {
     pub applied: Applied,
 }
 
+/// What the state machine tells the node's core, in order.
+#[derive(Debug, Clone)]
+pub enum SmEvent {
+    Applied(AppliedEntry),
+    /// A snapshot replaced the whole state (a node catching up): start over from it.
+    Installed(Box<State>),
+}
+
 /// State-machine data; shared with the core, which reads the tree under the same lock.
 pub struct SmData {
     pub state: State,
@@ -51,7 +59,7 @@ struct SnapshotHeader {
 pub struct StateMachine {
     pub data: Arc<Mutex<SmData>>,
     dir: PathBuf,
-    applied: mpsc::UnboundedSender<AppliedEntry>,
+    applied: mpsc::UnboundedSender<SmEvent>,
     extended_types: bool,
     super_digest: Option<String>,
 }
@@ -88,7 +96,7 @@ impl StateMachine {
         dir: &Path,
         extended_types: bool,
         super_digest: Option<String>,
-        applied: mpsc::UnboundedSender<AppliedEntry>,
+        applied: mpsc::UnboundedSender<SmEvent>,
     ) -> io::Result<StateMachine> {
         fs::create_dir_all(dir)?;
         let data = match fs::read(dir.join("snapshot")) {
@@ -197,11 +205,11 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
                         let ack = ApplyAck { zxid: applied.zxid };
                         // Sent while holding the lock: a reader that takes the lock and then
                         // drains the channel has seen every event of the state it reads.
-                        let _ = self.applied.send(AppliedEntry {
+                        let _ = self.applied.send(SmEvent::Applied(AppliedEntry {
                             origin: p.origin,
                             entry: e,
                             applied,
-                        });
+                        }));
                         ack
                     }
                 }
@@ -230,6 +238,9 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
         d.membership = meta.last_membership.clone();
         d.term = header.term;
         d.counter = header.counter;
+        let _ = self
+            .applied
+            .send(SmEvent::Installed(Box::new(d.state.clone())));
         Ok(())
     }
 

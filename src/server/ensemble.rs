@@ -1,0 +1,285 @@
+//! Running as a member of a Raft ensemble: storage, the Raft node, its listeners on the quorum
+//! and election ports, the proposer (which keeps writes in order and forwards them to the
+//! leader), session touches, and the core loop.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::BasicNode;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::config::ZooCfg;
+use super::consensus::log_store::LogStore;
+use super::consensus::network::{self, Hooks, Network, Peer, Raft};
+use super::consensus::state_machine::StateMachine;
+use super::consensus::Proposal;
+use super::core::{Backing, Core, Ensemble};
+use super::{handle_batch, listen, reap_interval, ServerError};
+
+/// Raft timing from zoo.cfg: the election timeout is a tenth of ZooKeeper's
+/// `syncLimit × tickTime` (clamped to 300 ms - 5 s), so a hung leader is replaced long before
+/// Apache would notice; heartbeats go four times per election timeout.
+fn raft_config(cfg: &ZooCfg) -> openraft::Config {
+    let min = (u64::from(cfg.tick_time) * u64::from(cfg.sync_limit) / 10).clamp(300, 5000);
+    openraft::Config {
+        cluster_name: "zkherd".into(),
+        heartbeat_interval: min / 4,
+        election_timeout_min: min,
+        election_timeout_max: min * 2,
+        ..Default::default()
+    }
+}
+
+pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let path = cfg.path.display().to_string();
+    let quorum_err = |message: String| ServerError::Quorum {
+        path: path.clone(),
+        message,
+    };
+    let me = cfg
+        .myid
+        .ok_or_else(|| quorum_err("myid is missing for a quorum member".into()))?;
+    let mine = cfg
+        .servers
+        .iter()
+        .find(|s| s.id == me)
+        .cloned()
+        .ok_or_else(|| quorum_err(format!("myid is {me} but there is no server.{me} line")))?;
+    let addr_of =
+        |s: &super::config::ServerLine| format!("{}:{}:{}", s.host, s.quorum_port, s.election_port);
+    let voters: BTreeMap<u64, BasicNode> = cfg
+        .servers
+        .iter()
+        .filter(|s| !s.observer)
+        .map(|s| (s.id, BasicNode { addr: addr_of(s) }))
+        .collect();
+    if cfg.servers.iter().any(|s| s.observer) {
+        return Err(quorum_err(
+            "observers are not supported by the builtin ensemble yet; remove the :observer lines"
+                .into(),
+        ));
+    }
+    let dir = cfg.data_dir.join("zkherd-raft");
+    let raft_err = |source| ServerError::Raft {
+        path: dir.display().to_string(),
+        source,
+    };
+    let (log, warnings) = LogStore::open(&dir.join("raft"), cfg.force_sync).map_err(raft_err)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let (sm_tx, mut sm_rx) = mpsc::unbounded_channel();
+    let sm = StateMachine::open(
+        &dir.join("sm"),
+        cfg.extended_types,
+        cfg.super_digest.clone(),
+        sm_tx,
+    )
+    .map_err(raft_err)?;
+    let initial = sm.data.lock().expect("state machine lock").state.clone();
+    let config = Arc::new(
+        raft_config(&cfg)
+            .validate()
+            .map_err(|e| quorum_err(format!("Raft timing: {e}")))?,
+    );
+    let raft: Raft = Raft::new(me, config, Network, log, sm)
+        .await
+        .map_err(|e| quorum_err(format!("Raft failed to start: {e}")))?;
+
+    let bind = |port: u16| {
+        let host = mine.host.clone();
+        async move {
+            let addr: std::net::SocketAddr = format!("{host}:{port}")
+                .parse()
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad host"))?;
+            TcpListener::bind(addr).await.map(|l| (l, addr))
+        }
+    };
+    let (quorum, qaddr) = bind(mine.quorum_port)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: format!("{}:{}", mine.host, mine.quorum_port)
+                .parse()
+                .unwrap_or(cfg.client_addr()),
+            source,
+        })?;
+    let (election, eaddr) = bind(mine.election_port)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: format!("{}:{}", mine.host, mine.election_port)
+                .parse()
+                .unwrap_or(cfg.client_addr()),
+            source,
+        })?;
+    tracing::info!("node {me}: quorum port {qaddr}, election port {eaddr}");
+    let (touch_tx, mut touch_rx) = mpsc::unbounded_channel();
+    let serve_q = tokio::spawn(network::serve(
+        quorum,
+        raft.clone(),
+        Hooks {
+            touches: Some(touch_tx),
+        },
+    ));
+    let serve_e = tokio::spawn(network::serve(election, raft.clone(), Hooks::default()));
+
+    // First start: every member initializes the same voter set (the same log entry on each);
+    // the highest myid campaigns at once, as ZooKeeper's own election would pick it.
+    if !raft.is_initialized().await.unwrap_or(true) {
+        if let Err(e) = raft.initialize(voters.clone()).await {
+            tracing::info!("initialize: {e}");
+        }
+        if voters.keys().next_back() == Some(&me) {
+            let _ = raft.trigger().elect(false).await;
+        }
+    }
+
+    let peers: BTreeMap<u64, String> = cfg.servers.iter().map(|s| (s.id, addr_of(s))).collect();
+    let (prop_tx, prop_rx) = mpsc::unbounded_channel();
+    let proposer = tokio::spawn(propose(raft.clone(), me, peers.clone(), prop_rx));
+    let (touch_out_tx, touch_out_rx) = mpsc::unbounded_channel();
+    let toucher = tokio::spawn(send_touches(raft.clone(), me, peers, touch_out_rx));
+
+    let cfg = Arc::new(cfg);
+    let (tx, mut rx) = mpsc::channel(4096);
+    let accept = listen(&cfg, tx).await?;
+    let incarnation = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.finish()
+    };
+    let mut core = Core::new(
+        cfg.clone(),
+        initial,
+        Backing::Ensemble(Box::new(Ensemble {
+            me,
+            incarnation,
+            raft: raft.clone(),
+            proposals: prop_tx,
+            next_pending: 0,
+            dir: dir.clone(),
+            leaderless_since: None,
+        })),
+    );
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(u64::from(cfg.tick_time / 2).max(10)));
+    let mut reaper = tokio::time::interval(reap_interval(&cfg));
+    let mut was_leader = false;
+    tracing::info!("serving on {} (ensemble member {me})", cfg.client_addr());
+    tokio::pin!(shutdown);
+    let result = loop {
+        let step = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => handle_batch(&mut core, m, &mut rx),
+                None => break Ok(()),
+            },
+            Some(ev) = sm_rx.recv() => (|| {
+                core.on_sm_event(ev)?;
+                while let Ok(ev) = sm_rx.try_recv() {
+                    core.on_sm_event(ev)?;
+                }
+                core.flush()
+            })(),
+            Some(sessions) = touch_rx.recv() => {
+                core.touched(&sessions);
+                Ok(())
+            }
+            _ = tick.tick() => {
+                let leader = core.is_leader();
+                core.ensemble_tick(leader && !was_leader);
+                was_leader = leader;
+                if !leader {
+                    let _ = touch_out_tx.send(core.local_sessions());
+                }
+                core.expire_sessions().and_then(|_| core.flush())
+            }
+            _ = reaper.tick() => core.reap().and_then(|_| core.flush()),
+            _ = &mut shutdown => break Ok(()),
+        };
+        if let Err(e) = step {
+            tracing::error!("stopping: {e}");
+            break Err(ServerError::Persist(e));
+        }
+    };
+    accept.abort();
+    proposer.abort();
+    toucher.abort();
+    serve_q.abort();
+    serve_e.abort();
+    let _ = raft.shutdown().await;
+    result
+}
+
+/// Submit proposals in arrival order: to the local Raft when this node leads, else to the
+/// leader over one connection (so the leader sees them in order too).
+async fn propose(
+    raft: Raft,
+    me: u64,
+    peers: BTreeMap<u64, String>,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+) {
+    let mut to_leader: Option<(u64, Peer)> = None;
+    while let Some(p) = rx.recv().await {
+        // Wait (bounded) for a leader; a request that finds none is dropped, and its client
+        // times out and reconnects, as with ZooKeeper during an election.
+        let mut leader = None;
+        for _ in 0..100 {
+            leader = raft.metrics().borrow_watched().current_leader;
+            if leader.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match leader {
+            Some(l) if l == me => {
+                if let Err(e) = raft.client_write_ff(p, None).await {
+                    tracing::warn!("proposal failed: {e}");
+                }
+            }
+            Some(l) => {
+                if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
+                    to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
+                }
+                if let Some((_, peer)) = to_leader.as_mut() {
+                    if let Err(e) = peer.forward(p).await {
+                        tracing::warn!("forwarding a write to leader {l} failed: {e}");
+                    }
+                }
+            }
+            None => tracing::warn!("no leader: dropping a write"),
+        }
+    }
+}
+
+/// Report this follower's active sessions to the leader.
+async fn send_touches(
+    raft: Raft,
+    me: u64,
+    peers: BTreeMap<u64, String>,
+    mut rx: mpsc::UnboundedReceiver<Vec<i64>>,
+) {
+    let mut to_leader: Option<(u64, Peer)> = None;
+    while let Some(sessions) = rx.recv().await {
+        let Some(l) = raft.metrics().borrow_watched().current_leader else {
+            continue;
+        };
+        if l == me || sessions.is_empty() {
+            continue;
+        }
+        if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
+            to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
+        }
+        if let Some((_, peer)) = to_leader.as_mut() {
+            let _ = peer.touch(sessions).await;
+        }
+    }
+}
