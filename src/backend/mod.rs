@@ -83,13 +83,12 @@ pub fn for_spec(spec: &EnsembleSpec) -> Result<Box<dyn Backend>, BackendError> {
     match spec.backend {
         BackendKind::Apache => Ok(Box::new(apache::Apache::locate(&spec.apache)?)),
         BackendKind::Builtin => {
-            if spec.total_nodes() > 1 {
-                return Err(BackendError::Unsupported(format!(
-                    "the builtin backend runs a single node (standalone) in this version; {} nodes \
-                     need replication, which is not built yet. Use `-n 1 --backend builtin`, or \
-                     `--backend apache` for an ensemble",
-                    spec.total_nodes()
-                )));
+            if spec.observers > 0 {
+                return Err(BackendError::Unsupported(
+                    "the builtin backend does not run observers yet; use --observers 0, or \
+                     --backend apache"
+                        .into(),
+                ));
             }
             Ok(Box::new(builtin::Builtin::locate()?))
         }

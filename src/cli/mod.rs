@@ -168,9 +168,10 @@ fn quiet_on_closed_stdout() {
 
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // Only zkherd's own messages by default; libraries speak from -vv on.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "off,zkherd=warn",
+        1 => "off,zkherd=info,openraft=warn",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -122,9 +122,17 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         raft.clone(),
         Hooks {
             touches: Some(touch_tx),
+            my_id: me,
         },
     ));
-    let serve_e = tokio::spawn(network::serve(election, raft.clone(), Hooks::default()));
+    let serve_e = tokio::spawn(network::serve(
+        election,
+        raft.clone(),
+        Hooks {
+            touches: None,
+            my_id: me,
+        },
+    ));
 
     // First start: every member initializes the same voter set (the same log entry on each);
     // the highest myid campaigns at once, as ZooKeeper's own election would pick it.
@@ -229,33 +237,42 @@ async fn propose(
 ) {
     let mut to_leader: Option<(u64, Peer)> = None;
     while let Some(p) = rx.recv().await {
-        // Wait (bounded) for a leader; a request that finds none is dropped, and its client
-        // times out and reconnects, as with ZooKeeper during an election.
-        let mut leader = None;
-        for _ in 0..100 {
-            leader = raft.metrics().borrow_watched().current_leader;
-            if leader.is_some() {
+        // A few tries, each with the current leader and a fresh connection after a failure
+        // (the old one may lead to a process that died). A request that still fails is
+        // dropped; its client times out and reconnects, as with ZooKeeper during an election.
+        let mut done = false;
+        for attempt in 0..100 {
+            let Some(l) = raft.metrics().borrow_watched().current_leader else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            if l == me {
+                match raft.client_write_ff(p.clone(), None).await {
+                    Ok(()) => done = true,
+                    Err(e) => tracing::warn!("proposal failed: {e}"),
+                }
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
+                to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
+            }
+            let Some((_, peer)) = to_leader.as_mut() else {
+                break;
+            };
+            match peer.forward(p.clone()).await {
+                Ok(()) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!("forwarding to leader {l} failed (try {attempt}): {e}");
+                    to_leader = None;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
-        match leader {
-            Some(l) if l == me => {
-                if let Err(e) = raft.client_write_ff(p, None).await {
-                    tracing::warn!("proposal failed: {e}");
-                }
-            }
-            Some(l) => {
-                if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
-                    to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
-                }
-                if let Some((_, peer)) = to_leader.as_mut() {
-                    if let Err(e) = peer.forward(p).await {
-                        tracing::warn!("forwarding a write to leader {l} failed: {e}");
-                    }
-                }
-            }
-            None => tracing::warn!("no leader: dropping a write"),
+        if !done {
+            tracing::warn!("no leader accepted a write; dropping it");
         }
     }
 }

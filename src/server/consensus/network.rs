@@ -96,6 +96,27 @@ async fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
 pub struct Hooks {
     /// Session touches from followers (the leader tracks session liveness).
     pub touches: Option<tokio::sync::mpsc::UnboundedSender<Vec<i64>>>,
+    /// This node's id (staggers elections after the leader's connection drops).
+    pub my_id: u64,
+}
+
+/// The connection from the current leader broke (its process died, most likely): start an
+/// election now instead of sitting out the election timeout. Higher myids go first, as in
+/// ZooKeeper's own election, so the members rarely split the vote.
+fn leader_connection_lost(raft: &Raft, leader: u64, me: u64) {
+    use openraft::async_runtime::watch::WatchReceiver;
+    if raft.metrics().borrow_watched().current_leader != Some(leader) || leader == me {
+        return;
+    }
+    let raft = raft.clone();
+    tokio::spawn(async move {
+        let stagger = Duration::from_millis(30 * (255u64.saturating_sub(me) % 16));
+        tokio::time::sleep(Duration::from_millis(20) + stagger).await;
+        if raft.metrics().borrow_watched().current_leader == Some(leader) {
+            tracing::info!("connection from leader {leader} lost: starting an election");
+            let _ = raft.trigger().elect(false).await;
+        }
+    });
 }
 
 /// Serve Raft RPCs arriving on `listener` until it fails.
@@ -109,12 +130,17 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
         let raft = raft.clone();
         let hooks = hooks.clone();
         tokio::spawn(async move {
+            // The leader whose appends arrive on this connection, if any.
+            let mut sender: Option<u64> = None;
             loop {
                 let frame = match read_frame(&mut stream).await {
                     Ok(f) => f,
                     Err(e) => {
                         if e.kind() == io::ErrorKind::InvalidData {
                             tracing::warn!("Raft peer {peer}: {e}");
+                        }
+                        if let Some(l) = sender {
+                            leader_connection_lost(&raft, l, hooks.my_id);
                         }
                         return;
                     }
@@ -128,6 +154,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                 };
                 let reply = match rpc {
                     Rpc::Append(r) => {
+                        sender = Some(r.vote.leader_id.node_id);
                         Reply::Append(raft.append_entries(r).await.map_err(|e| e.to_string()))
                     }
                     Rpc::Vote(r) => Reply::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
