@@ -1,4 +1,5 @@
-//! The supervisor end to end against real Apache ZooKeeper child processes.
+//! The supervisor end to end, with real Apache ZooKeeper child processes and with builtin
+//! nodes (the same scenario for both backends).
 
 mod common;
 
@@ -45,10 +46,19 @@ fn a_supervised_ensemble_survives_faults_and_down_leaves_nothing() {
     if !apache_available("a_supervised_ensemble_survives_faults_and_down_leaves_nothing") {
         return;
     }
+    ensemble_scenario("apache");
+}
+
+#[test]
+fn a_builtin_ensemble_survives_the_same_faults() {
+    ensemble_scenario("builtin");
+}
+
+fn ensemble_scenario(backend: &str) {
     let c = Cluster::new(3);
 
     // up -d returns once the quorum serves.
-    let out = c.up(&["--backend", "apache"]);
+    let out = c.up(&["--backend", backend]);
     assert!(
         out.status.success(),
         "up failed:\n{}\n{}",

@@ -72,10 +72,10 @@ fn a_builtin_standalone_node_is_supervised_like_an_apache_one() {
 }
 
 #[test]
-fn an_ensemble_of_builtin_nodes_is_refused_until_replication_exists() {
+fn builtin_observers_are_refused_until_learners_are_wired() {
     let c = Cluster::new(3);
-    let out = c.up(&["--backend", "builtin"]);
+    let out = c.up(&["--backend", "builtin", "--observers", "1"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("single node"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("observers"), "{}", stderr(&out));
     assert!(!c.dir().exists(), "nothing is rendered");
 }
