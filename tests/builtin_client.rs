@@ -17,44 +17,88 @@ use zookeeper_client::{
 struct Server {
     addr: SocketAddr,
     _tmp: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
     async fn start(extra: &str) -> Server {
+        Self::start_nodes(extra, 1).await
+    }
+
+    /// Three builtin nodes replicating through Raft; clients talk to node 1, which a fresh
+    /// ensemble makes a follower (the highest myid campaigns first).
+    async fn ensemble(extra: &str) -> Server {
+        Self::start_nodes(extra, 3).await
+    }
+
+    async fn start_nodes(extra: &str, n: usize) -> Server {
         let tmp = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let text = format!(
-            "tickTime=100\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{extra}\n",
-            tmp.path().display()
-        );
-        let cfg =
-            zkherd::server::config::ZooCfg::parse(&text, std::path::Path::new("zoo.cfg")).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            zkherd::server::run(cfg, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server runs");
-        });
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..200 {
-            if TcpStream::connect(addr).await.is_ok() {
-                break;
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let servers: String = if n > 1 {
+            ports
+                .iter()
+                .enumerate()
+                .map(|(i, (c, q, e))| format!("server.{}=127.0.0.1:{q}:{e};127.0.0.1:{c}\n", i + 1))
+                .collect()
+        } else {
+            String::new()
+        };
+        let mut stops = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, (client, _, _)) in ports.iter().enumerate() {
+            let data = tmp.path().join(format!("node{}", i + 1));
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(data.join("myid"), format!("{}\n", i + 1)).unwrap();
+            let text = format!(
+                "tickTime=100\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{servers}{extra}\n",
+                data.display()
+            );
+            let path = data.join("zoo.cfg");
+            std::fs::write(&path, &text).unwrap();
+            let cfg = zkherd::server::config::ZooCfg::load(&path).unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tasks.push(tokio::spawn(async move {
+                zkherd::server::run(cfg, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server runs");
+            }));
+            stops.push(tx);
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{}", ports[0].0).parse().unwrap();
+        // Ready when the node answers srvr as a serving member (or standalone).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(t) =
+                zkherd::probe::four_letter_word(addr, "srvr", Duration::from_secs(1)).await
+            {
+                if zkherd::probe::parse_srvr(&t).is_ok() {
+                    break;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server not serving in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Server {
             addr,
             _tmp: tmp,
-            stop: Some(tx),
-            task: Some(task),
+            stops,
+            tasks,
         }
     }
 
@@ -67,14 +111,18 @@ impl Server {
     }
 
     async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.task.take().unwrap().await;
+        for s in self.stops.drain(..) {
+            let _ = s.send(());
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
+        for s in self.stops.drain(..) {
             let _ = s.send(());
         }
     }
@@ -90,9 +138,7 @@ async fn timeout<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("no answer within 10 s")
 }
 
-#[tokio::test]
-async fn create_get_set_delete_follow_zookeepers_stat_rules() {
-    let s = Server::start("").await;
+async fn create_get_set_delete_follow_zookeepers_stat_rules_on(s: Server) {
     let c = s.client().await;
     let (stat, _) = c.create("/a", b"one", &persistent()).await.unwrap();
     assert_eq!(stat.czxid, stat.mzxid);
@@ -131,9 +177,7 @@ async fn create_get_set_delete_follow_zookeepers_stat_rules() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn sequential_names_are_ten_digits_of_the_parents_creation_count() {
-    let s = Server::start("").await;
+async fn sequential_names_are_ten_digits_of_the_parents_creation_count_on(s: Server) {
     let c = s.client().await;
     c.create("/q", b"", &persistent()).await.unwrap();
     let seq = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
@@ -149,9 +193,7 @@ async fn sequential_names_are_ten_digits_of_the_parents_creation_count() {
     );
 }
 
-#[tokio::test]
-async fn ephemerals_belong_to_their_session_and_vanish_when_it_closes() {
-    let s = Server::start("").await;
+async fn ephemerals_belong_to_their_session_and_vanish_when_it_closes_on(s: Server) {
     let owner = s.client().await;
     let other = s.client().await;
     let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
@@ -175,9 +217,7 @@ async fn ephemerals_belong_to_their_session_and_vanish_when_it_closes() {
     assert_eq!(other.check_stat("/e").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn every_watch_kind_fires_as_zookeeper_fires_it() {
-    let s = Server::start("").await;
+async fn every_watch_kind_fires_as_zookeeper_fires_it_on(s: Server) {
     let c = s.client().await;
     let w = s.client().await;
     // exists on a missing node registers a watch.
@@ -236,9 +276,7 @@ async fn every_watch_kind_fires_as_zookeeper_fires_it() {
     );
 }
 
-#[tokio::test]
-async fn multi_is_atomic_and_reports_the_failing_op() {
-    let s = Server::start("").await;
+async fn multi_is_atomic_and_reports_the_failing_op_on(s: Server) {
     let c = s.client().await;
     let mut m = c.new_multi_writer();
     m.add_create(
@@ -279,12 +317,7 @@ async fn multi_is_atomic_and_reports_the_failing_op() {
     ));
 }
 
-#[tokio::test]
-async fn digest_auth_and_acls_are_enforced() {
-    let s = Server::start(
-        "DigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=",
-    )
-    .await;
+async fn digest_auth_and_acls_are_enforced_on(s: Server) {
     let alice = s.client().await;
     alice.auth("digest", b"alice:secret").await.unwrap();
     alice
@@ -333,9 +366,7 @@ async fn digest_auth_and_acls_are_enforced() {
     );
 }
 
-#[tokio::test]
-async fn special_nodes_and_counts_look_like_apache() {
-    let s = Server::start("").await;
+async fn special_nodes_and_counts_look_like_apache_on(s: Server) {
     let c = s.client().await;
     let (data, stat) = c.get_config().await.unwrap();
     assert!(
@@ -355,9 +386,7 @@ async fn special_nodes_and_counts_look_like_apache() {
     ));
 }
 
-#[tokio::test]
-async fn a_session_resumes_on_a_new_connection_and_keeps_its_ephemerals() {
-    let s = Server::start("").await;
+async fn a_session_resumes_on_a_new_connection_and_keeps_its_ephemerals_on(s: Server) {
     // Detached: dropping this client must not close the session it hands over.
     let c = Client::connector()
         .with_detached()
@@ -463,9 +492,7 @@ async fn an_oversize_or_negative_frame_closes_the_connection() {
     assert!(r.is_err());
 }
 
-#[tokio::test]
-async fn an_expired_session_loses_its_ephemerals() {
-    let s = Server::start("").await;
+async fn an_expired_session_loses_its_ephemerals_on(s: Server) {
     let (mut c, hello) = raw_connect(s.addr, 0, vec![0; 16], 0).await;
     let (_, sid, _) = hello.unwrap();
     let mut w = Writer::new();
@@ -539,9 +566,7 @@ async fn the_whitelist_is_honoured() {
     );
 }
 
-#[tokio::test]
-async fn ttl_nodes_and_containers_are_reaped_when_extended_types_are_on() {
-    let s = Server::start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=50").await;
+async fn ttl_nodes_and_containers_are_reaped_when_extended_types_are_on_on(s: Server) {
     let c = s.client().await;
     let ttl = CreateMode::Persistent
         .with_acls(Acls::anyone_all())
@@ -594,4 +619,126 @@ async fn max_client_cnxns_limits_connections_per_ip() {
         hello.is_some(),
         "a slot freed by a closed connection can be used again"
     );
+}
+
+#[tokio::test]
+async fn create_get_set_delete_follow_zookeepers_stat_rules() {
+    create_get_set_delete_follow_zookeepers_stat_rules_on(Server::start("").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_set_delete_follow_zookeepers_stat_rules_on_a_follower_of_three() {
+    create_get_set_delete_follow_zookeepers_stat_rules_on(Server::ensemble("").await).await;
+}
+
+#[tokio::test]
+async fn sequential_names_are_ten_digits_of_the_parents_creation_count() {
+    sequential_names_are_ten_digits_of_the_parents_creation_count_on(Server::start("").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_names_are_ten_digits_of_the_parents_creation_count_on_a_follower_of_three() {
+    sequential_names_are_ten_digits_of_the_parents_creation_count_on(Server::ensemble("").await)
+        .await;
+}
+
+#[tokio::test]
+async fn ephemerals_belong_to_their_session_and_vanish_when_it_closes() {
+    ephemerals_belong_to_their_session_and_vanish_when_it_closes_on(Server::start("").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemerals_belong_to_their_session_and_vanish_when_it_closes_on_a_follower_of_three() {
+    ephemerals_belong_to_their_session_and_vanish_when_it_closes_on(Server::ensemble("").await)
+        .await;
+}
+
+#[tokio::test]
+async fn every_watch_kind_fires_as_zookeeper_fires_it() {
+    every_watch_kind_fires_as_zookeeper_fires_it_on(Server::start("").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_watch_kind_fires_as_zookeeper_fires_it_on_a_follower_of_three() {
+    every_watch_kind_fires_as_zookeeper_fires_it_on(Server::ensemble("").await).await;
+}
+
+#[tokio::test]
+async fn multi_is_atomic_and_reports_the_failing_op() {
+    multi_is_atomic_and_reports_the_failing_op_on(Server::start("").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_is_atomic_and_reports_the_failing_op_on_a_follower_of_three() {
+    multi_is_atomic_and_reports_the_failing_op_on(Server::ensemble("").await).await;
+}
+
+#[tokio::test]
+async fn digest_auth_and_acls_are_enforced() {
+    digest_auth_and_acls_are_enforced_on(
+        Server::start(
+            "DigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=",
+        )
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_auth_and_acls_are_enforced_on_a_follower_of_three() {
+    digest_auth_and_acls_are_enforced_on(
+        Server::ensemble(
+            "DigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=",
+        )
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn special_nodes_and_counts_look_like_apache() {
+    special_nodes_and_counts_look_like_apache_on(Server::start("").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_nodes_and_counts_look_like_apache_on_a_follower_of_three() {
+    special_nodes_and_counts_look_like_apache_on(Server::ensemble("").await).await;
+}
+
+#[tokio::test]
+async fn a_session_resumes_on_a_new_connection_and_keeps_its_ephemerals() {
+    a_session_resumes_on_a_new_connection_and_keeps_its_ephemerals_on(Server::start("").await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_on_a_new_connection_and_keeps_its_ephemerals_on_a_follower_of_three() {
+    a_session_resumes_on_a_new_connection_and_keeps_its_ephemerals_on(Server::ensemble("").await)
+        .await;
+}
+
+#[tokio::test]
+async fn an_expired_session_loses_its_ephemerals() {
+    an_expired_session_loses_its_ephemerals_on(Server::start("").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_loses_its_ephemerals_on_a_follower_of_three() {
+    an_expired_session_loses_its_ephemerals_on(Server::ensemble("").await).await;
+}
+
+#[tokio::test]
+async fn ttl_nodes_and_containers_are_reaped_when_extended_types_are_on() {
+    ttl_nodes_and_containers_are_reaped_when_extended_types_are_on_on(
+        Server::start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=50").await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_nodes_and_containers_are_reaped_when_extended_types_are_on_on_a_follower_of_three() {
+    ttl_nodes_and_containers_are_reaped_when_extended_types_are_on_on(
+        Server::ensemble("extendedTypesEnabled=true\nznode.container.checkIntervalMs=50").await,
+    )
+    .await;
 }

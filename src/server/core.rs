@@ -158,6 +158,8 @@ pub(super) struct Core {
     pub backing: Backing,
     /// Ensemble: writes proposed by this node and not yet applied, by proposal id.
     pending: BTreeMap<u64, Pending>,
+    /// Sessions that sent anything since the last report to the leader (followers).
+    active: std::collections::BTreeSet<i64>,
     pub watches: WatchManager,
     pub conns: BTreeMap<ConnId, Conn>,
     pub live: BTreeMap<i64, Live>,
@@ -240,6 +242,7 @@ impl Core {
             state,
             backing,
             pending: BTreeMap::new(),
+            active: Default::default(),
             watches: WatchManager::default(),
             conns: BTreeMap::new(),
             live,
@@ -437,9 +440,10 @@ impl Core {
         }
     }
 
-    /// Sessions bound to this node's connections (a follower reports them to the leader).
-    pub fn local_sessions(&self) -> Vec<i64> {
-        self.conns.values().filter_map(|c| c.session).collect()
+    /// Sessions that were active on this node since the last call (a follower reports them
+    /// to the leader, which expires the silent ones).
+    pub fn take_active_sessions(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.active).into_iter().collect()
     }
 
     fn push(&mut self, conn: ConnId, frame: Vec<u8>) {
@@ -467,6 +471,9 @@ impl Core {
 
     /// Renew a session: expire between timeout and timeout + tick after the last packet.
     fn touch(&mut self, session: i64) {
+        if matches!(self.backing, Backing::Ensemble(_)) {
+            self.active.insert(session);
+        }
         let tick = self.tick();
         if let Some(l) = self.live.get_mut(&session) {
             l.deadline = Instant::now() + Duration::from_millis(l.timeout_ms.max(0) as u64) + tick;

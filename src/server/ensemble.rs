@@ -205,8 +205,9 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
                 let leader = core.is_leader();
                 core.ensemble_tick(leader && !was_leader);
                 was_leader = leader;
+                let active = core.take_active_sessions();
                 if !leader {
-                    let _ = touch_out_tx.send(core.local_sessions());
+                    let _ = touch_out_tx.send(active);
                 }
                 core.expire_sessions().and_then(|_| core.flush())
             }

@@ -33,7 +33,7 @@ pub struct AppliedEntry {
 /// What the state machine tells the node's core, in order.
 #[derive(Debug, Clone)]
 pub enum SmEvent {
-    Applied(AppliedEntry),
+    Applied(Box<AppliedEntry>),
     /// A snapshot replaced the whole state (a node catching up): start over from it.
     Installed(Box<State>),
 }
@@ -205,11 +205,11 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
                         let ack = ApplyAck { zxid: applied.zxid };
                         // Sent while holding the lock: a reader that takes the lock and then
                         // drains the channel has seen every event of the state it reads.
-                        let _ = self.applied.send(SmEvent::Applied(AppliedEntry {
+                        let _ = self.applied.send(SmEvent::Applied(Box::new(AppliedEntry {
                             origin: p.origin,
                             entry: e,
                             applied,
-                        }));
+                        })));
                         ack
                     }
                 }
