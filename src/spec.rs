@@ -65,10 +65,10 @@ pub enum SpecError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// zkherd's own ZooKeeper-compatible server (not yet available in this version).
+    /// zkherd's own ZooKeeper-compatible server, replicating through Raft (no Java needed).
+    #[default]
     Builtin,
     /// Real Apache ZooKeeper (`java … QuorumPeerMain zoo.cfg`).
-    #[default]
     Apache,
 }
 
@@ -709,7 +709,7 @@ mod tests {
         let s = parse("").unwrap();
         assert_eq!(s.name, "zkherd");
         assert_eq!(s.dir, PathBuf::from("/base/.zkherd/zkherd"));
-        assert_eq!(s.backend, BackendKind::Apache);
+        assert_eq!(s.backend, BackendKind::Builtin);
         assert_eq!((s.nodes, s.observers), (3, 0));
         assert_eq!(s.host.to_string(), "127.0.0.1");
         assert_eq!(

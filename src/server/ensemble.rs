@@ -20,11 +20,11 @@ use super::consensus::Proposal;
 use super::core::{Backing, Core, Ensemble};
 use super::{handle_batch, listen, reap_interval, ServerError};
 
-/// Raft timing from zoo.cfg: the election timeout is a tenth of ZooKeeper's
+/// Raft timing from zoo.cfg: the election timeout is a fortieth of ZooKeeper's
 /// `syncLimit × tickTime` (clamped to 300 ms - 5 s), so a hung leader is replaced long before
 /// Apache would notice; heartbeats go four times per election timeout.
 fn raft_config(cfg: &ZooCfg) -> openraft::Config {
-    let min = (u64::from(cfg.tick_time) * u64::from(cfg.sync_limit) / 10).clamp(300, 5000);
+    let min = (u64::from(cfg.tick_time) * u64::from(cfg.sync_limit) / 40).clamp(300, 5000);
     openraft::Config {
         cluster_name: "zkherd".into(),
         heartbeat_interval: min / 4,
@@ -134,8 +134,10 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         },
     ));
 
-    // First start: every member initializes the same voter set (the same log entry on each);
-    // the highest myid campaigns at once, as ZooKeeper's own election would pick it.
+    // First start: every member initializes the same voter set (the same log entry on each),
+    // and the highest myid campaigns at once, as ZooKeeper's own election would pick it. On a
+    // restart, nodes wait for the leader's heartbeat, so a restarted member never disrupts a
+    // healthy leader.
     if !raft.is_initialized().await.unwrap_or(true) {
         if let Err(e) = raft.initialize(voters.clone()).await {
             tracing::info!("initialize: {e}");
