@@ -7,11 +7,13 @@
 //!   names the process holding a port.
 //! - [`render`] — instance directories (`conf/zoo.cfg`, `data/myid`, …) from `templates/`;
 //!   `zoo.cfg` is the contract every backend consumes.
-//! - [`backend`] — how one node is launched and how its exits are judged (`apache` today).
+//! - [`backend`] — how one node is launched and how its exits are judged (`builtin`, `apache`).
 //! - [`supervisor`] — one job per node (spawn, restart with backoff, crash-loop verdict, stop,
 //!   kill, pause), the control socket, and the records that find stale processes.
 //! - [`probe`] — four-letter-word client and parsers (`srvr`, `mntr`, `ruok`, `cons`).
 //! - [`status`] — one status format for every backend, and the verdict on the ensemble.
+//! - [`server`] — the builtin ZooKeeper-compatible server: protocol, tree, sessions, watches,
+//!   durability, and replication on openraft.
 //! - `cli` — the `zkherd` command, one file per subcommand (binary only).
 
 pub mod backend;
