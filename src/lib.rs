@@ -14,6 +14,7 @@
 //! - [`status`] — one status format for every backend, and the verdict on the ensemble.
 //! - [`server`] — the builtin ZooKeeper-compatible server: protocol, tree, sessions, watches,
 //!   durability, and replication on openraft.
+//! - [`testing`] — an in-process builtin ensemble for Rust integration tests.
 //! - `cli` — the `zkherd` command, one file per subcommand (binary only).
 
 pub mod backend;
@@ -26,3 +27,4 @@ pub mod server;
 pub mod spec;
 pub mod status;
 pub mod supervisor;
+pub mod testing;

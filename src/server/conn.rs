@@ -102,8 +102,14 @@ pub async fn accept_loop(
     max_buffer: usize,
 ) {
     let mut next: ConnId = 1;
+    // Connection tasks belong to this loop: when the server stops (or is dropped), they stop.
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let (stream, remote) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -124,7 +130,7 @@ pub async fn accept_loop(
         next += 1;
         let core = core.clone();
         let limits = limits.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             serve(stream, remote, conn, core.clone(), max_buffer).await;
             limits.release(remote.ip());
         });

@@ -117,7 +117,10 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         })?;
     tracing::info!("node {me}: quorum port {qaddr}, election port {eaddr}");
     let (touch_tx, mut touch_rx) = mpsc::unbounded_channel();
-    let serve_q = tokio::spawn(network::serve(
+    // Every task of this node belongs to this set: when the node stops, or its future is
+    // dropped (an in-process kill), all of them stop and every Raft handle is released.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(network::serve(
         quorum,
         raft.clone(),
         Hooks {
@@ -125,7 +128,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
             my_id: me,
         },
     ));
-    let serve_e = tokio::spawn(network::serve(
+    tasks.spawn(network::serve(
         election,
         raft.clone(),
         Hooks {
@@ -149,13 +152,14 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     let peers: BTreeMap<u64, String> = cfg.servers.iter().map(|s| (s.id, addr_of(s))).collect();
     let (prop_tx, prop_rx) = mpsc::unbounded_channel();
-    let proposer = tokio::spawn(propose(raft.clone(), me, peers.clone(), prop_rx));
+    tasks.spawn(propose(raft.clone(), me, peers.clone(), prop_rx));
     let (touch_out_tx, touch_out_rx) = mpsc::unbounded_channel();
-    let toucher = tokio::spawn(send_touches(raft.clone(), me, peers, touch_out_rx));
+    tasks.spawn(send_touches(raft.clone(), me, peers, touch_out_rx));
 
     let cfg = Arc::new(cfg);
     let (tx, mut rx) = mpsc::channel(4096);
     let accept = listen(&cfg, tx).await?;
+    let _abort_accept = AbortOnDrop(accept);
     let incarnation = {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -221,11 +225,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
             break Err(ServerError::Persist(e));
         }
     };
-    accept.abort();
-    proposer.abort();
-    toucher.abort();
-    serve_q.abort();
-    serve_e.abort();
+    tasks.shutdown().await;
     let _ = raft.shutdown().await;
     result
 }
@@ -301,5 +301,14 @@ async fn send_touches(
         if let Some((_, peer)) = to_leader.as_mut() {
             let _ = peer.touch(sessions).await;
         }
+    }
+}
+
+/// Aborts a task when dropped (the client listener of a node that is stopped or dropped).
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -104,6 +104,7 @@ async fn run_standalone(
     let cfg = Arc::new(cfg);
     let (tx, mut rx) = mpsc::channel(4096);
     let accept = listen(&cfg, tx).await?;
+    let _abort_accept = ensemble::AbortOnDrop(accept);
     let mut core = core::Core::new(cfg.clone(), recovered.state, core::Backing::Standalone(log));
     let mut expiry =
         tokio::time::interval(Duration::from_millis(u64::from(cfg.tick_time / 2).max(10)));
@@ -135,7 +136,6 @@ async fn run_standalone(
             break Err(ServerError::Persist(e));
         }
     };
-    accept.abort();
     if let core::Backing::Standalone(log) = &mut core.backing {
         let _ = log.sync();
     }

@@ -121,15 +121,21 @@ fn leader_connection_lost(raft: &Raft, leader: u64, me: u64) {
 
 /// Serve Raft RPCs arriving on `listener` until it fails.
 pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
+    // Connection tasks belong to this loop, so stopping it releases every Raft handle.
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let Ok((mut stream, peer)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Ok((mut stream, peer)) = accepted else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let hooks = hooks.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             // The leader whose appends arrive on this connection, if any.
             let mut sender: Option<u64> = None;
             loop {

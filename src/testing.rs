@@ -1,0 +1,206 @@
+//! Rust's answer to Curator's `TestingCluster`: an N-node builtin ensemble inside your test
+//! process, on free loopback ports, with its data in a temporary directory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut cluster = zkherd::testing::TestingCluster::start(3).await?;
+//! let client = zookeeper_client::Client::connect(&cluster.connect_string()).await?;
+//! let leader = cluster.leader().await.expect("a leader");
+//! cluster.kill(leader).await;               // the process-equivalent of kill -9
+//! cluster.wait_for_quorum(std::time::Duration::from_secs(10)).await?;
+//! cluster.restart(leader).await?;          // comes back from its data dir and catches up
+//! # drop(client);
+//! # Ok(()) }
+//! ```
+//!
+//! Nodes run as tokio tasks of the caller's runtime (use a multi-threaded runtime); each has
+//! its own `zoo.cfg` and data dir, exactly as `zkherd up` would render them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::probe;
+use crate::server::{self, config::ZooCfg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestingError {
+    #[error("cannot prepare the cluster: {0}")]
+    Setup(String),
+    #[error("no quorum within {0:?}")]
+    NoQuorum(Duration),
+}
+
+struct RunningNode {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A builtin ensemble in this process. Dropping it stops every node and deletes its data.
+pub struct TestingCluster {
+    dir: tempfile::TempDir,
+    /// myid → client address.
+    clients: BTreeMap<u64, SocketAddr>,
+    running: BTreeMap<u64, RunningNode>,
+}
+
+fn free_port() -> Result<u16, TestingError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| TestingError::Setup(format!("no free port: {e}")))
+}
+
+impl TestingCluster {
+    /// Start `n` voters and wait (up to 30 s) until a leader serves with every voter in sync.
+    pub async fn start(n: u64) -> Result<TestingCluster, TestingError> {
+        let dir = tempfile::Builder::new()
+            .prefix("zkherd-testing")
+            .tempdir()
+            .map_err(|e| TestingError::Setup(e.to_string()))?;
+        let mut ports = BTreeMap::new();
+        for id in 1..=n {
+            ports.insert(id, (free_port()?, free_port()?, free_port()?));
+        }
+        let servers: String = if n > 1 {
+            ports
+                .iter()
+                .map(|(id, (c, q, e))| format!("server.{id}=127.0.0.1:{q}:{e};127.0.0.1:{c}\n"))
+                .collect()
+        } else {
+            String::new()
+        };
+        let mut clients = BTreeMap::new();
+        for (id, (client, _, _)) in &ports {
+            let data = dir.path().join(format!("node{id}"));
+            std::fs::create_dir_all(&data).map_err(|e| TestingError::Setup(e.to_string()))?;
+            std::fs::write(data.join("myid"), format!("{id}\n"))
+                .map_err(|e| TestingError::Setup(e.to_string()))?;
+            let cfg = format!(
+                "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\n\
+                 clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{servers}",
+                data.display()
+            );
+            std::fs::write(data.join("zoo.cfg"), cfg)
+                .map_err(|e| TestingError::Setup(e.to_string()))?;
+            clients.insert(*id, SocketAddr::from(([127, 0, 0, 1], *client)));
+        }
+        let mut cluster = TestingCluster {
+            dir,
+            clients,
+            running: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            cluster.restart(id).await?;
+        }
+        cluster.wait_for_quorum(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn cfg_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}")).join("zoo.cfg")
+    }
+
+    /// `127.0.0.1:p1,127.0.0.1:p2,…`
+    pub fn connect_string(&self) -> String {
+        self.clients
+            .values()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The client address of node `id`.
+    pub fn client_addr(&self, id: u64) -> Option<SocketAddr> {
+        self.clients.get(&id).copied()
+    }
+
+    /// Stop node `id` abruptly: its connections drop, nothing is flushed beyond what it already
+    /// made durable.
+    pub async fn kill(&mut self, id: u64) {
+        if let Some(n) = self.running.remove(&id) {
+            n.task.abort();
+            let _ = n.task.await;
+            drop(n.stop);
+        }
+    }
+
+    /// Start node `id` (again) from its data dir.
+    pub async fn restart(&mut self, id: u64) -> Result<(), TestingError> {
+        self.kill(id).await;
+        let cfg =
+            ZooCfg::load(&self.cfg_path(id)).map_err(|e| TestingError::Setup(e.to_string()))?;
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server::run(cfg, async {
+                let _ = rx.await;
+            })
+            .await
+            {
+                tracing::warn!("testing node stopped: {e}");
+            }
+        });
+        self.running.insert(id, RunningNode { stop, task });
+        // Wait (bounded) until its client port answers.
+        let addr = self.clients[&id];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// The node that reports `Mode: leader` (or the standalone node).
+    pub async fn leader(&self) -> Option<u64> {
+        for id in self.running.keys() {
+            if let Ok(t) =
+                probe::four_letter_word(self.clients[id], "srvr", Duration::from_secs(1)).await
+            {
+                if let Ok(s) = probe::parse_srvr(&t) {
+                    if matches!(s.mode, probe::Mode::Leader | probe::Mode::Standalone) {
+                        return Some(*id);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Wait until a leader serves and a majority of voters follow it.
+    pub async fn wait_for_quorum(&self, timeout: Duration) -> Result<u64, TestingError> {
+        let deadline = Instant::now() + timeout;
+        let majority = self.clients.len() / 2 + 1;
+        loop {
+            if let Some(l) = self.leader().await {
+                let mut serving = 0;
+                for id in self.running.keys() {
+                    if let Ok(t) =
+                        probe::four_letter_word(self.clients[id], "srvr", Duration::from_secs(1))
+                            .await
+                    {
+                        if probe::parse_srvr(&t).is_ok() {
+                            serving += 1;
+                        }
+                    }
+                }
+                if serving >= majority {
+                    return Ok(l);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(TestingError::NoQuorum(timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestingCluster {
+    fn drop(&mut self) {
+        for (_, n) in std::mem::take(&mut self.running) {
+            n.task.abort();
+            drop(n.stop);
+        }
+    }
+}

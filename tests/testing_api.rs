@@ -1,0 +1,66 @@
+//! `zkherd::testing` and the builtin ensemble's quorum behaviour: a killed leader is replaced
+//! with no acknowledged write lost; with 2 of 3 voters gone the survivor stops serving; one
+//! back restores the quorum; a restarted node catches up.
+
+use std::time::Duration;
+
+use zkherd::probe;
+use zkherd::testing::TestingCluster;
+use zookeeper_client::{Acls, Client, CreateMode};
+
+async fn serving(addr: std::net::SocketAddr) -> bool {
+    match probe::four_letter_word(addr, "srvr", Duration::from_secs(1)).await {
+        Ok(t) => probe::parse_srvr(&t).is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority() {
+    let mut c = TestingCluster::start(3).await.unwrap();
+    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let client = Client::connect(&c.connect_string()).await.unwrap();
+    for i in 0..20 {
+        client.create(&format!("/k{i}"), b"v", &opts).await.unwrap();
+    }
+    drop(client);
+
+    // Kill the leader: another node leads, every acknowledged write is there.
+    let leader = c.leader().await.unwrap();
+    c.kill(leader).await;
+    let new_leader = c.wait_for_quorum(Duration::from_secs(15)).await.unwrap();
+    assert_ne!(new_leader, leader);
+    let reader = Client::connect(&c.client_addr(new_leader).unwrap().to_string())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        reader.get_data(&format!("/k{i}")).await.unwrap();
+    }
+    reader.create("/after-failover", b"", &opts).await.unwrap();
+    drop(reader);
+
+    // Stop a second voter: the survivor must stop serving (no quorum).
+    let survivor = (1..=3)
+        .find(|id| *id != leader && *id != new_leader)
+        .unwrap();
+    c.kill(new_leader).await;
+    let addr = c.client_addr(survivor).unwrap();
+    let mut stopped = false;
+    for _ in 0..100 {
+        if !serving(addr).await {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "node {survivor} still serves without a quorum");
+
+    // Bring one back: quorum again, and the restarted node has caught up.
+    c.restart(leader).await.unwrap();
+    c.wait_for_quorum(Duration::from_secs(15)).await.unwrap();
+    let back = Client::connect(&c.client_addr(leader).unwrap().to_string())
+        .await
+        .unwrap();
+    back.sync("/after-failover").await.unwrap();
+    assert!(back.check_stat("/after-failover").await.unwrap().is_some());
+}
