@@ -147,6 +147,10 @@ fn ensemble_scenario(backend: &str) {
     });
 
     // Pause a follower: degraded (exit 1), role paused. Resume: healthy again.
+    // Choose from a fresh status: leadership may have moved since the one above.
+    let out = c.run(&["wait", "--timeout", "60"], 90);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let (v, _) = c.status_json();
     let follower = roles(&v)
         .into_iter()
         .find(|(_, r)| r == "follower")
