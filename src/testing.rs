@@ -78,7 +78,7 @@ impl TestingCluster {
             std::fs::write(data.join("myid"), format!("{id}\n"))
                 .map_err(|e| TestingError::Setup(e.to_string()))?;
             let cfg = format!(
-                "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\n\
+                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\n\
                  clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{servers}",
                 data.display()
             );
@@ -95,6 +95,24 @@ impl TestingCluster {
             cluster.restart(id).await?;
         }
         cluster.wait_for_quorum(Duration::from_secs(30)).await?;
+        // A fresh cluster is handed over with every node serving, not just a majority.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for addr in cluster.clients.values() {
+            loop {
+                let ok = match probe::four_letter_word(*addr, "srvr", Duration::from_secs(1)).await
+                {
+                    Ok(t) => probe::parse_srvr(&t).is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(TestingError::NoQuorum(Duration::from_secs(30)));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Ok(cluster)
     }
 

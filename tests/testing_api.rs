@@ -8,6 +8,15 @@ use zkherd::probe;
 use zkherd::testing::TestingCluster;
 use zookeeper_client::{Acls, Client, CreateMode};
 
+async fn connect(addr: &str) -> Client {
+    Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_secs(5))
+        .connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+}
+
 async fn serving(addr: std::net::SocketAddr) -> bool {
     match probe::four_letter_word(addr, "srvr", Duration::from_secs(1)).await {
         Ok(t) => probe::parse_srvr(&t).is_ok(),
@@ -19,7 +28,7 @@ async fn serving(addr: std::net::SocketAddr) -> bool {
 async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority() {
     let mut c = TestingCluster::start(3).await.unwrap();
     let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    let client = Client::connect(&c.connect_string()).await.unwrap();
+    let client = connect(&c.connect_string()).await;
     for i in 0..20 {
         client.create(&format!("/k{i}"), b"v", &opts).await.unwrap();
     }
@@ -30,9 +39,7 @@ async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority()
     c.kill(leader).await;
     let new_leader = c.wait_for_quorum(Duration::from_secs(15)).await.unwrap();
     assert_ne!(new_leader, leader);
-    let reader = Client::connect(&c.client_addr(new_leader).unwrap().to_string())
-        .await
-        .unwrap();
+    let reader = connect(&c.client_addr(new_leader).unwrap().to_string()).await;
     for i in 0..20 {
         reader.get_data(&format!("/k{i}")).await.unwrap();
     }
@@ -58,9 +65,7 @@ async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority()
     // Bring one back: quorum again, and the restarted node has caught up.
     c.restart(leader).await.unwrap();
     c.wait_for_quorum(Duration::from_secs(15)).await.unwrap();
-    let back = Client::connect(&c.client_addr(leader).unwrap().to_string())
-        .await
-        .unwrap();
+    let back = connect(&c.client_addr(leader).unwrap().to_string()).await;
     back.sync("/after-failover").await.unwrap();
     assert!(back.check_stat("/after-failover").await.unwrap().is_some());
 }

@@ -21,12 +21,12 @@ use super::core::{Backing, Core, Ensemble};
 use super::{handle_batch, listen, reap_interval, ServerError};
 
 /// Raft timing from zoo.cfg: the election timeout is a twentieth of ZooKeeper's
-/// `syncLimit × tickTime` (500 ms at the defaults, clamped to 300 ms - 5 s), so a hung leader is
+/// `syncLimit × tickTime` (500 ms at the defaults, clamped to 500 ms - 5 s), so a hung leader is
 /// replaced long before Apache would notice (it waits the whole syncLimit × tickTime), yet a
 /// loaded 2-core machine does not see spurious elections; heartbeats go four times per
 /// election timeout.
 fn raft_config(cfg: &ZooCfg) -> openraft::Config {
-    let min = (u64::from(cfg.tick_time) * u64::from(cfg.sync_limit) / 20).clamp(300, 5000);
+    let min = (u64::from(cfg.tick_time) * u64::from(cfg.sync_limit) / 20).clamp(500, 5000);
     openraft::Config {
         cluster_name: "zkherd".into(),
         heartbeat_interval: min / 4,
