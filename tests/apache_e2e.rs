@@ -92,6 +92,7 @@ fn ensemble_scenario(backend: &str) {
     assert_eq!(count(&v, "follower"), 2, "{v}");
     assert_eq!(v["supervisor"]["running"], true);
     let first_leader = v["leader"].as_u64().unwrap();
+    let first_epoch = v["epoch"].as_u64().unwrap();
     let node_pids: Vec<i32> = v["nodes"]
         .as_array()
         .unwrap()
@@ -136,7 +137,16 @@ fn ensemble_scenario(backend: &str) {
     let (v, code) = c.status_json();
     assert_eq!(code, 0, "{v}");
     let new_leader = v["leader"].as_u64().unwrap();
-    assert_ne!(new_leader, first_leader, "a different leader: {v}");
+    // A new election happened: the leader writes in a newer epoch. With Apache the killed
+    // node's JVM restarts too slowly to win it; a builtin node is back within 500 ms, and may
+    // legitimately win (its log is complete), so only Apache must show another node.
+    assert!(
+        v["epoch"].as_u64().unwrap() > first_epoch,
+        "a new election after the leader's death: {v}"
+    );
+    if backend == "apache" {
+        assert_ne!(new_leader, first_leader, "a different leader: {v}");
+    }
     let killed = &v["nodes"][(first_leader - 1) as usize];
     assert_eq!(killed["restarts"], 1, "the killed node was restarted: {v}");
     assert_eq!(killed["last_exit"], "SIGKILL", "{v}");
