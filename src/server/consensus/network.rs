@@ -270,7 +270,9 @@ impl Peer {
     /// Hand a client's write to this peer (the leader).
     pub async fn forward(&mut self, p: Proposal) -> io::Result<()> {
         match self
-            .call(false, &Rpc::Forward(p), Duration::from_secs(5))
+            // The leader only has to enqueue it: a slow answer means a hung leader (SIGSTOP
+            // leaves its socket accepting); give up quickly and try the next leader.
+            .call(false, &Rpc::Forward(p), Duration::from_secs(1))
             .await?
         {
             Reply::Done(Ok(())) => Ok(()),
