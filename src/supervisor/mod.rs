@@ -271,47 +271,21 @@ impl Running {
     }
 
     fn on_event(&mut self, ev: &JobEvent) {
-        let line = match ev {
-            JobEvent::Spawned { id, pid, restart } => {
+        // Keep nodes.json current, so a next `up` can find processes a dead supervisor left.
+        match ev {
+            JobEvent::Spawned { id, pid, .. } => {
                 if let Some(rec) = ProcessRecord::of(*pid) {
                     self.records.insert(*id, rec);
                     write_records(&self.files, &self.records);
                 }
-                format!(
-                    "node {id}: {} (pid {pid})",
-                    if *restart { "restarted" } else { "started" }
-                )
             }
-            JobEvent::Exited {
-                id,
-                pid,
-                exit,
-                next,
-            } => {
+            JobEvent::Exited { id, .. } | JobEvent::Stopped { id } => {
                 self.records.remove(id);
                 write_records(&self.files, &self.records);
-                format!("node {id}: process {pid} ended ({exit}); {next}")
             }
-            JobEvent::Failed {
-                id,
-                reason,
-                log_tail,
-            } => {
-                let mut s = format!("node {id}: FAILED: {reason}");
-                if !log_tail.is_empty() {
-                    s.push_str(&format!(
-                        "\n--- last lines of node{id}/logs/node.log ---\n{log_tail}"
-                    ));
-                }
-                s
-            }
-            JobEvent::Stopped { id } => {
-                self.records.remove(id);
-                write_records(&self.files, &self.records);
-                format!("node {id}: stopped")
-            }
-        };
-        log_line(&self.files, &line);
+            JobEvent::Failed { .. } => {}
+        }
+        log_line(&self.files, &event_line(ev));
     }
 
     async fn shutdown(&mut self) {

@@ -91,6 +91,15 @@ async fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
     Ok(payload)
 }
 
+impl Reply {
+    fn into_vote(self) -> Option<Result<VoteResponse<ZkRaft>, String>> {
+        match self {
+            Reply::Vote(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// Where RPCs that are not Raft's own go on the receiving node.
 #[derive(Clone, Default)]
 pub struct Hooks {
@@ -304,6 +313,20 @@ impl Peer {
         }
     }
 
+    /// Turn a transport result and the expected reply kind into openraft's RPC result.
+    fn answer<T>(
+        &self,
+        r: io::Result<Reply>,
+        pick: impl FnOnce(Reply) -> Option<Result<T, String>>,
+    ) -> Result<T, RPCError<ZkRaft>> {
+        match r.map(pick) {
+            Ok(Some(Ok(v))) => Ok(v),
+            Ok(Some(Err(e))) => Err(RPCError::Unreachable(self.unreachable(e))),
+            Ok(None) => Err(RPCError::Unreachable(self.unreachable("unexpected reply"))),
+            Err(e) => Err(RPCError::Unreachable(self.unreachable(e))),
+        }
+    }
+
     fn unreachable(&self, e: impl std::fmt::Display) -> Unreachable<ZkRaft> {
         Unreachable::from_string(format!("node {}: {e}", self.target))
     }
@@ -317,12 +340,11 @@ impl RaftNetworkV2<ZkRaft> for Peer {
         rpc: AppendEntriesRequest<ZkRaft>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ZkRaft>, RPCError<ZkRaft>> {
-        match self.call(false, &Rpc::Append(rpc), option.soft_ttl()).await {
-            Ok(Reply::Append(Ok(r))) => Ok(r),
-            Ok(Reply::Append(Err(e))) => Err(RPCError::Unreachable(self.unreachable(e))),
-            Ok(_) => Err(RPCError::Unreachable(self.unreachable("unexpected reply"))),
-            Err(e) => Err(RPCError::Unreachable(self.unreachable(e))),
-        }
+        let r = self.call(false, &Rpc::Append(rpc), option.soft_ttl()).await;
+        self.answer(r, |reply| match reply {
+            Reply::Append(r) => Some(r),
+            _ => None,
+        })
     }
 
     async fn vote(
@@ -330,12 +352,8 @@ impl RaftNetworkV2<ZkRaft> for Peer {
         rpc: VoteRequest<ZkRaft>,
         option: RPCOption,
     ) -> Result<VoteResponse<ZkRaft>, RPCError<ZkRaft>> {
-        match self.call(true, &Rpc::Vote(rpc), option.soft_ttl()).await {
-            Ok(Reply::Vote(Ok(r))) => Ok(r),
-            Ok(Reply::Vote(Err(e))) => Err(RPCError::Unreachable(self.unreachable(e))),
-            Ok(_) => Err(RPCError::Unreachable(self.unreachable("unexpected reply"))),
-            Err(e) => Err(RPCError::Unreachable(self.unreachable(e))),
-        }
+        let r = self.call(true, &Rpc::Vote(rpc), option.soft_ttl()).await;
+        self.answer(r, Reply::into_vote)
     }
 
     async fn pre_vote(
@@ -343,12 +361,8 @@ impl RaftNetworkV2<ZkRaft> for Peer {
         rpc: VoteRequest<ZkRaft>,
         option: RPCOption,
     ) -> Result<VoteResponse<ZkRaft>, RPCError<ZkRaft>> {
-        match self.call(true, &Rpc::PreVote(rpc), option.soft_ttl()).await {
-            Ok(Reply::Vote(Ok(r))) => Ok(r),
-            Ok(Reply::Vote(Err(e))) => Err(RPCError::Unreachable(self.unreachable(e))),
-            Ok(_) => Err(RPCError::Unreachable(self.unreachable("unexpected reply"))),
-            Err(e) => Err(RPCError::Unreachable(self.unreachable(e))),
-        }
+        let r = self.call(true, &Rpc::PreVote(rpc), option.soft_ttl()).await;
+        self.answer(r, Reply::into_vote)
     }
 
     async fn full_snapshot(
