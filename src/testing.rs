@@ -55,6 +55,11 @@ fn free_port() -> Result<u16, TestingError> {
 impl TestingCluster {
     /// Start `n` voters and wait (up to 30 s) until a leader serves with every voter in sync.
     pub async fn start(n: u64) -> Result<TestingCluster, TestingError> {
+        Self::start_with(n, "").await
+    }
+
+    /// Like [`TestingCluster::start`], with extra zoo.cfg lines (e.g. `snapCount=50`).
+    pub async fn start_with(n: u64, extra_cfg: &str) -> Result<TestingCluster, TestingError> {
         let dir = tempfile::Builder::new()
             .prefix("zkherd-testing")
             .tempdir()
@@ -79,7 +84,7 @@ impl TestingCluster {
                 .map_err(|e| TestingError::Setup(e.to_string()))?;
             let cfg = format!(
                 "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\n\
-                 clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{servers}",
+                 clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{servers}{extra_cfg}\n",
                 data.display()
             );
             std::fs::write(data.join("zoo.cfg"), cfg)
@@ -127,6 +132,11 @@ impl TestingCluster {
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Node `id`'s data directory (its `zoo.cfg` and `data/myid`-equivalent live there too).
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}"))
     }
 
     /// The client address of node `id`.

@@ -32,6 +32,17 @@ fn raft_config(cfg: &ZooCfg) -> openraft::Config {
         heartbeat_interval: min / 4,
         election_timeout_min: min,
         election_timeout_max: min * 2,
+        // zoo.cfg's snapCount: a snapshot every snapCount entries, and log entries the
+        // snapshot covers are purged (keeping up to snapCount for lagging followers), so the
+        // log held in memory stays bounded. A follower further behind catches up by snapshot.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snap_count),
+        max_in_snapshot_log_to_keep: cfg.snap_count.min(1000),
+        // A member whose data dir was wiped comes back with an empty log; the leader must be
+        // allowed to start its replication over (by snapshot) instead of refusing. The cost,
+        // acceptable for a local development ensemble and documented in the README: a wiped
+        // node has also forgotten its vote, so in a rare interleaving it could vote twice in
+        // one term.
+        allow_log_reversion: Some(true),
         ..Default::default()
     }
 }
@@ -148,7 +159,16 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
             tracing::info!("initialize: {e}");
         }
         if voters.keys().next_back() == Some(&me) {
-            let _ = raft.trigger().elect(false).await;
+            // Only if no leader has shown up meanwhile: members that started earlier may
+            // already have elected one, and a forced election would depose it.
+            let r = raft.clone();
+            let wait = Duration::from_millis(raft_config(&cfg).heartbeat_interval * 2);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if r.metrics().borrow_watched().current_leader.is_none() {
+                    let _ = r.trigger().elect(false).await;
+                }
+            });
         }
     }
 
