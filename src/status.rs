@@ -255,10 +255,15 @@ fn node_status(
         synced_followers: probe
             .and_then(|p| p.mntr.as_ref())
             .and_then(|m| m.synced_followers()),
-        error: job.and_then(|j| j.reason.clone()).or_else(|| match role {
-            Role::Leader | Role::Follower | Role::Observer | Role::Standalone => None,
-            _ => probe.and_then(|p| p.error.clone()),
-        }),
+        error: job
+            .and_then(|j| j.reason.clone()) // A serving node needs no explanation, and a down one (no process) obviously
+            // refuses connections: only the in-between states carry the probe's error.
+            .or_else(|| match role {
+                Role::Starting | Role::Unresponsive | Role::Paused => {
+                    probe.and_then(|p| p.error.clone())
+                }
+                _ => None,
+            }),
     }
 }
 
@@ -391,12 +396,7 @@ pub fn render_table(s: &EnsembleStatus) -> String {
     for n in &s.nodes {
         // Explain what is unexpected; a node that is simply down needs no probe error.
         let explain = match n.role {
-            Role::Starting | Role::Unresponsive | Role::Failed => n.error.clone(),
-            Role::Down => n
-                .error
-                .clone()
-                .filter(|_| n.state.is_some() && n.restarts.is_some())
-                .filter(|e| !e.contains("connection failed")),
+            Role::Starting | Role::Unresponsive | Role::Failed | Role::Down => n.error.clone(),
             _ => None,
         };
         if let Some(e) = explain {

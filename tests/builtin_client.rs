@@ -14,91 +14,33 @@ use zookeeper_client::{
 };
 
 /// A builtin server on a free loopback port with its own data dir; stopped on drop.
+/// Builtin server(s) from `zkherd::testing` with a short tickTime (fast session expiry); clients
+/// talk to node 1. Stopped on drop.
 struct Server {
     addr: SocketAddr,
-    _tmp: tempfile::TempDir,
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    cluster: zkherd::testing::TestingCluster,
 }
 
 impl Server {
+    /// One standalone node.
     async fn start(extra: &str) -> Server {
         Self::start_nodes(extra, 1).await
     }
 
-    /// Three builtin nodes replicating through Raft; clients talk to node 1, which a fresh
-    /// ensemble makes a follower (the highest myid campaigns first).
+    /// Three nodes replicating through Raft; node 1 is normally a follower (the highest myid
+    /// campaigns first on a fresh ensemble).
     async fn ensemble(extra: &str) -> Server {
         Self::start_nodes(extra, 3).await
     }
 
-    async fn start_nodes(extra: &str, n: usize) -> Server {
-        let tmp = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16, u16)> = (0..n)
-            .map(|_| (free_port(), free_port(), free_port()))
-            .collect();
-        let servers: String = if n > 1 {
-            ports
-                .iter()
-                .enumerate()
-                .map(|(i, (c, q, e))| format!("server.{}=127.0.0.1:{q}:{e};127.0.0.1:{c}\n", i + 1))
-                .collect()
-        } else {
-            String::new()
-        };
-        let mut stops = Vec::new();
-        let mut tasks = Vec::new();
-        for (i, (client, _, _)) in ports.iter().enumerate() {
-            let data = tmp.path().join(format!("node{}", i + 1));
-            std::fs::create_dir_all(&data).unwrap();
-            std::fs::write(data.join("myid"), format!("{}\n", i + 1)).unwrap();
-            let text = format!(
-                "tickTime=100\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{servers}{extra}\n",
-                data.display()
-            );
-            let path = data.join("zoo.cfg");
-            std::fs::write(&path, &text).unwrap();
-            let cfg = zkherd::server::config::ZooCfg::load(&path).unwrap();
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            tasks.push(tokio::spawn(async move {
-                zkherd::server::run(cfg, async {
-                    let _ = rx.await;
-                })
+    async fn start_nodes(extra: &str, n: u64) -> Server {
+        let cluster =
+            zkherd::testing::TestingCluster::start_with(n, &format!("tickTime=100\n{extra}"))
                 .await
-                .expect("server runs");
-            }));
-            stops.push(tx);
-        }
-        let addr: SocketAddr = format!("127.0.0.1:{}", ports[0].0).parse().unwrap();
-        // Ready when the node answers srvr as a serving member (or standalone).
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(t) =
-                zkherd::probe::four_letter_word(addr, "srvr", Duration::from_secs(1)).await
-            {
-                if zkherd::probe::parse_srvr(&t).is_ok() {
-                    break;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server not serving in 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                .expect("cluster starts");
         Server {
-            addr,
-            _tmp: tmp,
-            stops,
-            tasks,
+            addr: cluster.client_addr(1).expect("node 1"),
+            cluster,
         }
     }
 
@@ -111,19 +53,8 @@ impl Server {
     }
 
     async fn shutdown(mut self) {
-        for s in self.stops.drain(..) {
-            let _ = s.send(());
-        }
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        for s in self.stops.drain(..) {
-            let _ = s.send(());
+        for id in 1..=3 {
+            self.cluster.kill(id).await;
         }
     }
 }

@@ -185,10 +185,6 @@ impl Backend for Apache {
         BackendKind::Apache
     }
 
-    fn check(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
-
     fn command(&self, node: &NodeLayout) -> Result<Command, BackendError> {
         let mut cp = vec![node.conf_dir.clone()];
         cp.extend(self.classpath.iter().cloned());

@@ -26,10 +26,6 @@ impl Backend for Builtin {
         BackendKind::Builtin
     }
 
-    fn check(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
-
     fn command(&self, node: &NodeLayout) -> Result<Command, BackendError> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("node")

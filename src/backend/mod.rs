@@ -69,9 +69,7 @@ impl From<std::process::ExitStatus> for ExitInfo {
 /// A way of running ZooKeeper nodes.
 pub trait Backend: Send + Sync {
     fn kind(&self) -> BackendKind;
-    /// Check that everything the backend needs is installed; the message says what was searched
-    /// and how to install it.
-    fn check(&self) -> Result<(), BackendError>;
+
     /// The command that runs `node` in the foreground. Its stdout and stderr go to the node's log.
     fn command(&self, node: &NodeLayout) -> Result<Command, BackendError>;
     /// Judge an exit, given the last lines the node wrote.

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 
 use super::Global;
 use crate::ports::PortPlan;
 use crate::render;
+use crate::spec::EnsembleSpec;
+use crate::supervisor::control::{Request, Response};
 use crate::supervisor::{self, ClusterFiles, ClusterLock};
 
 #[derive(Debug, Args)]
@@ -21,7 +23,7 @@ pub struct DownArgs {
 pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
     let spec = super::resolve_cluster(g)?;
     let files = ClusterFiles::new(&spec.dir);
-    match super::up::ask_down(&spec).await? {
+    match ask_down(&spec).await? {
         Some(message) => println!("{message}"),
         None => {
             // No supervisor answers. Take its lock (so none starts meanwhile) and clean up
@@ -75,4 +77,14 @@ pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
         println!("purged {}", spec.dir.display());
     }
     Ok(0)
+}
+
+/// `down` when the supervisor answered: ask it to stop everything.
+pub async fn ask_down(spec: &EnsembleSpec) -> Result<Option<String>> {
+    match super::ask_supervisor(&spec.dir, &Request::Down, Duration::from_secs(120)).await? {
+        Some(Response::Done { message }) => Ok(Some(message)),
+        Some(Response::Error { message }) => bail!("supervisor: {message}"),
+        Some(other) => bail!("supervisor: unexpected answer {other:?}"),
+        None => Ok(None),
+    }
 }

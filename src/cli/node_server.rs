@@ -24,9 +24,14 @@ pub async fn run(a: NodeServerArgs) -> Result<u8> {
             return Ok(2);
         }
     };
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("zkherd node: cannot handle SIGTERM ({e}); not starting");
+            return Ok(1);
+        }
+    };
+    let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

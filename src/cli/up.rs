@@ -17,7 +17,7 @@ use crate::ports::PortPlan;
 use crate::render;
 use crate::spec::{BackendKind, EnsembleSpec, Overrides};
 use crate::status::{self, EnsembleStatus};
-use crate::supervisor::control::{Request, Response};
+use crate::supervisor::control::Request;
 use crate::supervisor::{self, ClusterFiles, ClusterLock, Ended};
 
 #[derive(Debug, Args)]
@@ -318,14 +318,4 @@ pub async fn supervise(g: &Global) -> Result<u8> {
     while started.events.recv().await.is_some() {}
     let _ = (&mut started.ended).await;
     Ok(0)
-}
-
-/// `down` when the supervisor answered: ask it to stop everything.
-pub async fn ask_down(spec: &EnsembleSpec) -> Result<Option<String>> {
-    match super::ask_supervisor(&spec.dir, &Request::Down, Duration::from_secs(120)).await? {
-        Some(Response::Done { message }) => Ok(Some(message)),
-        Some(Response::Error { message }) => bail!("supervisor: {message}"),
-        Some(other) => bail!("supervisor: unexpected answer {other:?}"),
-        None => Ok(None),
-    }
 }

@@ -103,31 +103,19 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         .await
         .map_err(|e| quorum_err(format!("Raft failed to start: {e}")))?;
 
-    let bind = |port: u16| {
-        let host = mine.host.clone();
-        async move {
-            let addr: std::net::SocketAddr = format!("{host}:{port}")
-                .parse()
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad host"))?;
-            TcpListener::bind(addr).await.map(|l| (l, addr))
-        }
+    let peer_addr = |port: u16| -> Result<std::net::SocketAddr, ServerError> {
+        format!("{}:{port}", mine.host)
+            .parse()
+            .map_err(|_| quorum_err(format!("server.{me}: {:?} is not an IP address", mine.host)))
     };
-    let (quorum, qaddr) = bind(mine.quorum_port)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: format!("{}:{}", mine.host, mine.quorum_port)
-                .parse()
-                .unwrap_or(cfg.client_addr()),
-            source,
-        })?;
-    let (election, eaddr) = bind(mine.election_port)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: format!("{}:{}", mine.host, mine.election_port)
-                .parse()
-                .unwrap_or(cfg.client_addr()),
-            source,
-        })?;
+    let (qaddr, eaddr) = (peer_addr(mine.quorum_port)?, peer_addr(mine.election_port)?);
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })
+    };
+    let quorum = bind(qaddr).await?;
+    let election = bind(eaddr).await?;
     tracing::info!("node {me}: quorum port {qaddr}, election port {eaddr}");
     let (touch_tx, mut touch_rx) = mpsc::unbounded_channel();
     // Every task of this node belongs to this set: when the node stops, or its future is

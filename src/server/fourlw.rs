@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::core::{now_ms, Core, VERSION};
+use super::core::{Core, VERSION};
 
 fn avg(total: u64, count: u64) -> String {
     if count == 0 {
@@ -213,7 +213,6 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
                     out.push_str(&format!("\t{p}\n"));
                 }
             }
-            let _ = now_ms();
             out
         }
         other => format!("{other} is not executed because it is not in the whitelist.\n"),

@@ -617,9 +617,7 @@ mod tests {
         fn kind(&self) -> BackendKind {
             BackendKind::Apache
         }
-        fn check(&self) -> Result<(), BackendError> {
-            Ok(())
-        }
+
         fn command(&self, _node: &NodeLayout) -> Result<Command, BackendError> {
             let mut c = Command::new("sh");
             c.arg("-c").arg(self.0);

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Backend, BackendError};
 use crate::ports::PortPlan;
-use crate::render::{self, NodeLayout};
+use crate::render::NodeLayout;
 use crate::spec::EnsembleSpec;
 use control::{NodeAction, Request, Response, Target};
 use job::{JobCommand, JobEvent, JobHandle};
@@ -337,7 +337,6 @@ pub async fn start(
     for line in &cleaned {
         log_line(&files, line);
     }
-    backend.check()?;
     let plan = PortPlan::new(&spec);
     let ids: Vec<u16> = plan.nodes.iter().map(|n| n.id).collect();
     let conflicts = plan.preflight(&ids);
@@ -395,12 +394,11 @@ pub async fn start(
     tokio::spawn(serve_control(listener, req_tx, down_written.clone()));
 
     let starts: Vec<JobHandle> = running.jobs.values().cloned().collect();
+    let signal = |kind| tokio::signal::unix::signal(kind).map_err(io_err(&files.dir));
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::spawn(async move {
         let _lock = lock;
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .expect("SIGINT handler");
         // Start every node at once; their events arrive through the loop below.
         let start_all = tokio::spawn(async move {
             for j in starts {
@@ -531,9 +529,4 @@ async fn serve_control(
 pub fn load_effective_spec(dir: &Path) -> Option<EnsembleSpec> {
     let text = std::fs::read_to_string(dir.join("spec.json")).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-/// Whether `dir` was made by zkherd.
-pub fn is_cluster_dir(dir: &Path) -> bool {
-    render::is_zkherd_dir(dir)
 }

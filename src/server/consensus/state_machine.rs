@@ -77,7 +77,8 @@ fn encode(header: &SnapshotHeader, state: &State) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode(b: &[u8], ext: bool, sup: Option<String>) -> io::Result<(SnapshotHeader, State)> {
+/// The JSON header and where the tree starts; reading Raft's metadata needs nothing more.
+fn decode_header(b: &[u8]) -> io::Result<(SnapshotHeader, usize)> {
     if b.len() < 4 {
         return Err(other("snapshot too short"));
     }
@@ -85,8 +86,12 @@ fn decode(b: &[u8], ext: bool, sup: Option<String>) -> io::Result<(SnapshotHeade
     let h = b
         .get(4..4 + n)
         .ok_or_else(|| other("snapshot header cut short"))?;
-    let header: SnapshotHeader = serde_json::from_slice(h).map_err(other)?;
-    let state = decode_snapshot(&b[4 + n..], ext, sup).map_err(|e| other(e.0))?;
+    Ok((serde_json::from_slice(h).map_err(other)?, 4 + n))
+}
+
+fn decode(b: &[u8], ext: bool, sup: Option<String>) -> io::Result<(SnapshotHeader, State)> {
+    let (header, tree) = decode_header(b)?;
+    let state = decode_snapshot(&b[tree..], ext, sup).map_err(|e| other(e.0))?;
     Ok((header, state))
 }
 
@@ -249,7 +254,7 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
     ) -> Result<Option<SnapshotOf<ZkRaft, Vec<u8>>>, io::Error> {
         match fs::read(self.dir.join("snapshot")) {
             Ok(bytes) => {
-                let (h, _) = decode(&bytes, self.extended_types, self.super_digest.clone())?;
+                let (h, _) = decode_header(&bytes)?;
                 Ok(Some(SnapshotOf::<ZkRaft, Vec<u8>> {
                     meta: h.meta,
                     snapshot: bytes,
