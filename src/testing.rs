@@ -30,6 +30,8 @@ pub enum TestingError {
     Setup(String),
     #[error("no quorum within {0:?}")]
     NoQuorum(Duration),
+    #[error("replicas still differ (myid → (zxid, digest)): {0}")]
+    Diverged(String),
 }
 
 struct RunningNode {
@@ -42,6 +44,8 @@ pub struct TestingCluster {
     dir: tempfile::TempDir,
     /// myid → client address.
     clients: BTreeMap<u64, SocketAddr>,
+    /// myids of the observers (numbered after the voters).
+    observers: std::collections::BTreeSet<u64>,
     running: BTreeMap<u64, RunningNode>,
 }
 
@@ -60,6 +64,18 @@ impl TestingCluster {
 
     /// Like [`TestingCluster::start`], with extra zoo.cfg lines (e.g. `snapCount=50`).
     pub async fn start_with(n: u64, extra_cfg: &str) -> Result<TestingCluster, TestingError> {
+        Self::start_with_observers(n, 0, extra_cfg).await
+    }
+
+    /// `voters` voting members plus `observers` observers (myids `voters+1..`), which
+    /// replicate and serve clients but never vote; extra zoo.cfg lines as in
+    /// [`TestingCluster::start_with`].
+    pub async fn start_with_observers(
+        voters: u64,
+        observers: u64,
+        extra_cfg: &str,
+    ) -> Result<TestingCluster, TestingError> {
+        let n = voters + observers;
         let dir = tempfile::Builder::new()
             .prefix("zkherd-testing")
             .tempdir()
@@ -71,7 +87,10 @@ impl TestingCluster {
         let servers: String = if n > 1 {
             ports
                 .iter()
-                .map(|(id, (c, q, e))| format!("server.{id}=127.0.0.1:{q}:{e};127.0.0.1:{c}\n"))
+                .map(|(id, (c, q, e))| {
+                    let role = if *id > voters { ":observer" } else { "" };
+                    format!("server.{id}=127.0.0.1:{q}:{e}{role};127.0.0.1:{c}\n")
+                })
                 .collect()
         } else {
             String::new()
@@ -94,6 +113,7 @@ impl TestingCluster {
         let mut cluster = TestingCluster {
             dir,
             clients,
+            observers: (voters + 1..=n).collect(),
             running: BTreeMap::new(),
         };
         for id in 1..=n {
@@ -195,14 +215,59 @@ impl TestingCluster {
         None
     }
 
+    /// Each running node's `(zxid, digest of its tree)`, from the `hash` four-letter word; nodes
+    /// that do not answer are left out.
+    pub async fn digests(&self) -> BTreeMap<u64, (i64, u64)> {
+        let mut out = BTreeMap::new();
+        for id in self.running.keys() {
+            if let Ok(t) =
+                probe::four_letter_word(self.clients[id], "hash", Duration::from_secs(1)).await
+            {
+                let parsed = t.trim().split_once(": ").and_then(|(z, d)| {
+                    Some((i64::from_str_radix(z, 16).ok()?, d.parse::<u64>().ok()?))
+                });
+                if let Some(p) = parsed {
+                    out.insert(*id, p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Wait until every running node answers with the same zxid and the same tree digest
+    /// (replicas identical); on timeout, the last digests seen are in the error.
+    pub async fn wait_for_identical_replicas(
+        &self,
+        timeout: Duration,
+    ) -> Result<(i64, u64), TestingError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self.digests().await;
+            let first = d.values().next().copied();
+            if let Some(f) = first {
+                if d.len() == self.running.len() && d.values().all(|v| *v == f) {
+                    return Ok(f);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(TestingError::Diverged(format!("{d:x?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Wait until a leader serves and a majority of voters follow it.
     pub async fn wait_for_quorum(&self, timeout: Duration) -> Result<u64, TestingError> {
         let deadline = Instant::now() + timeout;
-        let majority = self.clients.len() / 2 + 1;
+        let majority = (self.clients.len() - self.observers.len()) / 2 + 1;
         loop {
             if let Some(l) = self.leader().await {
                 let mut serving = 0;
-                for id in self.running.keys() {
+                for id in self
+                    .running
+                    .keys()
+                    .filter(|id| !self.observers.contains(id))
+                {
                     if let Ok(t) =
                         probe::four_letter_word(self.clients[id], "srvr", Duration::from_secs(1))
                             .await

@@ -137,3 +137,164 @@ async fn a_wiped_node_recovers_by_snapshot() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+async fn mode_of(addr: std::net::SocketAddr) -> Option<probe::Mode> {
+    let t = probe::four_letter_word(addr, "srvr", Duration::from_secs(1))
+        .await
+        .ok()?;
+    probe::parse_srvr(&t).ok().map(|s| s.mode)
+}
+
+/// Wait (bounded) until `path` is readable on every running node, after a `sync` on each.
+async fn visible_everywhere(c: &TestingCluster, ids: &[u64], path: &str) {
+    for id in ids {
+        let addr = c.client_addr(*id).unwrap().to_string();
+        let r = connect(&addr).await;
+        tokio::time::timeout(Duration::from_secs(10), r.sync(path))
+            .await
+            .unwrap_or_else(|_| panic!("sync on node {id} hung"))
+            .unwrap_or_else(|e| panic!("sync on node {id}: {e}"));
+        assert!(
+            r.check_stat(path).await.unwrap().is_some(),
+            "{path} written elsewhere is missing on node {id} after sync"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_and_an_observer_replicate_fail_over_and_recover() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut c = TestingCluster::start_with_observers(3, 1, "snapCount=40")
+        .await
+        .unwrap();
+    let all = [1u64, 2, 3, 4];
+    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    assert_eq!(
+        mode_of(c.client_addr(4).unwrap()).await,
+        Some(probe::Mode::Observer)
+    );
+
+    // A write on any node (the observer included) is visible on all.
+    for id in all {
+        let w = connect(&c.client_addr(id).unwrap().to_string()).await;
+        w.create(&format!("/from{id}"), b"x", &opts).await.unwrap();
+    }
+    for id in all {
+        visible_everywhere(&c, &all, &format!("/from{id}")).await;
+    }
+    c.wait_for_identical_replicas(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // A session on the observer, with an ephemeral, and a write load through it.
+    let leader = c.leader().await.unwrap();
+    let obs = connect(&c.client_addr(4).unwrap().to_string()).await;
+    let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    obs.create("/observer-session", b"", &eph).await.unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        let addr = c.client_addr(4).unwrap().to_string();
+        tokio::spawn(async move {
+            let w = connect(&addr).await;
+            let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            for i in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let p = format!("/load{i}");
+                if let Ok(Ok(_)) =
+                    tokio::time::timeout(Duration::from_secs(5), w.create(&p, b"v", &opts)).await
+                {
+                    acked.lock().unwrap().push(p);
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill the leader under the load: a new leader, no acknowledged write lost.
+    c.kill(leader).await;
+    let new_leader = c.wait_for_quorum(Duration::from_secs(15)).await.unwrap();
+    assert_ne!(new_leader, leader);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(15), load)
+        .await
+        .expect("the load stops")
+        .unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 10, "only {} writes acknowledged", acked.len());
+    let survivors: Vec<u64> = all.iter().copied().filter(|id| *id != leader).collect();
+    for id in &survivors {
+        let r = connect(&c.client_addr(*id).unwrap().to_string()).await;
+        r.sync("/").await.unwrap();
+        for p in &acked {
+            assert!(
+                r.check_stat(p).await.unwrap().is_some(),
+                "acknowledged {p} lost on node {id}"
+            );
+        }
+    }
+    // The observer's session survived the failover, ephemeral included.
+    assert!(obs.check_stat("/observer-session").await.unwrap().is_some());
+    obs.create("/observer-after", b"", &opts).await.unwrap();
+    c.wait_for_identical_replicas(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // The killed node rejoins and catches up.
+    c.restart(leader).await.unwrap();
+    visible_everywhere(&c, &all, "/observer-after").await;
+    let (zxid, _) = c
+        .wait_for_identical_replicas(Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(zxid >> 32 >= 2, "a new epoch after the failover: {zxid:#x}");
+
+    // Stop 2 of 3 voters: the surviving voter and the observer stop serving.
+    let leader = c.leader().await.unwrap();
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    let survivor = (1..=3).find(|id| *id != leader && *id != other).unwrap();
+    c.kill(leader).await;
+    c.kill(other).await;
+    for id in [survivor, 4] {
+        let addr = c.client_addr(id).unwrap();
+        let mut stopped = false;
+        for _ in 0..100 {
+            if !serving(addr).await {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(stopped, "node {id} still serves without a quorum");
+    }
+    // One back: quorum again.
+    c.restart(other).await.unwrap();
+    c.wait_for_quorum(Duration::from_secs(15)).await.unwrap();
+    let w = connect(&c.client_addr(4).unwrap().to_string()).await;
+    w.create("/quorum-again", b"", &opts).await.unwrap();
+    c.restart(leader).await.unwrap();
+    visible_everywhere(&c, &all, "/quorum-again").await;
+    c.wait_for_identical_replicas(Duration::from_secs(15))
+        .await
+        .unwrap();
+
+    // Wipe a follower's data dir: it recovers by snapshot, identical to the others.
+    for i in 0..100 {
+        w.create(&format!("/more{i}"), b"m", &opts).await.unwrap();
+    }
+    let leader = c.leader().await.unwrap();
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    c.kill(victim).await;
+    let dir = c.data_dir(victim);
+    std::fs::remove_dir_all(dir.join("zkherd-raft")).unwrap();
+    c.restart(victim).await.unwrap();
+    visible_everywhere(&c, &all, "/more99").await;
+    c.wait_for_identical_replicas(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(dir.join("zkherd-raft/sm/snapshot").is_file());
+}

@@ -18,8 +18,6 @@ pub mod builtin;
 pub enum BackendError {
     #[error("{0}")]
     NotInstalled(String),
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// What an exit means for the restart policy.
@@ -80,15 +78,6 @@ pub trait Backend: Send + Sync {
 pub fn for_spec(spec: &EnsembleSpec) -> Result<Box<dyn Backend>, BackendError> {
     match spec.backend {
         BackendKind::Apache => Ok(Box::new(apache::Apache::locate(&spec.apache)?)),
-        BackendKind::Builtin => {
-            if spec.observers > 0 {
-                return Err(BackendError::Unsupported(
-                    "the builtin backend does not run observers yet; use --observers 0, or \
-                     --backend apache"
-                        .into(),
-                ));
-            }
-            Ok(Box::new(builtin::Builtin::locate()?))
-        }
+        BackendKind::Builtin => Ok(Box::new(builtin::Builtin::locate()?)),
     }
 }

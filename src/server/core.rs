@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use super::config::ZooCfg;
 use super::conn::{CoreMsg, Out};
 use openraft::async_runtime::watch::WatchReceiver;
+use openraft::Instant as _;
 
-use super::consensus::network::Raft;
+use super::consensus::network::{LeaderContact, Raft};
 use super::consensus::state_machine::SmEvent;
 use super::consensus::{Origin, Proposal};
 use super::persist::{self, Log, PersistError};
@@ -83,6 +84,13 @@ pub(super) enum Pending {
         kind: WriteKind,
         received: Instant,
     },
+    /// A `sync`: answered once this node applied what the leader had committed.
+    Sync {
+        conn: ConnId,
+        xid: i32,
+        path: String,
+        received: Instant,
+    },
     /// A new session: the handshake answer waits for its createSession.
     Connect {
         conn: ConnId,
@@ -97,7 +105,9 @@ impl Pending {
     fn conn(&self) -> Option<ConnId> {
         match self {
             Pending::Internal => None,
-            Pending::Reply { conn, .. } | Pending::Connect { conn, .. } => Some(*conn),
+            Pending::Reply { conn, .. }
+            | Pending::Connect { conn, .. }
+            | Pending::Sync { conn, .. } => Some(*conn),
         }
     }
 }
@@ -127,6 +137,11 @@ pub(super) struct Ensemble {
     pub raft: Raft,
     /// To the proposer task, which submits in order (leader) or forwards to the leader.
     pub proposals: mpsc::UnboundedSender<Proposal>,
+    /// To the task that answers `sync` through a read index (pending ids).
+    pub syncs: mpsc::UnboundedSender<u64>,
+    /// When the leader was last heard from, and how long a silence means it is gone.
+    pub contact: Arc<LeaderContact>,
+    pub leader_silence: Duration,
     pub next_pending: u64,
     /// Where Raft keeps its log and snapshots (for `conf` and `dirs`).
     pub dir: std::path::PathBuf,
@@ -377,11 +392,23 @@ impl Core {
         Some((learners, synced, synced_obs))
     }
 
-    /// Whether clients are served: always standalone; with a known leader in an ensemble.
+    /// Whether clients are served: always standalone. In an ensemble: a leader while a quorum
+    /// acknowledges it; any other member while it hears from a leader.
     pub fn serving(&self) -> bool {
         match &self.backing {
             Backing::Standalone(_) => true,
-            Backing::Ensemble(e) => e.raft.metrics().borrow_watched().current_leader.is_some(),
+            Backing::Ensemble(e) => {
+                let m = e.raft.metrics().borrow_watched().clone();
+                let quiet = |d: Option<Duration>| d.is_none_or(|d| d > e.leader_silence);
+                match m.current_leader {
+                    None => false,
+                    Some(l) if l == e.me => !m
+                        .last_quorum_acked
+                        .as_ref()
+                        .is_some_and(|t| t.elapsed() > e.leader_silence),
+                    Some(_) => !quiet(e.contact.since()),
+                }
+            }
         }
     }
 
@@ -548,7 +575,8 @@ impl Core {
     /// Answer what waited for an applied entry.
     fn finish(&mut self, pending: Pending, a: &Applied) {
         match pending {
-            Pending::Internal => {}
+            // A sync is never proposed; it is answered by `SmEvent::Synced`.
+            Pending::Internal | Pending::Sync { .. } => {}
             Pending::Reply {
                 conn,
                 xid,
@@ -624,6 +652,29 @@ impl Core {
         let a = match ev {
             SmEvent::Installed(state) => {
                 self.state = *state;
+                return Ok(());
+            }
+            SmEvent::Synced(id, ok) => {
+                if let Some(Pending::Sync {
+                    conn,
+                    xid,
+                    path,
+                    received,
+                }) = self.pending.remove(&id)
+                {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.in_flight = c.in_flight.saturating_sub(1);
+                    }
+                    if ok {
+                        let mut w = Writer::new();
+                        w.string(&path);
+                        let z = self.state.last_zxid;
+                        self.reply(conn, xid, z, 0, &w.buf, received);
+                        self.drain(conn)?;
+                    } else {
+                        self.close(conn);
+                    }
+                }
                 return Ok(());
             }
             SmEvent::Applied(a) => a,
@@ -942,6 +993,25 @@ impl Core {
             Request::SetWatches(sw) => {
                 self.set_watches(conn, &sw);
                 self.reply(conn, xid, last, 0, &[], received);
+            }
+            Request::Sync { path } if matches!(self.backing, Backing::Ensemble(_)) => {
+                if let Backing::Ensemble(ens) = &mut self.backing {
+                    ens.next_pending += 1;
+                    let id = ens.next_pending;
+                    let _ = ens.syncs.send(id);
+                    self.pending.insert(
+                        id,
+                        Pending::Sync {
+                            conn,
+                            xid,
+                            path,
+                            received,
+                        },
+                    );
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.in_flight += 1;
+                    }
+                }
             }
             read => {
                 let (err, body) = match self.read(conn, session, &auth, read) {

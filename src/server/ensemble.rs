@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::config::ZooCfg;
 use super::consensus::log_store::LogStore;
 use super::consensus::network::{self, Hooks, Network, Peer, Raft};
-use super::consensus::state_machine::StateMachine;
+use super::consensus::state_machine::{SmEvent, StateMachine};
 use super::consensus::Proposal;
 use super::core::{Backing, Core, Ensemble};
 use super::{handle_batch, listen, reap_interval, ServerError};
@@ -70,10 +70,17 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         .filter(|s| !s.observer)
         .map(|s| (s.id, BasicNode { addr: addr_of(s) }))
         .collect();
-    if cfg.servers.iter().any(|s| s.observer) {
+    // `server.N=…:observer` lines become Raft learners: they replicate and serve reads, forward
+    // writes, and never vote or campaign. The leader adds them once it is elected.
+    let observers: BTreeMap<u64, BasicNode> = cfg
+        .servers
+        .iter()
+        .filter(|s| s.observer)
+        .map(|s| (s.id, BasicNode { addr: addr_of(s) }))
+        .collect();
+    if voters.is_empty() {
         return Err(quorum_err(
-            "observers are not supported by the builtin ensemble yet; remove the :observer lines"
-                .into(),
+            "every server line is an observer; at least one must be a voter".into(),
         ));
     }
     let dir = cfg.data_dir.join("zkherd-raft");
@@ -90,7 +97,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         &dir.join("sm"),
         cfg.extended_types,
         cfg.super_digest.clone(),
-        sm_tx,
+        sm_tx.clone(),
     )
     .map_err(raft_err)?;
     let initial = sm.data.lock().expect("state machine lock").state.clone();
@@ -118,6 +125,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
     let election = bind(eaddr).await?;
     tracing::info!("node {me}: quorum port {qaddr}, election port {eaddr}");
     let (touch_tx, mut touch_rx) = mpsc::unbounded_channel();
+    let contact = Arc::new(network::LeaderContact::default());
     // Every task of this node belongs to this set: when the node stops, or its future is
     // dropped (an in-process kill), all of them stop and every Raft handle is released.
     let mut tasks = tokio::task::JoinSet::new();
@@ -127,6 +135,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         Hooks {
             touches: Some(touch_tx),
             my_id: me,
+            contact: contact.clone(),
         },
     ));
     tasks.spawn(network::serve(
@@ -135,6 +144,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         Hooks {
             touches: None,
             my_id: me,
+            contact: contact.clone(),
         },
     ));
 
@@ -142,7 +152,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
     // and the highest myid campaigns at once, as ZooKeeper's own election would pick it. On a
     // restart, nodes wait for the leader's heartbeat, so a restarted member never disrupts a
     // healthy leader.
-    if !raft.is_initialized().await.unwrap_or(true) {
+    if !mine.observer && !raft.is_initialized().await.unwrap_or(true) {
         if let Err(e) = raft.initialize(voters.clone()).await {
             tracing::info!("initialize: {e}");
         }
@@ -164,7 +174,12 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
     let (prop_tx, prop_rx) = mpsc::unbounded_channel();
     tasks.spawn(propose(raft.clone(), me, peers.clone(), prop_rx));
     let (touch_out_tx, touch_out_rx) = mpsc::unbounded_channel();
-    tasks.spawn(send_touches(raft.clone(), me, peers, touch_out_rx));
+    tasks.spawn(send_touches(raft.clone(), me, peers.clone(), touch_out_rx));
+    let (sync_tx, sync_rx) = mpsc::unbounded_channel();
+    tasks.spawn(serve_syncs(raft.clone(), me, peers, sync_rx, sm_tx));
+    if !observers.is_empty() {
+        tasks.spawn(add_observers(raft.clone(), me, observers));
+    }
 
     let cfg = Arc::new(cfg);
     let (tx, mut rx) = mpsc::channel(4096);
@@ -189,6 +204,11 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
             incarnation,
             raft: raft.clone(),
             proposals: prop_tx,
+            syncs: sync_tx,
+            contact,
+            // Twice the longest election timeout: a leader that is still there has sent
+            // several heartbeats by then, even on a loaded machine.
+            leader_silence: Duration::from_millis(raft_config(&cfg).election_timeout_max * 2),
             next_pending: 0,
             dir: dir.clone(),
             leaderless_since: None,
@@ -286,6 +306,92 @@ async fn propose(
         }
         if !done {
             tracing::warn!("no leader accepted a write; dropping it");
+        }
+    }
+}
+
+/// Answer `sync`s through a Raft read index: the leader confirms it still leads (a heartbeat
+/// round with a quorum) and names its commit index; once this node has applied that far, the
+/// syncs waiting meanwhile are answered together.
+async fn serve_syncs(
+    raft: Raft,
+    me: u64,
+    peers: BTreeMap<u64, String>,
+    mut rx: mpsc::UnboundedReceiver<u64>,
+    done: mpsc::UnboundedSender<SmEvent>,
+) {
+    let mut to_leader: Option<(u64, Peer)> = None;
+    while let Some(first) = rx.recv().await {
+        let mut ids = vec![first];
+        while let Ok(id) = rx.try_recv() {
+            ids.push(id);
+        }
+        let mut index = None;
+        for _ in 0..50 {
+            let Some(l) = raft.metrics().borrow_watched().current_leader else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let r = if l == me {
+                network::read_index(&raft)
+                    .await
+                    .map_err(std::io::Error::other)
+            } else {
+                if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
+                    to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
+                }
+                match to_leader.as_mut() {
+                    Some((_, peer)) => peer.read_index().await,
+                    None => break,
+                }
+            };
+            match r {
+                Ok(i) => {
+                    index = Some(i);
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!("read index from leader {l}: {e}");
+                    to_leader = None;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        let ok = match index {
+            Some(i) => raft
+                .wait(Some(Duration::from_secs(10)))
+                .applied_index_at_least(Some(i), "sync")
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if !ok {
+            tracing::warn!("sync: no read index from a leader; closing the waiting connections");
+        }
+        for id in ids {
+            let _ = done.send(SmEvent::Synced(id, ok));
+        }
+    }
+}
+
+/// Leader: make every observer of zoo.cfg a learner (once; the membership is replicated).
+async fn add_observers(raft: Raft, me: u64, observers: BTreeMap<u64, BasicNode>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let m = raft.metrics().borrow_watched().clone();
+        if m.current_leader != Some(me) {
+            continue;
+        }
+        let missing: Vec<(u64, BasicNode)> = observers
+            .iter()
+            .filter(|(id, _)| m.membership_config.membership().get_node(id).is_none())
+            .map(|(id, n)| (*id, n.clone()))
+            .collect();
+        for (id, node) in missing {
+            match raft.add_learner(id, node, false).await {
+                Ok(_) => tracing::info!("observer {id} added as a Raft learner"),
+                Err(e) => tracing::debug!("adding observer {id}: {e}"),
+            }
         }
     }
 }

@@ -195,6 +195,13 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
         "crst" => "Connection stats reset.\n".into(),
         "srst" => "Server stats reset.\n".into(),
         "gtmk" | "stmk" => "0\n".into(),
+        // Apache's digest history has one line per zxid; ours is the digest of the tree as it
+        // is now (see `persist::digest`), which replicas at the same zxid must agree on.
+        "hash" => format!(
+            "{:x}: {}\n",
+            core.state.last_zxid,
+            super::persist::digest(&core.state)
+        ),
         "dump" => {
             let mut out = format!(
                 "SessionTracker dump:\nGlobal Sessions({}):\n",

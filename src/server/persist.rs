@@ -132,6 +132,15 @@ pub fn encode_snapshot(st: &State) -> Vec<u8> {
     w.buf
 }
 
+/// A digest of the whole replicated state (every znode with its data, ACL and stat, every
+/// session, the last zxid): 64 bits of SHA-1 over the snapshot encoding, which walks ordered
+/// maps only. Replicas that applied the same entries have the same digest.
+pub fn digest(st: &State) -> u64 {
+    use sha1::Digest;
+    let h = sha1::Sha1::digest(encode_snapshot(st));
+    u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
 pub fn decode_snapshot(
     b: &[u8],
     extended_types: bool,

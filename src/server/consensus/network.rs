@@ -9,6 +9,8 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -44,6 +46,9 @@ enum Rpc {
     Forward(Proposal),
     /// A follower reports sessions that were active on its connections.
     Touch(Vec<i64>),
+    /// A follower's `sync`: the leader confirms its leadership with a quorum and answers the
+    /// log index the follower must apply before it answers (a Raft read index).
+    ReadIndex,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +57,7 @@ enum Reply {
     Vote(Result<VoteResponse<ZkRaft>, String>),
     Snapshot(Result<SnapshotResponse<ZkRaft>, String>),
     Done(Result<(), String>),
+    ReadIndex(Result<u64, String>),
 }
 
 async fn write_frame(s: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
@@ -107,6 +113,44 @@ pub struct Hooks {
     pub touches: Option<tokio::sync::mpsc::UnboundedSender<Vec<i64>>>,
     /// This node's id (staggers elections after the leader's connection drops).
     pub my_id: u64,
+    /// When an append (or heartbeat) last arrived from a leader.
+    pub contact: Arc<LeaderContact>,
+}
+
+/// When this node last heard from a leader. Followers notice a lost leader through Raft's
+/// election timer; observers (learners) have none, so they check this instead.
+pub struct LeaderContact {
+    base: std::time::Instant,
+    /// Milliseconds after `base` of the last append; 0 = never.
+    last_ms: AtomicU64,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact {
+            base: std::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LeaderContact {
+    fn heard(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// Time since the last append from a leader (`None`: never heard from one).
+    pub fn since(&self) -> Option<Duration> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.base
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms)),
+            ),
+        }
+    }
 }
 
 /// The connection from the current leader broke (its process died, most likely): start an
@@ -170,6 +214,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                 let reply = match rpc {
                     Rpc::Append(r) => {
                         sender = Some(r.vote.leader_id.node_id);
+                        hooks.contact.heard();
                         Reply::Append(raft.append_entries(r).await.map_err(|e| e.to_string()))
                     }
                     Rpc::Vote(r) => Reply::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
@@ -192,6 +237,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                             .await
                             .map_err(|e| e.to_string()),
                     ),
+                    Rpc::ReadIndex => Reply::ReadIndex(read_index(&raft).await),
                     Rpc::Touch(sessions) => {
                         if let Some(t) = &hooks.touches {
                             let _ = t.send(sessions);
@@ -205,6 +251,15 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                 }
             }
         });
+    }
+}
+
+/// On the leader: confirm leadership with a quorum (a heartbeat round) and answer the index
+/// of the last committed entry, which a `sync` must see applied.
+pub async fn read_index(raft: &Raft) -> Result<u64, String> {
+    match raft.get_read_log_id(openraft::ReadPolicy::ReadIndex).await {
+        Ok((read, _)) => Ok(read.log_id().index()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -286,6 +341,18 @@ impl Peer {
         {
             Reply::Done(Ok(())) => Ok(()),
             Reply::Done(Err(e)) => Err(io::Error::other(e)),
+            _ => Err(io::Error::other("unexpected reply")),
+        }
+    }
+
+    /// Ask this peer (the leader) for a read index.
+    pub async fn read_index(&mut self) -> io::Result<u64> {
+        match self
+            .call(false, &Rpc::ReadIndex, Duration::from_secs(2))
+            .await?
+        {
+            Reply::ReadIndex(Ok(i)) => Ok(i),
+            Reply::ReadIndex(Err(e)) => Err(io::Error::other(e)),
             _ => Err(io::Error::other("unexpected reply")),
         }
     }

@@ -36,6 +36,10 @@ pub enum SmEvent {
     Applied(Box<AppliedEntry>),
     /// A snapshot replaced the whole state (a node catching up): start over from it.
     Installed(Box<State>),
+    /// A `sync` (its pending id) may be answered: everything the leader had committed when it
+    /// was asked has been applied, and its events precede this one in the channel. `false`:
+    /// no leader answered in time; the connection is closed and the client retries elsewhere.
+    Synced(u64, bool),
 }
 
 /// State-machine data; shared with the core, which reads the tree under the same lock.
