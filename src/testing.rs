@@ -13,8 +13,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Nodes run as tokio tasks of the caller's runtime (use a multi-threaded runtime); each has
-//! its own `zoo.cfg` and data dir, exactly as `zkherd up` would render them.
+//! Each node runs on a small tokio runtime of its own inside your process, so [`kill`] is like
+//! `kill -9`: the runtime is shut down and every task of that node (openraft's included) stops
+//! at once. Each node has its own `zoo.cfg` and data dir, as `zkherd up` would render them.
+//!
+//! [`kill`]: TestingCluster::kill
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,8 +38,8 @@ pub enum TestingError {
 }
 
 struct RunningNode {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    /// The node's own runtime: shutting it down stops every task of the node.
+    runtime: tokio::runtime::Runtime,
 }
 
 /// A builtin ensemble in this process. Dropping it stops every node and deletes its data.
@@ -49,10 +52,41 @@ pub struct TestingCluster {
     running: BTreeMap<u64, RunningNode>,
 }
 
-fn free_port() -> Result<u16, TestingError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+/// `n` distinct free loopback ports below the kernel's ephemeral range, so that no outgoing
+/// connection (whose local port comes from that range) can take one between this check and the
+/// node's bind. Several test processes pick from different places (seeded by pid and time).
+fn free_ports(n: usize) -> Result<Vec<u16>, TestingError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (lo, hi) = (10_000u32, ephemeral_low.clamp(12_000, 65_535));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = std::process::id().wrapping_mul(7919).wrapping_add(nanos);
+    let mut held = Vec::new();
+    for _ in 0..5000 {
+        if held.len() == n {
+            break;
+        }
+        let step = NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(37);
+        let port = (lo + seed.wrapping_add(step) % (hi - lo)) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        return Err(TestingError::Setup(format!(
+            "fewer than {n} free loopback ports in {lo}..{hi}"
+        )));
+    }
+    held.iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
         .map_err(|e| TestingError::Setup(format!("no free port: {e}")))
 }
 
@@ -80,10 +114,11 @@ impl TestingCluster {
             .prefix("zkherd-testing")
             .tempdir()
             .map_err(|e| TestingError::Setup(e.to_string()))?;
-        let mut ports = BTreeMap::new();
-        for id in 1..=n {
-            ports.insert(id, (free_port()?, free_port()?, free_port()?));
-        }
+        let free = free_ports(3 * n as usize)?;
+        let ports: BTreeMap<u64, (u16, u16, u16)> = (1..=n)
+            .zip(free.chunks(3))
+            .map(|(id, p)| (id, (p[0], p[1], p[2])))
+            .collect();
         let servers: String = if n > 1 {
             ports
                 .iter()
@@ -168,9 +203,11 @@ impl TestingCluster {
     /// made durable.
     pub async fn kill(&mut self, id: u64) {
         if let Some(n) = self.running.remove(&id) {
-            n.task.abort();
-            let _ = n.task.await;
-            drop(n.stop);
+            // Wait (bounded) until every task of the node is gone, so its files are quiet.
+            let rt = n.runtime;
+            let _ =
+                tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(5)))
+                    .await;
         }
     }
 
@@ -179,23 +216,43 @@ impl TestingCluster {
         self.kill(id).await;
         let cfg =
             ZooCfg::load(&self.cfg_path(id)).map_err(|e| TestingError::Setup(e.to_string()))?;
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            if let Err(e) = server::run(cfg, async {
-                let _ = rx.await;
-            })
-            .await
-            {
-                tracing::warn!("testing node stopped: {e}");
-            }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("zk-node{id}"))
+            .enable_all()
+            .build()
+            .map_err(|e| TestingError::Setup(format!("node {id}: no runtime: {e}")))?;
+        let task = runtime.spawn(async move {
+            server::run(cfg, std::future::pending::<()>())
+                .await
+                .map_err(|e| {
+                    tracing::warn!("testing node {id} stopped: {e}");
+                    e.to_string()
+                })
         });
-        self.running.insert(id, RunningNode { stop, task });
-        // Wait (bounded) until its client port answers.
+        // Wait (bounded) until its client port answers; a node that stops first (a port
+        // taken, a bad data dir) is an error, not a silent hang.
         let addr = self.clients[&id];
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() && Instant::now() < deadline {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if task.is_finished() {
+                let why = match task.await {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => "it stopped".into(),
+                    Err(e) => e.to_string(),
+                };
+                // (A runtime must not be dropped inside another one.)
+                runtime.shutdown_background();
+                return Err(TestingError::Setup(format!(
+                    "node {id} did not start: {why}"
+                )));
+            }
+            if Instant::now() > deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        self.running.insert(id, RunningNode { runtime });
         Ok(())
     }
 
@@ -292,8 +349,7 @@ impl TestingCluster {
 impl Drop for TestingCluster {
     fn drop(&mut self) {
         for (_, n) in std::mem::take(&mut self.running) {
-            n.task.abort();
-            drop(n.stop);
+            n.runtime.shutdown_background();
         }
     }
 }

@@ -72,10 +72,39 @@ fn a_builtin_standalone_node_is_supervised_like_an_apache_one() {
 }
 
 #[test]
-fn builtin_observers_are_refused_until_learners_are_wired() {
+fn builtin_observers_are_raft_learners_and_status_sees_them() {
     let c = Cluster::new(3);
     let out = c.up(&["--backend", "builtin", "--observers", "1"]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("observers"), "{}", stderr(&out));
-    assert!(!c.dir().exists(), "nothing is rendered");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = c.run(&["wait", "--timeout", "30"], 60);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let (v, code) = c.status_json();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["verdict"], "healthy", "{v}");
+    let roles: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.len(), 4, "{v}");
+    assert_eq!(roles[3], "observer", "{v}");
+    assert_eq!(v["nodes"][3]["membership"], "observer", "{v}");
+    assert_eq!(roles.iter().filter(|r| **r == "leader").count(), 1, "{v}");
+    assert_eq!(roles.iter().filter(|r| **r == "follower").count(), 2, "{v}");
+
+    // The observer never leads: killing the leader elects one of the two other voters.
+    let out = c.run(&["kill", "--leader"], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = c.run(&["wait", "--timeout", "30"], 60);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let (v, _) = c.status_json();
+    assert_eq!(v["nodes"][3]["role"], "observer", "{v}");
+
+    let pids = c.recorded_pids();
+    let out = c.run(&["down"], 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for p in pids {
+        assert!(!alive(p), "pid {p} left behind");
+    }
 }

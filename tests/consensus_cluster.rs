@@ -55,7 +55,7 @@ async fn start(id: u64, dir: &std::path::Path, quorum: TcpListener, election: Tc
     let (log, _) = LogStore::open(&dir.join("raft"), true).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let sm = StateMachine::open(&dir.join("sm"), false, None, tx).unwrap();
-    let raft = Raft::new(id, config(), Network, log, sm.clone())
+    let raft = Raft::new(id, config(), Network::default(), log, sm.clone())
         .await
         .unwrap();
     let tasks = vec![

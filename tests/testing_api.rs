@@ -8,6 +8,16 @@ use zkherd::probe;
 use zkherd::testing::TestingCluster;
 use zookeeper_client::{Acls, Client, CreateMode};
 
+/// With RUST_LOG set, the nodes' logs go to the test's output (shown for failing tests).
+fn init_log() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 async fn connect(addr: &str) -> Client {
     Client::connector()
         .with_session_timeout(Duration::from_secs(10))
@@ -74,6 +84,7 @@ async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority()
 async fn a_wiped_node_recovers_by_snapshot() {
     // snapCount=20: snapshots every 20 entries, and the log behind them is purged, so a node
     // that lost everything cannot be fed from the log alone.
+    init_log();
     let mut c = TestingCluster::start_with(3, "snapCount=20").await.unwrap();
     let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
     let client = connect(&c.connect_string()).await;

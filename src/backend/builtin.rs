@@ -33,6 +33,11 @@ impl Backend for Builtin {
             .arg(&node.zoo_cfg)
             .current_dir(&node.dir)
             .env_remove("RUST_LOG");
+        // The supervisor's RUST_LOG is for the supervisor; ZKHERD_NODE_LOG (same syntax) is
+        // for the nodes, e.g. `ZKHERD_NODE_LOG=openraft=info,zkherd=debug`.
+        if let Ok(filter) = std::env::var("ZKHERD_NODE_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
         Ok(cmd)
     }
 

@@ -20,13 +20,13 @@ use super::consensus::Proposal;
 use super::core::{Backing, Core, Ensemble};
 use super::{handle_batch, listen, reap_interval, ServerError};
 
-/// Raft timing from zoo.cfg: the election timeout is a twentieth of ZooKeeper's
-/// `syncLimit × tickTime` (500 ms at the defaults, clamped to 500 ms - 5 s), so a hung leader is
+/// Raft timing from zoo.cfg: the election timeout is a thirtieth of ZooKeeper's
+/// `syncLimit × tickTime` (333 ms at the defaults, clamped to 300 ms - 5 s), so a hung leader is
 /// replaced long before Apache would notice (it waits the whole syncLimit × tickTime), yet a
 /// loaded 2-core machine does not see spurious elections; heartbeats go four times per
 /// election timeout.
 fn raft_config(cfg: &ZooCfg) -> openraft::Config {
-    let min = (u64::from(cfg.tick_time) * u64::from(cfg.sync_limit) / 20).clamp(500, 5000);
+    let min = (u64::from(cfg.tick_time) * u64::from(cfg.sync_limit) / 30).clamp(300, 5000);
     openraft::Config {
         cluster_name: "zkherd".into(),
         heartbeat_interval: min / 4,
@@ -106,7 +106,11 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
             .validate()
             .map_err(|e| quorum_err(format!("Raft timing: {e}")))?,
     );
-    let raft: Raft = Raft::new(me, config, Network, log, sm)
+    let network = Network::default();
+    // Dropping this node's future (an in-process kill) or stopping it marks it dying, so its
+    // connections close as a crashed process's would.
+    let _dying = SetOnDrop(network.dying.clone());
+    let raft: Raft = Raft::new(me, config, network.clone(), log, sm)
         .await
         .map_err(|e| quorum_err(format!("Raft failed to start: {e}")))?;
 
@@ -125,7 +129,9 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
     let election = bind(eaddr).await?;
     tracing::info!("node {me}: quorum port {qaddr}, election port {eaddr}");
     let (touch_tx, mut touch_rx) = mpsc::unbounded_channel();
-    let contact = Arc::new(network::LeaderContact::default());
+    let contact = Arc::new(network::LeaderContact::new(Duration::from_millis(
+        raft_config(&cfg).election_timeout_min,
+    )));
     // Every task of this node belongs to this set: when the node stops, or its future is
     // dropped (an in-process kill), all of them stop and every Raft handle is released.
     let mut tasks = tokio::task::JoinSet::new();
@@ -148,29 +154,11 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
         },
     ));
 
-    // First start: every member initializes the same voter set (the same log entry on each),
-    // and the highest myid campaigns at once, as ZooKeeper's own election would pick it. On a
-    // restart, nodes wait for the leader's heartbeat, so a restarted member never disrupts a
-    // healthy leader.
-    if !mine.observer && !raft.is_initialized().await.unwrap_or(true) {
-        if let Err(e) = raft.initialize(voters.clone()).await {
-            tracing::info!("initialize: {e}");
-        }
-        if voters.keys().next_back() == Some(&me) {
-            // Only if no leader has shown up meanwhile: members that started earlier may
-            // already have elected one, and a forced election would depose it.
-            let r = raft.clone();
-            let wait = Duration::from_millis(raft_config(&cfg).heartbeat_interval * 2);
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                if r.metrics().borrow_watched().current_leader.is_none() {
-                    let _ = r.trigger().elect(false).await;
-                }
-            });
-        }
-    }
-
     let peers: BTreeMap<u64, String> = cfg.servers.iter().map(|s| (s.id, addr_of(s))).collect();
+    if !mine.observer && !raft.is_initialized().await.unwrap_or(true) {
+        let wait = Duration::from_millis(raft_config(&cfg).election_timeout_max * 2);
+        tasks.spawn(first_start(raft.clone(), me, voters, peers.clone(), wait));
+    }
     let (prop_tx, prop_rx) = mpsc::unbounded_channel();
     tasks.spawn(propose(raft.clone(), me, peers.clone(), prop_rx));
     let (touch_out_tx, touch_out_rx) = mpsc::unbounded_channel();
@@ -179,6 +167,16 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
     tasks.spawn(serve_syncs(raft.clone(), me, peers, sync_rx, sm_tx));
     if !observers.is_empty() {
         tasks.spawn(add_observers(raft.clone(), me, observers));
+    }
+    if !mine.observer {
+        let rc = raft_config(&cfg);
+        tasks.spawn(watch_leader(
+            raft.clone(),
+            me,
+            contact.clone(),
+            Duration::from_millis(rc.election_timeout_max),
+            Duration::from_millis(rc.heartbeat_interval),
+        ));
     }
 
     let cfg = Arc::new(cfg);
@@ -255,9 +253,64 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
             break Err(ServerError::Persist(e));
         }
     };
+    network
+        .dying
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     tasks.shutdown().await;
     let _ = raft.shutdown().await;
     result
+}
+
+/// Sets a flag when dropped.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A voter with an empty Raft log: a fresh ensemble, or a member whose data dir was wiped.
+///
+/// The highest myid goes first, as ZooKeeper's own election would pick it: it asks the other
+/// voters whether an ensemble already exists and, if none does, initializes the membership from
+/// zoo.cfg and campaigns at once. The other voters wait to be replicated to; only if that has
+/// not happened after `wait` (the highest myid is down) do they do the same. A member that finds
+/// an existing ensemble (a wiped node) never initializes: the leader brings it back, by snapshot.
+async fn first_start(
+    raft: Raft,
+    me: u64,
+    voters: BTreeMap<u64, BasicNode>,
+    peers: BTreeMap<u64, String>,
+    wait: Duration,
+) {
+    if voters.keys().next_back() != Some(&me) {
+        tokio::time::sleep(wait).await;
+    }
+    loop {
+        if raft.is_initialized().await.unwrap_or(true) {
+            return;
+        }
+        let mut exists = false;
+        for id in voters.keys().filter(|id| **id != me) {
+            if let Some(addr) = peers.get(id) {
+                if let Ok((initialized, leader)) = Peer::to(*id, addr).hello().await {
+                    exists |= initialized || leader.is_some();
+                }
+            }
+        }
+        if !exists {
+            // initialize() also starts this node's first election.
+            match raft.initialize(voters.clone()).await {
+                Ok(()) => tracing::info!("fresh ensemble: membership initialized from zoo.cfg"),
+                Err(e) => tracing::info!("initialize: {e}"),
+            }
+            return;
+        }
+        // An ensemble exists: its leader will replicate to this node. Check again later, in
+        // case that ensemble was itself only starting.
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Submit proposals in arrival order: to the local Raft when this node leads, else to the
@@ -292,7 +345,15 @@ async fn propose(
             let Some((_, peer)) = to_leader.as_mut() else {
                 break;
             };
-            match peer.forward(p.clone()).await {
+            // Stop waiting on a leader that this node stopped following (it hangs, and an
+            // election is under way): the write goes to the next leader instead.
+            let waiter = raft.wait(Some(Duration::from_secs(3600)));
+            let deposed = waiter.metrics(|m| m.current_leader != Some(l), "leader change");
+            let sent = tokio::select! {
+                r = peer.forward(p.clone()) => r,
+                _ = deposed => Err(std::io::Error::other(format!("leader {l} deposed"))),
+            };
+            match sent {
                 Ok(()) => {
                     done = true;
                     break;
@@ -370,6 +431,28 @@ async fn serve_syncs(
         }
         for id in ids {
             let _ = done.send(SmEvent::Synced(id, ok));
+        }
+    }
+}
+
+/// Voters: a leader silent for `silence` (no append or heartbeat) hangs; campaign against it.
+/// openraft's own timer would wait its lease plus an election timeout (about 1-1.3 s at the
+/// defaults); this replaces a SIGSTOPped leader in about `silence`.
+async fn watch_leader(
+    raft: Raft,
+    me: u64,
+    contact: Arc<network::LeaderContact>,
+    silence: Duration,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let leader = raft.metrics().borrow_watched().current_leader;
+        if let Some(l) = leader.filter(|l| *l != me) {
+            if contact.since().is_some_and(|d| d > silence) {
+                network::campaign_against(&raft, l, me, contact.clone());
+            }
         }
     }
 }

@@ -29,10 +29,12 @@ pub async fn connect(
         read_only: Some(false),
     }
     .encode();
-    s.write_all(&(req.len() as i32).to_be_bytes())
-        .await
-        .unwrap();
-    s.write_all(&req).await.unwrap();
+    // A server that refuses the connection may reset it before the request is written.
+    let mut framed = (req.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&req);
+    if s.write_all(&framed).await.is_err() {
+        return (s, None);
+    }
     let mut len = [0u8; 4];
     match within(s.read_exact(&mut len)).await {
         Some(Ok(_)) => {}

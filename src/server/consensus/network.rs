@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,10 @@ enum Rpc {
     /// A follower's `sync`: the leader confirms its leadership with a quorum and answers the
     /// log index the follower must apply before it answers (a Raft read index).
     ReadIndex,
+    /// A fresh member asks whether the ensemble already exists (see `ensemble::first_start`).
+    Hello,
+    /// The sender closes this connection on purpose (it is alive): not a sign of its death.
+    Bye,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,15 +62,33 @@ enum Reply {
     Snapshot(Result<SnapshotResponse<ZkRaft>, String>),
     Done(Result<(), String>),
     ReadIndex(Result<u64, String>),
+    Hello {
+        initialized: bool,
+        leader: Option<u64>,
+    },
 }
 
-async fn write_frame(s: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
+fn frame(payload: &[u8]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(12 + payload.len());
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     buf.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
     buf.extend_from_slice(payload);
-    s.write_all(&buf).await
+    buf
+}
+
+async fn write_frame(s: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
+    s.write_all(&frame(payload)).await
+}
+
+/// Close a connection this live node no longer needs, saying so first (without waiting: the
+/// small frame fits the socket buffer), so the other side does not take it for a crash. A node
+/// that is being killed or stopped (`dying`) closes without a word, like a crashed process.
+fn close_politely(s: TcpStream, dying: &AtomicBool) {
+    if !dying.load(Ordering::Relaxed) {
+        let bye = serde_json::to_vec(&Rpc::Bye).unwrap_or_default();
+        let _ = s.try_write(&frame(&bye));
+    }
 }
 
 async fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
@@ -123,21 +145,67 @@ pub struct LeaderContact {
     base: std::time::Instant,
     /// Milliseconds after `base` of the last append; 0 = never.
     last_ms: AtomicU64,
+    /// Milliseconds after `base` when a leader's connection broke without a goodbye; 0 = never.
+    lost_ms: AtomicU64,
+    /// Milliseconds after `base` of the last election this node started for that reason.
+    campaign_ms: AtomicU64,
+    /// A leader silent this long is presumed gone (Raft's minimum election timeout).
+    silence: Duration,
 }
 
 impl Default for LeaderContact {
+    /// Never presumes a silent leader gone (only a broken connection counts).
     fn default() -> Self {
-        LeaderContact {
-            base: std::time::Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
+        Self::new(Duration::MAX)
     }
 }
 
 impl LeaderContact {
+    pub fn new(silence: Duration) -> Self {
+        LeaderContact {
+            silence,
+            base: std::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+            lost_ms: AtomicU64::new(0),
+            campaign_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        (self.base.elapsed().as_millis() as u64).max(1)
+    }
+
     fn heard(&self) {
-        let ms = self.base.elapsed().as_millis() as u64;
-        self.last_ms.store(ms.max(1), Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn lost(&self) {
+        self.lost_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether to start an election now: not if one started in the last second.
+    fn campaign(&self) -> bool {
+        let now = self.now_ms();
+        let last = self.campaign_ms.load(Ordering::Relaxed);
+        (last == 0 || now - last > 1000)
+            && self
+                .campaign_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Whether this node may vote for a candidate although it followed a leader whose lease
+    /// has not run out: yes if that leader's connection broke (its process died) and no leader
+    /// appended since, or if no leader appended for the minimum election timeout (it hangs).
+    /// This is the Raft dissertation's rule (§4.2.3) in place of openraft's longer lease
+    /// (election_timeout_max), which would make a hung leader's successor wait one more round.
+    fn leader_gone(&self) -> bool {
+        let now = self.now_ms();
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let lost = self.lost_ms.load(Ordering::Relaxed);
+        let broken = lost != 0 && lost >= last && now - lost < 10_000;
+        let silent = last == 0 || Duration::from_millis(now - last) >= self.silence;
+        broken || silent
     }
 
     /// Time since the last append from a leader (`None`: never heard from one).
@@ -153,20 +221,34 @@ impl LeaderContact {
     }
 }
 
-/// The connection from the current leader broke (its process died, most likely): start an
-/// election now instead of sitting out the election timeout. Higher myids go first, as in
-/// ZooKeeper's own election, so the members rarely split the vote.
-fn leader_connection_lost(raft: &Raft, leader: u64, me: u64) {
+/// The current leader is gone: its connection broke (its process died), or it has been silent
+/// too long (it hangs). Start an election now instead of sitting out openraft's timer (its
+/// lease plus an election timeout). The highest surviving myid goes first, as in ZooKeeper's
+/// own election; the next one only if no leader shows up meanwhile, so the members rarely
+/// split the vote.
+pub fn campaign_against(raft: &Raft, leader: u64, me: u64, contact: Arc<LeaderContact>) {
     use openraft::async_runtime::watch::WatchReceiver;
-    if raft.metrics().borrow_watched().current_leader != Some(leader) || leader == me {
+    let m = raft.metrics().borrow_watched().clone();
+    if m.current_leader != Some(leader) || leader == me {
         return;
     }
+    let mut others: Vec<u64> = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| *id != leader)
+        .collect();
+    others.sort_unstable_by(|a, b| b.cmp(a));
+    let Some(rank) = others.iter().position(|id| *id == me) else {
+        return; // an observer: it never campaigns
+    };
     let raft = raft.clone();
     tokio::spawn(async move {
-        let stagger = Duration::from_millis(30 * (255u64.saturating_sub(me) % 16));
-        tokio::time::sleep(Duration::from_millis(20) + stagger).await;
-        if raft.metrics().borrow_watched().current_leader == Some(leader) {
-            tracing::info!("connection from leader {leader} lost: starting an election");
+        let delay = Duration::from_millis(10 + 150 * rank as u64);
+        tokio::time::sleep(delay).await;
+        // Several connections from the dead leader break at once: one election, not one each.
+        if raft.metrics().borrow_watched().current_leader == Some(leader) && contact.campaign() {
+            tracing::info!("leader {leader} is gone: starting an election");
             let _ = raft.trigger().elect(false).await;
         }
     });
@@ -197,9 +279,10 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                     Err(e) => {
                         if e.kind() == io::ErrorKind::InvalidData {
                             tracing::warn!("Raft peer {peer}: {e}");
-                        }
-                        if let Some(l) = sender {
-                            leader_connection_lost(&raft, l, hooks.my_id);
+                        } else if let Some(l) = sender {
+                            // Closed without a goodbye: the leader's process is gone.
+                            hooks.contact.lost();
+                            campaign_against(&raft, l, hooks.my_id, hooks.contact.clone());
                         }
                         return;
                     }
@@ -217,10 +300,25 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                         hooks.contact.heard();
                         Reply::Append(raft.append_entries(r).await.map_err(|e| e.to_string()))
                     }
-                    Rpc::Vote(r) => Reply::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
-                    Rpc::PreVote(r) => {
+                    Rpc::Vote(mut r) => {
+                        // This node saw its leader die: the leader's lease protects nothing
+                        // any more, so the vote may be granted at once (as for a leadership
+                        // transfer) instead of after the lease runs out.
+                        r.leadership_transfer |= hooks.contact.leader_gone();
+                        Reply::Vote(raft.vote(r).await.map_err(|e| e.to_string()))
+                    }
+                    Rpc::PreVote(mut r) => {
+                        r.leadership_transfer |= hooks.contact.leader_gone();
                         Reply::Vote(raft.pre_vote(r).await.map_err(|e| e.to_string()))
                     }
+                    Rpc::Hello => {
+                        use openraft::async_runtime::watch::WatchReceiver;
+                        Reply::Hello {
+                            initialized: raft.is_initialized().await.unwrap_or(true),
+                            leader: raft.metrics().borrow_watched().current_leader,
+                        }
+                    }
+                    Rpc::Bye => return,
                     Rpc::Snapshot { vote, meta, data } => {
                         let snap = SnapshotOf::<ZkRaft, Vec<u8>> {
                             meta,
@@ -274,7 +372,11 @@ pub fn split_addr(addr: &str) -> Option<(String, String)> {
 
 /// Makes one [`Peer`] per replication target.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// Set when this node is being stopped or killed: its connections then close without a
+    /// goodbye, so the others elect a new leader at once.
+    pub dying: Arc<AtomicBool>,
+}
 
 impl RaftNetworkFactory<ZkRaft> for Network {
     type Network = Peer;
@@ -288,6 +390,7 @@ impl RaftNetworkFactory<ZkRaft> for Network {
             election,
             quorum_conn: None,
             election_conn: None,
+            dying: self.dying.clone(),
         }
     }
 }
@@ -299,6 +402,18 @@ pub struct Peer {
     election: String,
     quorum_conn: Option<TcpStream>,
     election_conn: Option<TcpStream>,
+    dying: Arc<AtomicBool>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        for s in [self.quorum_conn.take(), self.election_conn.take()]
+            .into_iter()
+            .flatten()
+        {
+            close_politely(s, &self.dying);
+        }
+    }
 }
 
 impl Peer {
@@ -326,7 +441,9 @@ impl Peer {
         };
         if r.is_err() {
             // The connection may hold half a frame: start over next time.
-            *slot = None;
+            if let Some(s) = slot.take() {
+                close_politely(s, &self.dying);
+            }
         }
         r
     }
@@ -377,6 +494,21 @@ impl Peer {
             election,
             quorum_conn: None,
             election_conn: None,
+            dying: Arc::default(),
+        }
+    }
+
+    /// Ask this peer whether it belongs to an initialized ensemble, and whom it follows.
+    pub async fn hello(&mut self) -> io::Result<(bool, Option<u64>)> {
+        match self
+            .call(true, &Rpc::Hello, Duration::from_millis(500))
+            .await?
+        {
+            Reply::Hello {
+                initialized,
+                leader,
+            } => Ok((initialized, leader)),
+            _ => Err(io::Error::other("unexpected reply")),
         }
     }
 
