@@ -402,10 +402,10 @@ impl Core {
                 let quiet = |d: Option<Duration>| d.is_none_or(|d| d > e.leader_silence);
                 match m.current_leader {
                     None => false,
-                    Some(l) if l == e.me => !m
+                    Some(l) if l == e.me => m
                         .last_quorum_acked
                         .as_ref()
-                        .is_some_and(|t| t.elapsed() > e.leader_silence),
+                        .is_none_or(|t| t.elapsed() <= e.leader_silence),
                     Some(_) => !quiet(e.contact.since()),
                 }
             }
