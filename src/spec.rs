@@ -72,6 +72,17 @@ pub enum BackendKind {
     Apache,
 }
 
+/// How builtin nodes run under the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRuntime {
+    /// One child process per node (`zkherd node --config zoo.cfg`): the default.
+    #[default]
+    Processes,
+    /// Tokio tasks inside the supervisor, each node on a runtime of its own (builtin only).
+    Tasks,
+}
+
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -116,6 +127,7 @@ struct RawCluster {
     name: Option<Spanned<String>>,
     dir: Option<Spanned<PathBuf>>,
     backend: Option<BackendKind>,
+    runtime: Option<Spanned<NodeRuntime>>,
     nodes: Option<Spanned<i64>>,
     observers: Option<Spanned<i64>>,
     host: Option<Spanned<String>>,
@@ -198,6 +210,9 @@ pub struct EnsembleSpec {
     /// Cluster directory, absolute once resolved.
     pub dir: PathBuf,
     pub backend: BackendKind,
+    /// Child processes (default) or in-process tasks (builtin only).
+    #[serde(default)]
+    pub runtime: NodeRuntime,
     /// Number of voting members.
     pub nodes: u16,
     /// Number of observers, numbered after the voters.
@@ -234,6 +249,8 @@ pub struct Overrides {
     pub name: Option<String>,
     pub dir: Option<PathBuf>,
     pub backend: Option<BackendKind>,
+    /// `--in-process`: run builtin nodes as tasks inside the supervisor.
+    pub in_process: bool,
     pub nodes: Option<i64>,
     pub observers: Option<i64>,
     pub base_port: Option<i64>,
@@ -415,10 +432,20 @@ impl EnsembleSpec {
                 86_400,
             )?,
         };
+        let runtime_origin = raw
+            .cluster
+            .runtime
+            .as_ref()
+            .map(|r| src.origin(r.span().start));
         let spec = EnsembleSpec {
             name,
             dir,
             backend: raw.cluster.backend.unwrap_or_default(),
+            runtime: raw
+                .cluster
+                .runtime
+                .map(|r| r.into_inner())
+                .unwrap_or_default(),
             nodes,
             observers,
             host,
@@ -449,6 +476,7 @@ impl EnsembleSpec {
             "ports.admin" => raw.ports.admin.as_ref().map(|s| src.origin(s.span().start)),
             _ => None,
         })?;
+        spec.check_runtime(runtime_origin.unwrap_or(Origin::Default))?;
         if spec.restart.max_backoff_ms < spec.restart.initial_backoff_ms {
             return Err(SpecError::Invalid {
                 origin: src.origin_of(&r.max_backoff_ms),
@@ -479,6 +507,12 @@ impl EnsembleSpec {
             self.backend = b;
         }
         let flag = |f: &str| Origin::Flag(f.to_string());
+        if o.in_process {
+            self.runtime = NodeRuntime::Tasks;
+            self.check_runtime(flag("--in-process"))?;
+        } else if o.backend.is_some() {
+            self.check_runtime(flag("--backend"))?;
+        }
         if let Some(n) = o.nodes {
             self.nodes = check_range(flag("--nodes"), "cluster.nodes", n, 1, 255)?;
         }
@@ -512,6 +546,20 @@ impl EnsembleSpec {
             }
         };
         self.check_port_ranges(&origin)
+    }
+
+    /// In-process nodes are builtin servers; Apache ZooKeeper needs a JVM per node.
+    fn check_runtime(&self, origin: Origin) -> Result<(), SpecError> {
+        if self.runtime == NodeRuntime::Tasks && self.backend == BackendKind::Apache {
+            return Err(SpecError::Invalid {
+                origin,
+                key: "cluster.runtime".into(),
+                message: "runtime \"tasks\" (--in-process) runs builtin nodes inside the \
+                          supervisor; the apache backend needs runtime \"processes\""
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// Total number of nodes (voters and observers).
@@ -798,6 +846,22 @@ crash_loop_window_s = 10
     fn unknown_section_is_an_error() {
         let e = err("[clutser]\nnodes = 3\n");
         assert!(e.contains("unknown field `clutser`"), "{e}");
+    }
+
+    #[test]
+    fn in_process_nodes_are_builtin_only() {
+        let e = err("[cluster]\nbackend = \"apache\"\nruntime = \"tasks\"\n");
+        assert!(e.contains("cluster.runtime") && e.contains(":3:"), "{e}");
+        let ok = parse("[cluster]\nruntime = \"tasks\"\n");
+        assert_eq!(ok.map(|s| s.runtime).ok(), Some(NodeRuntime::Tasks));
+        let mut s = EnsembleSpec::defaults(Path::new("/tmp"));
+        s.backend = BackendKind::Apache;
+        let o = Overrides {
+            in_process: true,
+            ..Default::default()
+        };
+        let e = s.apply(&o, Path::new("/tmp")).unwrap_err().to_string();
+        assert!(e.contains("--in-process"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum TestingError {
 struct RunningNode {
     /// The node's own runtime: shutting it down stops every task of the node.
     runtime: tokio::runtime::Runtime,
+    /// Set before a kill, so the node's connections close as a dead process's would.
+    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A builtin ensemble in this process. Dropping it stops every node and deletes its data.
@@ -203,6 +205,7 @@ impl TestingCluster {
     /// made durable.
     pub async fn kill(&mut self, id: u64) {
         if let Some(n) = self.running.remove(&id) {
+            n.killed.store(true, std::sync::atomic::Ordering::Relaxed);
             // Wait (bounded) until every task of the node is gone, so its files are quiet.
             let rt = n.runtime;
             let _ =
@@ -222,8 +225,10 @@ impl TestingCluster {
             .enable_all()
             .build()
             .map_err(|e| TestingError::Setup(format!("node {id}: no runtime: {e}")))?;
+        let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let k = killed.clone();
         let task = runtime.spawn(async move {
-            server::run(cfg, std::future::pending::<()>())
+            server::run_killable(cfg, std::future::pending::<()>(), k)
                 .await
                 .map_err(|e| {
                     tracing::warn!("testing node {id} stopped: {e}");
@@ -252,7 +257,7 @@ impl TestingCluster {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.running.insert(id, RunningNode { runtime });
+        self.running.insert(id, RunningNode { runtime, killed });
         Ok(())
     }
 

@@ -46,19 +46,28 @@ fn a_supervised_ensemble_survives_faults_and_down_leaves_nothing() {
     if !apache_available("a_supervised_ensemble_survives_faults_and_down_leaves_nothing") {
         return;
     }
-    ensemble_scenario("apache");
+    ensemble_scenario("apache", &[]);
 }
 
 #[test]
 fn a_builtin_ensemble_survives_the_same_faults() {
-    ensemble_scenario("builtin");
+    ensemble_scenario("builtin", &[]);
 }
 
-fn ensemble_scenario(backend: &str) {
+#[test]
+fn an_in_process_builtin_ensemble_survives_the_same_faults() {
+    // The nodes are tasks of the supervisor: kill shuts a node's runtime down, pause blocks
+    // its worker; down must still leave no process and no port behind.
+    ensemble_scenario("builtin", &["--in-process"]);
+}
+
+fn ensemble_scenario(backend: &str, extra: &[&str]) {
     let c = Cluster::new(3);
 
     // up -d returns once the quorum serves.
-    let out = c.up(&["--backend", backend]);
+    let mut args = vec!["--backend", backend];
+    args.extend_from_slice(extra);
+    let out = c.up(&args);
     assert!(
         out.status.success(),
         "up failed:\n{}\n{}",

@@ -10,6 +10,7 @@ use crate::spec::BackendKind;
 #[derive(Debug, Clone)]
 pub struct Builtin {
     exe: PathBuf,
+    tasks: bool,
 }
 
 impl Builtin {
@@ -17,7 +18,12 @@ impl Builtin {
         let exe = std::env::current_exe().map_err(|e| {
             BackendError::NotInstalled(format!("cannot find the zkherd executable: {e}"))
         })?;
-        Ok(Builtin { exe })
+        Ok(Builtin { exe, tasks: false })
+    }
+
+    /// Run the nodes as tasks inside the supervisor (`runtime = "tasks"`).
+    pub fn in_process(self, tasks: bool) -> Builtin {
+        Builtin { tasks, ..self }
     }
 }
 
@@ -39,6 +45,10 @@ impl Backend for Builtin {
             cmd.env("RUST_LOG", filter);
         }
         Ok(cmd)
+    }
+
+    fn in_process(&self) -> bool {
+        self.tasks
     }
 
     fn classify_exit(&self, exit: ExitInfo, _log_tail: &str) -> ExitClass {

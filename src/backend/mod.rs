@@ -72,12 +72,18 @@ pub trait Backend: Send + Sync {
     fn command(&self, node: &NodeLayout) -> Result<Command, BackendError>;
     /// Judge an exit, given the last lines the node wrote.
     fn classify_exit(&self, exit: ExitInfo, log_tail: &str) -> ExitClass;
+    /// Nodes run as tasks inside the supervisor rather than as processes.
+    fn in_process(&self) -> bool {
+        false
+    }
 }
 
 /// The backend a spec asks for.
 pub fn for_spec(spec: &EnsembleSpec) -> Result<Box<dyn Backend>, BackendError> {
     match spec.backend {
         BackendKind::Apache => Ok(Box::new(apache::Apache::locate(&spec.apache)?)),
-        BackendKind::Builtin => Ok(Box::new(builtin::Builtin::locate()?)),
+        BackendKind::Builtin => Ok(Box::new(
+            builtin::Builtin::locate()?.in_process(spec.runtime == crate::spec::NodeRuntime::Tasks),
+        )),
     }
 }

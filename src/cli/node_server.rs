@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::server::{self, config::ZooCfg, ServerError};
+use crate::server::{self, config::ZooCfg};
 
 #[derive(Debug, Args)]
 pub struct NodeServerArgs {
@@ -42,11 +42,7 @@ pub async fn run(a: NodeServerArgs) -> Result<u8> {
         Ok(()) => Ok(0),
         Err(e) => {
             eprintln!("zkherd node: {e}");
-            Ok(match e {
-                ServerError::Config(_) | ServerError::Quorum { .. } => 2,
-                ServerError::Persist(_) | ServerError::Raft { .. } => 3,
-                ServerError::Bind { .. } => 14,
-            })
+            Ok(e.exit_code() as u8)
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Which program runs the nodes: apache or builtin.
     #[arg(long, value_parser = super::parse_backend, value_name = "NAME")]
     backend: Option<BackendKind>,
+    /// Run the (builtin) nodes as tokio tasks inside the supervisor instead of one process
+    /// each: faster to start, one process to watch. Same as `runtime = "tasks"` in the spec.
+    #[arg(long)]
+    in_process: bool,
     /// Client base port; quorum and election bases follow at +700 and +1700 (2181 → 2881, 3881).
     #[arg(long, value_name = "PORT")]
     base_port: Option<i64>,
@@ -52,6 +56,7 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
             name: a.name.clone(),
             dir: None,
             backend: a.backend,
+            in_process: a.in_process,
             nodes: a.nodes,
             observers: a.observers,
             base_port: a.base_port,

@@ -47,7 +47,11 @@ fn raft_config(cfg: &ZooCfg) -> openraft::Config {
     }
 }
 
-pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    cfg: ZooCfg,
+    shutdown: impl Future<Output = ()>,
+    killed: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), ServerError> {
     let path = cfg.path.display().to_string();
     let quorum_err = |message: String| ServerError::Quorum {
         path: path.clone(),
@@ -106,7 +110,7 @@ pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), 
             .validate()
             .map_err(|e| quorum_err(format!("Raft timing: {e}")))?,
     );
-    let network = Network::default();
+    let network = Network { dying: killed };
     // Dropping this node's future (an in-process kill) or stopping it marks it dying, so its
     // connections close as a crashed process's would.
     let _dying = SetOnDrop(network.dying.clone());

@@ -48,16 +48,39 @@ pub enum ServerError {
     },
 }
 
+impl ServerError {
+    /// The exit code a node process ends with, in Apache's meaning: 2 = bad configuration,
+    /// 3 = data directory unusable, 14 = a port cannot be bound.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServerError::Config(_) | ServerError::Quorum { .. } => 2,
+            ServerError::Persist(_) | ServerError::Raft { .. } => 3,
+            ServerError::Bind { .. } => 14,
+        }
+    }
+}
+
 /// Run a server from `cfg` until `shutdown` resolves: standalone with one `server.N` line (or
 /// none), a Raft ensemble member otherwise.
 pub async fn run(cfg: ZooCfg, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    run_killable(cfg, shutdown, Arc::default()).await
+}
+
+/// [`run`] for a node that may be killed in-process (its future dropped, its runtime shut
+/// down): set `killed` first, so its peer connections close as a dead process's would (with
+/// no goodbye) and the other members elect a new leader at once.
+pub async fn run_killable(
+    cfg: ZooCfg,
+    shutdown: impl Future<Output = ()>,
+    killed: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), ServerError> {
     for k in &cfg.unknown {
         tracing::warn!("{}: unknown key {k}, ignored", cfg.path.display());
     }
     if cfg.is_standalone() {
         run_standalone(cfg, shutdown).await
     } else {
-        ensemble::run(cfg, shutdown).await
+        ensemble::run(cfg, shutdown, killed).await
     }
 }
 

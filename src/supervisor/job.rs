@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::task_node::TaskNode;
 use crate::backend::{Backend, ExitClass, ExitInfo};
 use crate::ports;
 use crate::render::NodeLayout;
@@ -166,7 +167,7 @@ pub fn spawn_job(
         events,
         info,
         info_tx,
-        child: None,
+        proc: None,
         started: None,
         backoff_until: None,
         quick_deaths: VecDeque::new(),
@@ -180,6 +181,12 @@ pub fn spawn_job(
     }
 }
 
+/// A running node: a child process, or (runtime "tasks") a task inside the supervisor.
+enum Proc {
+    Child(Child),
+    Task(TaskNode),
+}
+
 struct Job {
     node: NodeLayout,
     host: std::net::IpAddr,
@@ -189,7 +196,7 @@ struct Job {
     /// The published state; every change goes out through `info_tx`.
     info: JobInfo,
     info_tx: watch::Sender<JobInfo>,
-    child: Option<Child>,
+    proc: Option<Proc>,
     /// When the current process started, for uptime and crash-loop judgement.
     started: Option<Instant>,
     backoff_until: Option<tokio::time::Instant>,
@@ -204,8 +211,10 @@ impl Job {
         loop {
             let backoff = self.backoff_until;
             tokio::select! {
-                status = wait_child(&mut self.child) => {
-                    let exit = ExitInfo::from(status);
+                exit = wait_proc(&mut self.proc) => {
+                    if let Some(Proc::Task(mut t)) = self.proc.take() {
+                        t.kill().await; // its runtime may still hold tasks
+                    }
                     self.on_unplanned_exit(exit);
                 }
                 _ = sleep_until(backoff), if backoff.is_some() => {
@@ -263,7 +272,7 @@ impl Job {
                 let _ = reply.send(r);
             }
             JobCommand::Fault(fault, reply) => {
-                let _ = reply.send(self.fault(fault));
+                let _ = reply.send(self.fault(fault).await);
             }
             JobCommand::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -324,6 +333,18 @@ impl Job {
                     self.node.log_file.display()
                 )
             })?;
+        if self.backend.in_process() {
+            let _ = writeln!(
+                log,
+                "=== zkherd: starting node {id}{} in-process at {} (supervisor pid {}); its log \
+                 lines go to the supervisor's output ===",
+                if is_restart { " (restart)" } else { "" },
+                utc_timestamp(unix_ms()),
+                std::process::id()
+            );
+            let task = TaskNode::start(id, &self.node.zoo_cfg)?;
+            return Ok(self.started(Proc::Task(task), std::process::id(), is_restart));
+        }
         let mut cmd = self
             .backend
             .command(&self.node)
@@ -351,7 +372,12 @@ impl Job {
                 )
             })?;
         let pid = child.id().unwrap_or(0);
-        self.child = Some(child);
+        Ok(self.started(Proc::Child(child), pid, is_restart))
+    }
+
+    /// Record a node that just started.
+    fn started(&mut self, proc: Proc, pid: u32, is_restart: bool) -> u32 {
+        self.proc = Some(proc);
         self.started = Some(Instant::now());
         if is_restart {
             self.info.restarts += 1;
@@ -362,17 +388,17 @@ impl Job {
         self.info.reason = None;
         self.publish();
         let _ = self.events.send(JobEvent::Spawned {
-            id,
+            id: self.node.id,
             pid,
             restart: is_restart,
         });
-        Ok(pid)
+        pid
     }
 
     fn on_unplanned_exit(&mut self, exit: ExitInfo) {
         let id = self.node.id;
         let pid = self.info.pid.unwrap_or(0);
-        self.child = None;
+        self.proc = None;
         let uptime = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
         self.info.pid = None;
         self.info.started_at_ms = None;
@@ -460,65 +486,86 @@ impl Job {
         Duration::from_millis(ms)
     }
 
-    fn fault(&mut self, fault: Fault) -> Result<String, String> {
+    async fn fault(&mut self, fault: Fault) -> Result<String, String> {
         let id = self.node.id;
-        let Some(pid) = self.info.pid.filter(|_| self.child.is_some()) else {
+        let (Some(pid), Some(proc)) = (self.info.pid, self.proc.as_mut()) else {
             return Err(format!(
                 "node {id} has no running process (state: {:?})",
                 self.info.state
             ));
         };
-        let pgid = Pid::from_raw(pid as i32);
+        let message = match proc {
+            Proc::Task(task) => match fault {
+                Fault::Kill => {
+                    // The job's wait sees the node end and applies the restart policy.
+                    task.kill().await;
+                    format!("node {id} (in-process) killed: its runtime is shut down")
+                }
+                Fault::Pause => {
+                    task.pause();
+                    format!("node {id} (in-process) paused: its runtime's worker is blocked")
+                }
+                Fault::Resume => {
+                    task.resume();
+                    format!("node {id} (in-process) resumed")
+                }
+            },
+            Proc::Child(_) => {
+                let pgid = Pid::from_raw(pid as i32);
+                let (signal, verb) = match fault {
+                    Fault::Kill => (Signal::SIGKILL, "killed with SIGKILL"),
+                    Fault::Pause => (Signal::SIGSTOP, "paused with SIGSTOP"),
+                    Fault::Resume => (Signal::SIGCONT, "resumed with SIGCONT"),
+                };
+                killpg(pgid, signal).map_err(|e| format!("node {id}: {signal}: {e}"))?;
+                format!("node {id} (pid {pid}) {verb}")
+            }
+        };
         match fault {
-            Fault::Kill => {
-                killpg(pgid, Signal::SIGKILL).map_err(|e| format!("node {id}: kill: {e}"))?;
-                Ok(format!("node {id} (pid {pid}) killed with SIGKILL"))
-            }
-            Fault::Pause => {
-                killpg(pgid, Signal::SIGSTOP).map_err(|e| format!("node {id}: pause: {e}"))?;
-                self.info.state = JobState::Paused;
-                self.publish();
-                Ok(format!("node {id} (pid {pid}) paused with SIGSTOP"))
-            }
-            Fault::Resume => {
-                killpg(pgid, Signal::SIGCONT).map_err(|e| format!("node {id}: resume: {e}"))?;
-                self.info.state = JobState::Running;
-                self.publish();
-                Ok(format!("node {id} (pid {pid}) resumed with SIGCONT"))
-            }
+            Fault::Kill => {}
+            Fault::Pause => self.info.state = JobState::Paused,
+            Fault::Resume => self.info.state = JobState::Running,
         }
+        self.publish();
+        Ok(message)
     }
 
     /// Stop the process if any: SIGCONT, SIGTERM, grace, SIGKILL, reap, ports free.
     async fn stop(&mut self) -> Result<String, String> {
         let id = self.node.id;
         self.backoff_until = None;
-        let Some(mut child) = self.child.take() else {
+        let Some(proc) = self.proc.take() else {
             if self.info.state != JobState::Failed {
                 self.info.state = JobState::Stopped;
             }
             self.publish();
             return Ok(format!("node {id} is not running"));
         };
-        let pid = child.id().unwrap_or(0);
+        let pid = self.info.pid.unwrap_or(0);
         self.info.state = JobState::Stopping;
         self.publish();
-        let pgid = Pid::from_raw(pid as i32);
-        let _ = killpg(pgid, Signal::SIGCONT);
-        let _ = killpg(pgid, Signal::SIGTERM);
-        let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-            Ok(s) => s.ok(),
-            Err(_) => {
+        let exit = match proc {
+            Proc::Task(mut task) => task.stop(STOP_GRACE).await,
+            Proc::Child(mut child) => {
+                let pgid = Pid::from_raw(pid as i32);
+                let _ = killpg(pgid, Signal::SIGCONT);
+                let _ = killpg(pgid, Signal::SIGTERM);
+                let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                    Ok(s) => s.ok(),
+                    Err(_) => {
+                        let _ = killpg(pgid, Signal::SIGKILL);
+                        child.wait().await.ok()
+                    }
+                };
+                // Anything else left in the group (the backend's children) goes too.
                 let _ = killpg(pgid, Signal::SIGKILL);
-                child.wait().await.ok()
+                status.map(ExitInfo::from)
             }
         };
-        // Anything else left in the group (the backend's children) goes too.
-        let _ = killpg(pgid, Signal::SIGKILL);
         self.started = None;
         self.info.pid = None;
         self.info.started_at_ms = None;
-        self.info.last_exit = status.map(|s| ExitInfo::from(s).to_string());
+        self.info.last_exit = exit.map(|e| e.to_string());
         self.info.state = JobState::Stopped;
         self.info.reason = None;
         self.publish();
@@ -538,13 +585,14 @@ impl Job {
     }
 }
 
-/// Resolves when the child exits; pending forever when there is none.
-async fn wait_child(child: &mut Option<Child>) -> std::process::ExitStatus {
-    match child {
-        Some(c) => match c.wait().await {
-            Ok(s) => s,
+/// Resolves when the node ends; pending forever when there is none.
+async fn wait_proc(proc: &mut Option<Proc>) -> ExitInfo {
+    match proc {
+        Some(Proc::Child(c)) => match c.wait().await {
+            Ok(s) => ExitInfo::from(s),
             Err(_) => std::future::pending().await,
         },
+        Some(Proc::Task(t)) => t.exited().await,
         None => std::future::pending().await,
     }
 }
@@ -826,7 +874,7 @@ mod tests {
             events: tx,
             info: _info_rx.borrow().clone(),
             info_tx,
-            child: None,
+            proc: None,
             started: None,
             backoff_until: None,
             quick_deaths: VecDeque::new(),

@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod job;
+mod task_node;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -273,7 +274,8 @@ impl Running {
     fn on_event(&mut self, ev: &JobEvent) {
         // Keep nodes.json current, so a next `up` can find processes a dead supervisor left.
         match ev {
-            JobEvent::Spawned { id, pid, .. } => {
+            // In-process nodes (the supervisor's own pid) die with the supervisor.
+            JobEvent::Spawned { id, pid, .. } if *pid != std::process::id() => {
                 if let Some(rec) = ProcessRecord::of(*pid) {
                     self.records.insert(*id, rec);
                     write_records(&self.files, &self.records);
@@ -283,7 +285,7 @@ impl Running {
                 self.records.remove(id);
                 write_records(&self.files, &self.records);
             }
-            JobEvent::Failed { .. } => {}
+            JobEvent::Spawned { .. } | JobEvent::Failed { .. } => {}
         }
         log_line(&self.files, &event_line(ev));
     }
