@@ -159,10 +159,9 @@ async fn serve(
     if len < 0 || len as usize > max_buffer {
         return;
     }
-    let mut body = vec![0u8; len as usize];
-    if rd.read_exact(&mut body).await.is_err() {
+    let Some(body) = read_body(&mut rd, len as usize).await else {
         return;
-    }
+    };
     let Ok(req) = ConnectRequest::decode(&body) else {
         return;
     };
@@ -214,9 +213,19 @@ async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max_buffer: usize) 
         tracing::debug!("closing a connection: frame length {len}");
         return None;
     }
-    let mut body = vec![0u8; len as usize];
-    rd.read_exact(&mut body).await.ok()?;
-    Some(body)
+    read_body(rd, len as usize).await
+}
+
+/// Read exactly `len` bytes. Memory grows with the bytes that actually arrive, so a client that
+/// announces a large frame and sends little (or drips it) holds little.
+async fn read_body(rd: &mut tokio::net::tcp::OwnedReadHalf, len: usize) -> Option<Vec<u8>> {
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *rd)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await
+        .ok()?;
+    (body.len() == len).then_some(body)
 }
 
 async fn write_loop(
