@@ -60,10 +60,34 @@ pub(super) struct Conn {
     pub lat_max: u64,
     pub lat_total: u64,
     pub lat_count: u64,
-    /// Writes of this connection not yet answered (0 or 1: later requests queue behind it).
+    /// Requests of this connection proposed and not yet answered. Plain writes (and multis)
+    /// are pipelined: several may be in flight, answered in order as they apply. Anything
+    /// else waits until none is in flight (reads see this session's own writes).
     pub in_flight: u32,
+    /// Of those, the ones nothing may overtake (session creation and close, sync, a refused
+    /// reconfig or check): while one is in flight every request queues.
+    pub barriers: u32,
     /// Requests waiting for the write in flight (per-session FIFO).
     pub queue: VecDeque<Queued>,
+}
+
+impl Conn {
+    /// Per-session FIFO: whether `req` may run now, or must queue. A request from the queue
+    /// is its front; a new one may not overtake queued ones.
+    fn may_run(&self, req: Option<&Result<Request, proto::DecodeError>>, from_queue: bool) -> bool {
+        let Some(req) = req else {
+            return false;
+        };
+        if !from_queue && !self.queue.is_empty() {
+            return false;
+        }
+        let pipelined = matches!(req, Ok(Request::Write(_)) | Ok(Request::Multi(_)));
+        if pipelined {
+            self.barriers == 0
+        } else {
+            self.in_flight == 0
+        }
+    }
 }
 
 /// A request that arrived while a write of its connection was in flight.
@@ -102,6 +126,18 @@ pub(super) enum Pending {
 }
 
 impl Pending {
+    /// A request that later ones, writes included, must not overtake.
+    fn is_barrier(&self) -> bool {
+        !matches!(
+            self,
+            Pending::Internal
+                | Pending::Reply {
+                    kind: WriteKind::Single | WriteKind::Multi(_),
+                    ..
+                }
+        )
+    }
+
     fn conn(&self) -> Option<ConnId> {
         match self {
             Pending::Internal => None,
@@ -290,7 +326,7 @@ impl Core {
                 req,
                 received,
                 bytes: _,
-            } => self.request(conn, xid, opcode, req, received),
+            } => self.request(conn, xid, opcode, req, received, false),
             CoreMsg::Closed { conn } => {
                 self.watches.drop_conn(conn);
                 if let Some(c) = self.conns.remove(&conn) {
@@ -520,6 +556,7 @@ impl Core {
         if let Some(conn) = pending.conn() {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.in_flight += 1;
+                c.barriers += u32::from(pending.is_barrier());
             }
         }
         match &mut self.backing {
@@ -574,6 +611,9 @@ impl Core {
 
     /// Answer what waited for an applied entry.
     fn finish(&mut self, pending: Pending, a: &Applied) {
+        if let Some(c) = pending.conn().and_then(|conn| self.conns.get_mut(&conn)) {
+            c.barriers = c.barriers.saturating_sub(u32::from(pending.is_barrier()));
+        }
         match pending {
             // A sync is never proposed; it is answered by `SmEvent::Synced`.
             Pending::Internal | Pending::Sync { .. } => {}
@@ -664,6 +704,7 @@ impl Core {
                 {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.in_flight = c.in_flight.saturating_sub(1);
+                        c.barriers = c.barriers.saturating_sub(1);
                     }
                     if ok {
                         let mut w = Writer::new();
@@ -742,13 +783,13 @@ impl Core {
     fn drain(&mut self, conn: ConnId) -> Result<(), PersistError> {
         loop {
             let next = match self.conns.get_mut(&conn) {
-                Some(c) if c.in_flight == 0 => c.queue.pop_front(),
+                Some(c) if c.may_run(c.queue.front().map(|q| &q.req), true) => c.queue.pop_front(),
                 _ => None,
             };
             let Some(q) = next else {
                 return Ok(());
             };
-            self.request(conn, q.xid, q.opcode, q.req, q.received)?;
+            self.request(conn, q.xid, q.opcode, q.req, q.received, true)?;
         }
     }
 
@@ -782,6 +823,7 @@ impl Core {
                 lat_total: 0,
                 lat_count: 0,
                 in_flight: 0,
+                barriers: 0,
                 queue: VecDeque::new(),
             },
         );
@@ -860,11 +902,12 @@ impl Core {
         opcode: i32,
         req: Result<Request, proto::DecodeError>,
         received: Instant,
+        from_queue: bool,
     ) -> Result<(), PersistError> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
-        if c.in_flight > 0 {
+        if !c.may_run(Some(&req), from_queue) {
             // Per-session FIFO: wait for the write (or the session creation) in flight.
             c.queue.push_back(Queued {
                 xid,
@@ -1010,6 +1053,7 @@ impl Core {
                     );
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.in_flight += 1;
+                        c.barriers += 1;
                     }
                 }
             }

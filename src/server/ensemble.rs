@@ -326,10 +326,20 @@ async fn propose(
     mut rx: mpsc::UnboundedReceiver<Proposal>,
 ) {
     let mut to_leader: Option<(u64, Peer)> = None;
-    while let Some(p) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
+        // Everything queued meanwhile goes in one batch (one round trip to the leader), in
+        // arrival order. A batch is retried whole; duplicates of proposals that did commit
+        // are skipped by the state machine (by origin id), so each write takes effect once.
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
         // A few tries, each with the current leader and a fresh connection after a failure
-        // (the old one may lead to a process that died). A request that still fails is
-        // dropped; its client times out and reconnects, as with ZooKeeper during an election.
+        // (the old one may lead to a process that died). A batch that still fails is dropped;
+        // its clients time out and reconnect, as with ZooKeeper during an election.
         let mut done = false;
         for attempt in 0..100 {
             let Some(l) = raft.metrics().borrow_watched().current_leader else {
@@ -337,11 +347,20 @@ async fn propose(
                 continue;
             };
             if l == me {
-                match raft.client_write_ff(p.clone(), None).await {
-                    Ok(()) => done = true,
-                    Err(e) => tracing::warn!("proposal failed: {e}"),
+                done = true;
+                for p in &batch {
+                    if let Err(e) = raft.client_write_ff(p.clone(), None).await {
+                        // No longer the leader: forward the batch to the next one.
+                        tracing::debug!("proposal failed (try {attempt}): {e}");
+                        done = false;
+                        break;
+                    }
                 }
-                break;
+                if done {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
             }
             if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
                 to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
@@ -350,11 +369,11 @@ async fn propose(
                 break;
             };
             // Stop waiting on a leader that this node stopped following (it hangs, and an
-            // election is under way): the write goes to the next leader instead.
+            // election is under way): the writes go to the next leader instead.
             let waiter = raft.wait(Some(Duration::from_secs(3600)));
             let deposed = waiter.metrics(|m| m.current_leader != Some(l), "leader change");
             let sent = tokio::select! {
-                r = peer.forward(p.clone()) => r,
+                r = peer.forward(batch.clone()) => r,
                 _ = deposed => Err(std::io::Error::other(format!("leader {l} deposed"))),
             };
             match sent {
@@ -370,7 +389,7 @@ async fn propose(
             }
         }
         if !done {
-            tracing::warn!("no leader accepted a write; dropping it");
+            tracing::warn!("no leader accepted {} writes; dropping them", batch.len());
         }
     }
 }

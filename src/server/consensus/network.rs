@@ -42,8 +42,8 @@ enum Rpc {
         meta: SnapshotMetaOf<ZkRaft>,
         data: Vec<u8>,
     },
-    /// A follower hands a client's write to the leader.
-    Forward(Proposal),
+    /// A follower hands clients' writes to the leader, in order.
+    Forward(Vec<Proposal>),
     /// A follower reports sessions that were active on its connections.
     Touch(Vec<i64>),
     /// A follower's `sync`: the leader confirms its leadership with a quorum and answers the
@@ -330,11 +330,19 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                                 .map_err(|e| e.to_string()),
                         )
                     }
-                    Rpc::Forward(p) => Reply::Done(
-                        raft.client_write_ff(p, None)
-                            .await
-                            .map_err(|e| e.to_string()),
-                    ),
+                    Rpc::Forward(batch) => {
+                        let mut r = Ok(());
+                        for p in batch {
+                            r = raft
+                                .client_write_ff(p, None)
+                                .await
+                                .map_err(|e| e.to_string());
+                            if r.is_err() {
+                                break;
+                            }
+                        }
+                        Reply::Done(r)
+                    }
                     Rpc::ReadIndex => Reply::ReadIndex(read_index(&raft).await),
                     Rpc::Touch(sessions) => {
                         if let Some(t) = &hooks.touches {
@@ -448,8 +456,8 @@ impl Peer {
         r
     }
 
-    /// Hand a client's write to this peer (the leader).
-    pub async fn forward(&mut self, p: Proposal) -> io::Result<()> {
+    /// Hand clients' writes to this peer (the leader), in order.
+    pub async fn forward(&mut self, p: Vec<Proposal>) -> io::Result<()> {
         match self
             // The leader only has to enqueue it: a slow answer means a hung leader (SIGSTOP
             // leaves its socket accepting); give up quickly and try the next leader.

@@ -6,6 +6,7 @@
 //! gets its reply). Snapshots are the standalone snapshot format plus a JSON header with the
 //! Raft metadata, written atomically to `dir/snapshot` so a restart resumes from it.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,10 @@ pub struct SmData {
     /// Term of the last ZooKeeper entry applied, and how many entries of that term were applied.
     pub term: u64,
     pub counter: u32,
+    /// The highest proposal id applied per (node, incarnation). A proposal is retried when its
+    /// forwarding fails, and it may have been committed anyway: a retry at or below this id is
+    /// a duplicate and is skipped, so every write takes effect once.
+    pub seen: BTreeMap<(u64, u64), u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,6 +62,17 @@ struct SnapshotHeader {
     meta: SnapshotMetaOf<ZkRaft>,
     term: u64,
     counter: u32,
+    /// `SmData::seen` as (node, incarnation, id).
+    #[serde(default)]
+    seen: Vec<(u64, u64, u64)>,
+}
+
+fn seen_list(seen: &BTreeMap<(u64, u64), u64>) -> Vec<(u64, u64, u64)> {
+    seen.iter().map(|((n, i), id)| (*n, *i, *id)).collect()
+}
+
+fn seen_map(list: &[(u64, u64, u64)]) -> BTreeMap<(u64, u64), u64> {
+    list.iter().map(|(n, i, id)| ((*n, *i), *id)).collect()
 }
 
 #[derive(Clone)]
@@ -117,6 +133,7 @@ impl StateMachine {
                     membership: h.meta.last_membership.clone(),
                     term: h.term,
                     counter: h.counter,
+                    seen: seen_map(&h.seen),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => SmData {
@@ -125,6 +142,7 @@ impl StateMachine {
                 membership: Default::default(),
                 term: 0,
                 counter: 0,
+                seen: BTreeMap::new(),
             },
             Err(e) => return Err(e),
         };
@@ -152,6 +170,7 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
                 meta: meta.clone(),
                 term: d.term,
                 counter: d.counter,
+                seen: seen_list(&d.seen),
             };
             (encode(&header, &d.state)?, meta)
         };
@@ -201,7 +220,19 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
                         d.membership = StoredMembershipOf::<ZkRaft>::new(Some(entry.log_id), m);
                         ApplyAck::default()
                     }
+                    EntryPayload::Normal(p)
+                        if p.origin.is_some_and(|o| {
+                            d.seen
+                                .get(&(o.node, o.incarnation))
+                                .is_some_and(|last| *last >= o.conn)
+                        }) =>
+                    {
+                        ApplyAck::default() // a retried duplicate: already applied once
+                    }
                     EntryPayload::Normal(p) => {
+                        if let Some(o) = p.origin {
+                            d.seen.insert((o.node, o.incarnation), o.conn);
+                        }
                         let term = entry.log_id.committed_leader_id().term;
                         if term != d.term {
                             d.term = term;
@@ -247,6 +278,7 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
         d.membership = meta.last_membership.clone();
         d.term = header.term;
         d.counter = header.counter;
+        d.seen = seen_map(&header.seen);
         let _ = self
             .applied
             .send(SmEvent::Installed(Box::new(d.state.clone())));
