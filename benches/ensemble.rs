@@ -90,10 +90,15 @@ impl Drop for Ensemble {
     }
 }
 
+/// `backend` is "builtin", "apache", or "in-process" (builtin, runtime = "tasks").
 fn spec(backend: &str, base: u16, force_sync: bool) -> String {
+    let (backend, runtime) = match backend {
+        "in-process" => ("builtin", "tasks"),
+        b => (b, "processes"),
+    };
     format!(
-        "[cluster]\nbackend = \"{backend}\"\nnodes = 3\n[ports]\nclient = {base}\nquorum = {}\n\
-         election = {}\n[zookeeper.extra]\nforceSync = \"{}\"\n",
+        "[cluster]\nbackend = \"{backend}\"\nruntime = \"{runtime}\"\nnodes = 3\n[ports]\n\
+         client = {base}\nquorum = {}\nelection = {}\n[zookeeper.extra]\nforceSync = \"{}\"\n",
         base + 700,
         base + 1700,
         if force_sync { "yes" } else { "no" }
@@ -101,11 +106,11 @@ fn spec(backend: &str, base: u16, force_sync: bool) -> String {
 }
 
 /// Time until one write is acknowledged: a fresh attempt (new session, one create) every
-/// 50 ms, each allowed 2 s, so a client stuck on a dead or hung node does not count.
+/// 10 ms, each allowed 2 s, so a client stuck on a dead or hung node does not count.
 async fn first_write(connect: String, give_up: Duration) -> Option<f64> {
     let t0 = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut every = tokio::time::interval(Duration::from_millis(50));
+    let mut every = tokio::time::interval(Duration::from_millis(10));
     let deadline = tokio::time::sleep(give_up);
     tokio::pin!(deadline);
     loop {
@@ -158,9 +163,14 @@ fn rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// RSS per node; in-process nodes share one process (the supervisor's): its RSS is divided
+/// among them.
 fn mean_rss(pids: &[u32]) -> Option<f64> {
-    let v: Vec<f64> = pids.iter().filter_map(|p| rss_mb(*p)).collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    let mut distinct = pids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let total: f64 = distinct.iter().filter_map(|p| rss_mb(*p)).sum();
+    (!pids.is_empty() && total > 0.0).then(|| total / pids.len() as f64)
 }
 
 /// The client port of a follower, from `status --json`.
@@ -255,7 +265,13 @@ async fn one_run(
     latencies: &mut BTreeMap<String, Vec<u64>>,
 ) -> Result<Figures, String> {
     let mut f = Figures::new();
-    for force_sync in [true, false] {
+    // In-process nodes: start, failover and memory only (the load is the builtin server's).
+    let syncs: &[bool] = if backend == "in-process" {
+        &[true]
+    } else {
+        &[true, false]
+    };
+    for &force_sync in syncs {
         let dir =
             std::env::temp_dir().join(format!("zkherd-bench-{}-{backend}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -331,6 +347,13 @@ async fn one_run(
             if !e.wait() {
                 return Err(format!("{backend}: not healthy after resume"));
             }
+        }
+        if backend == "in-process" {
+            f.insert(
+                "RSS per node after the load (MB)".into(),
+                mean_rss(&node_pids(&e.status())).ok_or("no RSS")?,
+            );
+            continue;
         }
         let addr = follower_addr(&e);
         for op in OPS {
@@ -450,7 +473,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2.0);
     let base: u16 = 24181;
-    let mut backends = vec!["builtin"];
+    let mut backends = vec!["builtin", "in-process"];
     let java = Command::new("java").arg("-version").output().is_ok();
     if java && Path::new("/usr/share/java/zookeeper.jar").is_file() {
         backends.push("apache");
@@ -521,7 +544,7 @@ async fn main() {
             .join(" "),
         started.elapsed().as_secs_f64()
     );
-    md += "| figure | builtin | apache | ratio |\n|---|---|---|---|\n";
+    md += "| figure | builtin | apache | ratio builtin/apache | builtin in-process | ratio in-process/apache |\n|---|---|---|---|---|---|\n";
     let mut json_rows = Vec::new();
     for row in &rows {
         let cell = |b: &str| -> Option<(f64, f64, f64)> {
@@ -534,26 +557,35 @@ async fn main() {
         };
         let b = cell("builtin");
         let a = cell("apache");
+        let t = cell("in-process");
         let show = |c: Option<(f64, f64, f64)>| {
             c.map(|(m, lo, hi)| format!("{} ({}–{})", fmt(m), fmt(lo), fmt(hi)))
                 .unwrap_or_else(|| "–".into())
         };
-        let ratio = match (b, a) {
-            (Some((bm, _, _)), Some((am, _, _))) if am > 0.0 => {
-                let r = bm / am;
+        let ratio = |x: Option<(f64, f64, f64)>| match (x, a) {
+            (Some((xm, _, _)), Some((am, _, _))) if am > 0.0 && xm > 0.0 => {
+                let r = xm / am;
                 if row.contains("ops/s") {
-                    format!("{r:.2}× ops")
+                    format!("{r:.2}× the ops")
                 } else {
-                    format!("{r:.3} (apache/builtin {:.1}×)", 1.0 / r)
+                    format!("{r:.3} ({:.1}× less)", 1.0 / r)
                 }
             }
             _ => "–".into(),
         };
-        md += &format!("| {row} | {} | {} | {ratio} |\n", show(b), show(a));
+        md += &format!(
+            "| {row} | {} | {} | {} | {} | {} |\n",
+            show(b),
+            show(a),
+            ratio(b),
+            show(t),
+            ratio(t)
+        );
         json_rows.push(serde_json::json!({
             "figure": row,
             "builtin": b.map(|(m, lo, hi)| serde_json::json!({"median": m, "min": lo, "max": hi})),
             "apache": a.map(|(m, lo, hi)| serde_json::json!({"median": m, "min": lo, "max": hi})),
+            "builtin_in_process": t.map(|(m, lo, hi)| serde_json::json!({"median": m, "min": lo, "max": hi})),
         }));
     }
     md += "\nLatency distributions (32 outstanding, forceSync on, last run): `BENCHMARKS-latency.svg`.\n";

@@ -18,6 +18,7 @@
 //! - `cli` — the `zkherd` command, one file per subcommand (binary only).
 
 pub mod backend;
+pub mod chaos;
 #[doc(hidden)]
 pub mod cli;
 pub mod ports;

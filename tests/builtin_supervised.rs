@@ -108,3 +108,38 @@ fn builtin_observers_are_raft_learners_and_status_sees_them() {
         assert!(!alive(p), "pid {p} left behind");
     }
 }
+
+#[test]
+fn chaos_check_runs_a_fault_schedule_and_finds_no_anomaly() {
+    let c = Cluster::new(3);
+    let out = c.up(&["--backend", "builtin"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = c.run(
+        &[
+            "chaos",
+            "--check",
+            "--duration",
+            "9s",
+            "--every",
+            "2s",
+            "--seed",
+            "42",
+        ],
+        120,
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("anomalies: none"), "{text}");
+    assert!(text.contains("schedule done: 4 faults"), "{text}");
+    assert!(text.contains("write: acknowledged"), "{text}");
+    // Bad input is refused with a reason.
+    let out = c.run(&["chaos", "--every", "soon"], 30);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a duration"), "{}", stderr(&out));
+    let pids = c.recorded_pids();
+    let out = c.run(&["down"], 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for p in pids {
+        assert!(!alive(p), "pid {p} left behind");
+    }
+}

@@ -1,6 +1,7 @@
 //! The `zkherd` command line: one file per subcommand, this one for the shared parts
 //! (flags, finding the cluster, logging setup).
 
+mod chaos;
 mod down;
 mod env;
 mod init;
@@ -85,6 +86,9 @@ enum Command {
     Pause(node::NodeArgs),
     /// Resume a paused node with SIGCONT.
     Resume(node::NodeArgs),
+    /// Inject faults on a schedule (kill, pause, restart); with --check, verify clients'
+    /// histories (linearizability, no lost writes, FIFO, zxid order).
+    Chaos(chaos::ChaosArgs),
     /// Write a commented zkherd.toml with the defaults.
     Init(init::InitArgs),
     /// Run one builtin ZooKeeper-compatible server from a zoo.cfg, in the foreground.
@@ -142,6 +146,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Kill(a) => node::run(&g, control::NodeAction::Kill, a).await,
         Command::Pause(a) => node::run(&g, control::NodeAction::Pause, a).await,
         Command::Resume(a) => node::run(&g, control::NodeAction::Resume, a).await,
+        Command::Chaos(a) => chaos::run(&g, a).await,
         Command::Init(a) => init::run(&g, a),
         Command::Node(a) => node_server::run(a).await,
     }

@@ -43,6 +43,9 @@ fn raft_config(cfg: &ZooCfg) -> openraft::Config {
         // node has also forgotten its vote, so in a rare interleaving it could vote twice in
         // one term.
         allow_log_reversion: Some(true),
+        // A member that was paused or cut off asks first whether it could win, so it does
+        // not bump the term and depose a healthy leader when it comes back.
+        enable_pre_vote: Some(true),
         ..Default::default()
     }
 }
@@ -469,8 +472,17 @@ async fn watch_leader(
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        // A tick far too late means this node itself was frozen (SIGSTOP, a starved
+        // machine): the leader's silence is then its own. Give the heartbeats a chance first.
+        let late = last.elapsed() > every * 3;
+        last = tokio::time::Instant::now();
+        if late {
+            continue;
+        }
         let leader = raft.metrics().borrow_watched().current_leader;
         if let Some(l) = leader.filter(|l| *l != me) {
             if contact.since().is_some_and(|d| d > silence) {

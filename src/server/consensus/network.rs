@@ -542,6 +542,15 @@ impl Peer {
 impl RaftNetworkV2<ZkRaft> for Peer {
     type SnapshotData = Vec<u8>;
 
+    /// Retry an unreachable peer every 100 ms, not on a growing schedule: on loopback a peer
+    /// that does not answer is stopped, paused or restarting, and should be caught up the
+    /// moment it is back (a growing backoff left a resumed follower unsynced for seconds).
+    fn backoff(&self) -> Option<openraft::network::Backoff> {
+        Some(openraft::network::Backoff::new(std::iter::repeat(
+            Duration::from_millis(100),
+        )))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<ZkRaft>,

@@ -1,0 +1,351 @@
+//! `zkherd chaos`: a bounded schedule of faults against the running cluster, with a live log
+//! of each fault and the ensemble's reaction; with `--check`, concurrent clients and a
+//! history checker (see `crate::chaos`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+use super::Global;
+use crate::chaos::{self, Workload};
+use crate::ports::PortPlan;
+use crate::status::{self, Verdict};
+use crate::supervisor::control::{NodeAction, Request, Response, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultKind {
+    /// SIGKILL (in-process: the node's runtime shut down); the supervisor restarts it.
+    Kill,
+    /// SIGSTOP for half the interval, then SIGCONT.
+    Pause,
+    /// An orderly stop and start.
+    Restart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Victim {
+    /// The leader or a random node, half the time each.
+    Any,
+    /// Always the current leader.
+    Leader,
+    /// A random node.
+    Random,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Faults never overlap: a paused node is resumed before the next fault, and a killed node is
+restarted by the supervisor's policy. Each fault is logged with the time since the start,
+then the ensemble's reaction (when it was healthy again, with which leader and epoch).
+
+With --check, clients write, compare-and-set and read (sync + getData) a few znodes under
+/zkherd-chaos-<time> throughout, and the history is checked: per-key linearizability (a
+Wing-Gong/Porcupine search), no acknowledged write lost or applied twice, per-session FIFO,
+zxid monotonic per client.
+
+Exit codes: 0 no anomaly; 3 anomalies found (listed); 1 could not run.")]
+pub struct ChaosArgs {
+    /// Total duration, e.g. 60s, 10m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Time between faults, e.g. 5s.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    every: Duration,
+    /// Faults to choose from.
+    #[arg(long, value_delimiter = ',', default_value = "kill,pause,restart")]
+    faults: Vec<FaultKind>,
+    /// Which node each fault hits.
+    #[arg(long, value_enum, default_value = "any")]
+    target: Victim,
+    /// Run clients and check their history.
+    #[arg(long)]
+    check: bool,
+    /// Concurrent clients (with --check).
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Znodes the clients share (with --check).
+    #[arg(long, default_value_t = 3)]
+    keys: usize,
+    /// Seed for the schedule and the clients (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 5s, 10m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    if !(0.05..=7.0 * 86400.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range (50ms to 7 days)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
+    if a.faults.is_empty() {
+        bail!("--faults is empty; choose from kill, pause, restart");
+    }
+    if a.check && (a.clients == 0 || a.keys == 0) {
+        bail!("--check needs at least one client and one key");
+    }
+    let spec = super::resolve_cluster(g)?;
+    if super::supervisor_jobs(&spec.dir).await?.is_none() {
+        bail!(
+            "no supervisor is running for cluster {} ({}); start it with `zkherd up -d`",
+            spec.name,
+            spec.dir.display()
+        );
+    }
+    if spec.nodes < 3 {
+        bail!(
+            "cluster {} has {} voter(s): with fewer than 3 every fault takes the quorum away; \
+             use `zkherd up -n 3`",
+            spec.name,
+            spec.nodes
+        );
+    }
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let plan = PortPlan::new(&spec);
+    let addrs: Vec<SocketAddr> = plan
+        .nodes
+        .iter()
+        .map(|n| SocketAddr::new(plan.host, n.client))
+        .collect();
+    println!(
+        "chaos on cluster {} ({} nodes, {} backend): {:?} for {:?}, every {:?}, target {:?}, seed {seed}{}",
+        spec.name,
+        spec.total_nodes(),
+        spec.backend,
+        a.faults,
+        a.duration,
+        a.every,
+        a.target,
+        if a.check { ", with --check" } else { "" }
+    );
+    let epoch = Instant::now();
+    let stamp = |t: Instant| format!("[{:>7.2}s]", t.duration_since(epoch).as_secs_f64());
+
+    // Clients first, so the faults hit a loaded ensemble.
+    let stop = Arc::new(AtomicBool::new(false));
+    let workload = if a.check {
+        let root = format!(
+            "/zkherd-chaos-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        let w = Arc::new(Workload {
+            addrs: addrs.clone(),
+            root: root.clone(),
+            keys: a.keys,
+            clients: a.clients,
+            seed,
+            op_timeout: Duration::from_secs(2),
+        });
+        w.prepare().await.map_err(anyhow::Error::msg)?;
+        println!(
+            "{} {} clients on {} keys under {root}",
+            stamp(Instant::now()),
+            a.clients,
+            a.keys
+        );
+        Some(tokio::spawn(w.run(stop.clone(), epoch)))
+    } else {
+        None
+    };
+
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let end = epoch + a.duration;
+    let mut faults = 0u32;
+    let mut slowest = Duration::ZERO;
+    let mut never_recovered = 0u32;
+    while Instant::now() + a.every <= end {
+        let fault_at = Instant::now();
+        let kind = a.faults[(next() % a.faults.len() as u64) as usize];
+        let leader = matches!(a.target, Victim::Leader)
+            || (matches!(a.target, Victim::Any) && next() % 2 == 0);
+        let target = if leader {
+            Target::Leader
+        } else {
+            Target::Node((next() % u64::from(spec.total_nodes())) as u16 + 1)
+        };
+        let action = match kind {
+            FaultKind::Kill => NodeAction::Kill,
+            FaultKind::Pause => NodeAction::Pause,
+            FaultKind::Restart => NodeAction::Restart,
+        };
+        let outcome = ask(&spec.dir, action, target).await;
+        faults += 1;
+        let victim = match &outcome {
+            Ok(m) => {
+                println!("{} {kind:?} {}: {m}", stamp(fault_at), describe(target));
+                node_of(m)
+            }
+            Err(e) => {
+                println!(
+                    "{} {kind:?} {}: not done: {e}",
+                    stamp(fault_at),
+                    describe(target)
+                );
+                None
+            }
+        };
+        // The ensemble's reaction: healthy again (a pause lasts half the interval first).
+        let resume_at = fault_at + a.every / 2;
+        let next_fault = fault_at + a.every;
+        let mut resumed = kind != FaultKind::Pause || victim.is_none();
+        let mut healthy_at = None;
+        while Instant::now() < next_fault {
+            if !resumed && Instant::now() >= resume_at {
+                if let Some(id) = victim {
+                    match ask(&spec.dir, NodeAction::Resume, Target::Node(id)).await {
+                        Ok(m) => println!("{} {m}", stamp(Instant::now())),
+                        Err(e) => println!("{} resume node {id}: {e}", stamp(Instant::now())),
+                    }
+                }
+                resumed = true;
+            }
+            if healthy_at.is_none() {
+                let st = status::collect(&spec, None, Duration::from_millis(500)).await;
+                if st.verdict == Verdict::Healthy && (resumed || kind != FaultKind::Pause) {
+                    let took = fault_at.elapsed();
+                    slowest = slowest.max(took);
+                    println!(
+                        "{} healthy: leader node {}, epoch {} ({:.2} s after the fault)",
+                        stamp(Instant::now()),
+                        st.leader.map(|l| l.to_string()).unwrap_or("?".into()),
+                        st.epoch.map(|e| e.to_string()).unwrap_or("?".into()),
+                        took.as_secs_f64()
+                    );
+                    healthy_at = Some(Instant::now());
+                } else if kind == FaultKind::Pause && !resumed {
+                    // While paused: report once when the others have a leader again.
+                    if st.leader.is_some() && Some(st.leader) != victim.map(Some) {
+                        // (the degraded verdict is expected until the resume)
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if healthy_at.is_none() {
+            never_recovered += 1;
+            println!(
+                "{} not healthy before the next fault",
+                stamp(Instant::now())
+            );
+        }
+    }
+    // Leave the cluster whole: nothing paused, everything running and in sync.
+    for id in 1..=spec.total_nodes() {
+        let _ = ask(&spec.dir, NodeAction::Resume, Target::Node(id)).await;
+        let _ = ask(&spec.dir, NodeAction::Start, Target::Node(id)).await;
+    }
+    let settle = Instant::now() + Duration::from_secs(60);
+    let mut healthy = false;
+    while Instant::now() < settle {
+        let st = status::collect(&spec, None, Duration::from_millis(500)).await;
+        if st.verdict == Verdict::Healthy {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "{} schedule done: {faults} faults; slowest recovery {:.2} s; {never_recovered} not \
+         recovered before the next fault; ensemble {}",
+        stamp(Instant::now()),
+        slowest.as_secs_f64(),
+        if healthy {
+            "healthy"
+        } else {
+            "NOT healthy after 60 s"
+        }
+    );
+    let mut code = if healthy { 0 } else { 3 };
+    if let Some(task) = workload {
+        stop.store(true, Ordering::Relaxed);
+        let history = task.await.context("the client task failed")?;
+        let checked = Instant::now();
+        let v = chaos::verdict(&history, 50_000_000);
+        let ops: usize = history.ops.values().map(Vec::len).sum();
+        println!(
+            "{} history: {ops} operations checked in {:.1} s",
+            stamp(Instant::now()),
+            checked.elapsed().as_secs_f64()
+        );
+        for (what, n) in &history.counts {
+            println!("  {what}: {n}");
+        }
+        for (k, n) in &v.undecided {
+            println!("  key k{k}: linearizability undecided ({n} operations; search budget spent)");
+        }
+        if v.anomalies.is_empty() {
+            println!("anomalies: none");
+        } else {
+            println!("anomalies: {}", v.anomalies.len());
+            for an in v.anomalies.iter().take(50) {
+                println!("  {an}");
+            }
+            code = 3;
+        }
+        if !v.undecided.is_empty() && code == 0 {
+            println!("(undecided keys are not counted as anomalies; rerun with more keys)");
+        }
+    }
+    Ok(code)
+}
+
+fn describe(t: Target) -> String {
+    match t {
+        Target::Leader => "the leader".into(),
+        Target::Node(id) => format!("node {id}"),
+    }
+}
+
+/// "node 3 (pid 1) killed ..." → 3.
+fn node_of(message: &str) -> Option<u16> {
+    message
+        .strip_prefix("node ")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+async fn ask(dir: &std::path::Path, action: NodeAction, target: Target) -> Result<String> {
+    let req = Request::Node { action, target };
+    match super::ask_supervisor(dir, &req, Duration::from_secs(60)).await? {
+        Some(Response::Done { message }) => Ok(message),
+        Some(Response::Error { message }) => bail!("{message}"),
+        Some(other) => bail!("supervisor: unexpected answer {other:?}"),
+        None => bail!("the supervisor is gone"),
+    }
+}
