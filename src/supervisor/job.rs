@@ -172,6 +172,7 @@ pub fn spawn_job(
         backoff_until: None,
         quick_deaths: VecDeque::new(),
         consecutive_quick: 0,
+        kill_requested: false,
     };
     tokio::spawn(job.run(cmd_rx));
     JobHandle {
@@ -204,6 +205,9 @@ struct Job {
     quick_deaths: VecDeque<Instant>,
     /// Quick deaths in a row, for exponential backoff.
     consecutive_quick: u32,
+    /// The current process is being killed on request (`zkherd kill`, chaos): its death is
+    /// restarted at once by the policy and never counts toward backoff or a crash loop.
+    kill_requested: bool,
 }
 
 impl Job {
@@ -399,6 +403,7 @@ impl Job {
         let id = self.node.id;
         let pid = self.info.pid.unwrap_or(0);
         self.proc = None;
+        let requested = std::mem::take(&mut self.kill_requested);
         let uptime = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
         self.info.pid = None;
         self.info.started_at_ms = None;
@@ -411,7 +416,9 @@ impl Job {
                 | (_, RestartPolicy::Never)
                 | (ExitClass::Clean, RestartPolicy::OnFailure)
         );
-        if uptime >= STABLE_AFTER {
+        if requested {
+            // An injected crash says nothing about the node's health.
+        } else if uptime >= STABLE_AFTER {
             self.consecutive_quick = 0;
         } else {
             self.consecutive_quick += 1;
@@ -451,7 +458,11 @@ impl Job {
             return;
         }
         if restart {
-            let delay = self.backoff_delay();
+            let delay = if requested {
+                Duration::from_millis(self.restart.initial_backoff_ms)
+            } else {
+                self.backoff_delay()
+            };
             self.backoff_until = Some(tokio::time::Instant::now() + delay);
             self.info.state = JobState::Backoff;
             self.info.reason = None;
@@ -497,6 +508,7 @@ impl Job {
         let message = match proc {
             Proc::Task(task) => match fault {
                 Fault::Kill => {
+                    self.kill_requested = true;
                     // The job's wait sees the node end and applies the restart policy.
                     task.kill().await;
                     format!("node {id} (in-process) killed: its runtime is shut down")
@@ -511,6 +523,7 @@ impl Job {
                 }
             },
             Proc::Child(_) => {
+                self.kill_requested = fault == Fault::Kill;
                 let pgid = Pid::from_raw(pid as i32);
                 let (signal, verb) = match fault {
                     Fault::Kill => (Signal::SIGKILL, "killed with SIGKILL"),
@@ -807,6 +820,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn requested_kills_never_make_a_crash_loop_or_grow_the_backoff() {
+        // Limit 3 quick deaths: six kills in a row on a fresh process would be a crash loop
+        // if they counted.
+        let (_tmp, h, mut events) = start("exec sleep 600", restart(RestartPolicy::OnFailure, 3));
+        h.ask(JobCommand::Start).await.unwrap();
+        for _ in 0..6 {
+            let pid = wait_for(&h, |i| i.state == JobState::Running).await.pid;
+            h.ask(|r| JobCommand::Fault(Fault::Kill, r)).await.unwrap();
+            wait_for(&h, |i| i.state == JobState::Running && i.pid != pid).await;
+        }
+        let info = h.info.borrow().clone();
+        assert_eq!(info.restarts, 6);
+        assert_eq!(info.state, JobState::Running);
+        let mut delays = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            if let JobEvent::Exited { next, .. } = ev {
+                delays.push(next);
+            }
+        }
+        assert!(
+            delays.len() == 6 && delays.iter().all(|d| d == "restarting in 10 ms"),
+            "{delays:?}"
+        );
+        h.ask(JobCommand::Shutdown).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_paused_node_still_stops_and_a_stopped_node_stays_down() {
         // The script ignores nothing; SIGTERM ends it once SIGCONT lets it run.
         let (_tmp, h, _ev) = start("exec sleep 600", restart(RestartPolicy::Always, 5));
@@ -879,6 +919,7 @@ mod tests {
             backoff_until: None,
             quick_deaths: VecDeque::new(),
             consecutive_quick: 0,
+            kill_requested: false,
         };
         let mut delays = vec![];
         for n in 1..=5 {
