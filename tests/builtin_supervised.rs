@@ -63,12 +63,7 @@ fn a_builtin_standalone_node_is_supervised_like_an_apache_one() {
     let out = c.run(&["resume", "1"], 30);
     assert!(out.status.success());
 
-    let pids = c.recorded_pids();
-    let out = c.run(&["down"], 60);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for p in pids {
-        assert!(!alive(p), "pid {p} left behind");
-    }
+    down_leaves_nothing(&c);
 }
 
 #[test]
@@ -101,12 +96,7 @@ fn builtin_observers_are_raft_learners_and_status_sees_them() {
     let (v, _) = c.status_json();
     assert_eq!(v["nodes"][3]["role"], "observer", "{v}");
 
-    let pids = c.recorded_pids();
-    let out = c.run(&["down"], 60);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for p in pids {
-        assert!(!alive(p), "pid {p} left behind");
-    }
+    down_leaves_nothing(&c);
 }
 
 #[test]
@@ -136,6 +126,11 @@ fn chaos_check_runs_a_fault_schedule_and_finds_no_anomaly() {
     let out = c.run(&["chaos", "--every", "soon"], 30);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not a duration"), "{}", stderr(&out));
+    down_leaves_nothing(&c);
+}
+
+/// `down` succeeds and no node process it recorded is left.
+fn down_leaves_nothing(c: &Cluster) {
     let pids = c.recorded_pids();
     let out = c.run(&["down"], 60);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -70,6 +70,11 @@ async fn closed_by_server(s: &mut TcpStream) -> bool {
     }
 }
 
+/// A valid handshake for a new session, framed.
+fn hello() -> Vec<u8> {
+    zkherd::server::proto::ConnectRequest::new_session(30_000, 0).framed()
+}
+
 /// Deterministic garbage (xorshift), so a failure can be replayed.
 fn garbage(n: usize, mut seed: u64) -> Vec<u8> {
     (0..n)
@@ -167,18 +172,7 @@ async fn thousands_of_idle_connections_leave_others_unaffected() {
     }
     // Half of them also complete a handshake and then say nothing (a live, idle session).
     for s in idle.iter_mut().take(500) {
-        let req = zkherd::server::proto::ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout: 30_000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        }
-        .encode();
-        let mut f = (req.len() as i32).to_be_bytes().to_vec();
-        f.extend_from_slice(&req);
-        s.write_all(&f).await.unwrap();
+        s.write_all(&hello()).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let grown = rss_mb() - before;
@@ -205,17 +199,7 @@ async fn a_slow_drip_sender_does_not_hold_up_anyone_else() {
     let addr = c.client_addr(1).unwrap();
     // A valid handshake, one byte every 20 ms (about a second in all); meanwhile normal
     // clients are served, and in the end the drip's own handshake is answered too.
-    let req = zkherd::server::proto::ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout: 30_000,
-        session_id: 0,
-        passwd: vec![0; 16],
-        read_only: Some(false),
-    }
-    .encode();
-    let mut frame = (req.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&req);
+    let frame = hello();
     let drip = tokio::spawn(async move {
         let mut s = TcpStream::connect(addr).await.unwrap();
         for b in frame {

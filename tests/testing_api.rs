@@ -34,6 +34,18 @@ async fn serving(addr: std::net::SocketAddr) -> bool {
     }
 }
 
+/// Node `id` stops serving within 10 s (it lost the quorum).
+async fn stops_serving(c: &TestingCluster, id: u64) {
+    let addr = c.client_addr(id).unwrap();
+    for _ in 0..100 {
+        if !serving(addr).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("node {id} still serves without a quorum");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority() {
     let mut c = TestingCluster::start(3).await.unwrap();
@@ -61,16 +73,7 @@ async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority()
         .find(|id| *id != leader && *id != new_leader)
         .unwrap();
     c.kill(new_leader).await;
-    let addr = c.client_addr(survivor).unwrap();
-    let mut stopped = false;
-    for _ in 0..100 {
-        if !serving(addr).await {
-            stopped = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(stopped, "node {survivor} still serves without a quorum");
+    stops_serving(&c, survivor).await;
 
     // Bring one back: quorum again, and the restarted node has caught up.
     c.restart(leader).await.unwrap();
@@ -271,16 +274,7 @@ async fn three_voters_and_an_observer_replicate_fail_over_and_recover() {
     c.kill(leader).await;
     c.kill(other).await;
     for id in [survivor, 4] {
-        let addr = c.client_addr(id).unwrap();
-        let mut stopped = false;
-        for _ in 0..100 {
-            if !serving(addr).await {
-                stopped = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(stopped, "node {id} still serves without a quorum");
+        stops_serving(&c, id).await;
     }
     // One back: quorum again.
     c.restart(other).await.unwrap();

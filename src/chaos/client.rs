@@ -39,18 +39,8 @@ impl Conn {
         let work = async {
             let mut stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let req = ConnectRequest {
-                protocol_version: 0,
-                last_zxid_seen,
-                timeout: 10_000,
-                session_id: 0,
-                passwd: vec![0; 16],
-                read_only: Some(false),
-            }
-            .encode();
-            let mut f = (req.len() as i32).to_be_bytes().to_vec();
-            f.extend_from_slice(&req);
-            stream.write_all(&f).await?;
+            let hello = ConnectRequest::new_session(10_000, last_zxid_seen).framed();
+            stream.write_all(&hello).await?;
             let body = read_frame(&mut stream).await?;
             let mut r = Reader::new(&body);
             let _proto = r.int().map_err(|_| bad("handshake"))?;

@@ -396,6 +396,26 @@ pub struct ConnectRequest {
 }
 
 impl ConnectRequest {
+    /// A request for a new session, as a client sends it first.
+    pub fn new_session(timeout_ms: i32, last_zxid_seen: i64) -> ConnectRequest {
+        ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen,
+            timeout: timeout_ms,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        }
+    }
+
+    /// The encoded request with its length prefix, ready to write to a socket.
+    pub fn framed(&self) -> Vec<u8> {
+        let body = self.encode();
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(&body);
+        f
+    }
+
     pub fn decode(b: &[u8]) -> DResult<ConnectRequest> {
         let mut r = Reader::new(b);
         let req = ConnectRequest {
