@@ -135,49 +135,49 @@ pub fn linearizable(ops: &[Op], init: RegState, budget: u64) -> Option<bool> {
     let keys: Vec<u128> = (0..n).map(key).collect();
     let mut linearized: u128 = 0;
     let mut cache: HashSet<(u128, RegState)> = HashSet::new();
+    // An operation with an unknown outcome may never have happened: that is the same as
+    // taking effect after everything else, so the search only places it where it changes the
+    // state, and is done once every known operation is placed.
+    let mut known_left = ops.iter().filter(|o| o.output != Output::Unknown).count();
     // Stack of (call position, op, state before).
     let mut stack: Vec<(usize, usize, RegState)> = Vec::new();
     let mut state = init;
     let mut entry = head;
     let mut steps = 0u64;
-    while head < len {
+    while known_left > 0 {
         steps += 1;
         if steps > budget {
             return None;
         }
-        if entry >= len {
-            // Nothing more to try here: backtrack.
+        // At the end of the list, or at a return whose call is not linearized yet: nothing
+        // can take effect next here; undo the last choice and try the next entry.
+        if entry >= len || events[entry].1 {
             let Some((p, op, before)) = stack.pop() else {
                 return Some(false);
             };
             state = before;
             linearized ^= keys[op];
+            if ops[op].output != Output::Unknown {
+                known_left += 1;
+            }
             // Undo in reverse order of removal (return, then call).
             relink(p, &mut next, &mut prev, &mut head);
             relink(ret_pos[op], &mut next, &mut prev, &mut head);
             entry = next[p];
             continue;
         }
-        let (_, is_ret, op) = events[entry];
-        if is_ret {
-            // An operation returned before anything pending could take effect: backtrack.
-            let Some((p, op, before)) = stack.pop() else {
-                return Some(false);
-            };
-            state = before;
-            linearized ^= keys[op];
-            // Undo in reverse order of removal (return, then call).
-            relink(p, &mut next, &mut prev, &mut head);
-            relink(ret_pos[op], &mut next, &mut prev, &mut head);
-            entry = next[p];
-            continue;
-        }
+        let op = events[entry].2;
         let o = &ops[op];
-        if let Some(after) = step(state, o.input, o.output) {
+        let after = step(state, o.input, o.output)
+            .filter(|after| o.output != Output::Unknown || *after != state);
+        if let Some(after) = after {
             linearized ^= keys[op];
             if cache.insert((linearized, after)) {
                 stack.push((entry, op, state));
                 state = after;
+                if o.output != Output::Unknown {
+                    known_left -= 1;
+                }
                 unlink(ret_pos[op], &mut next, &mut prev, &mut head);
                 unlink(entry, &mut next, &mut prev, &mut head);
                 entry = head;
@@ -188,6 +188,64 @@ pub fn linearizable(ops: &[Op], init: RegState, budget: u64) -> Option<bool> {
         entry = next[entry];
     }
     Some(true)
+}
+
+/// Make a history cheaper to search without changing its verdict. Values are unique per
+/// write, so an unknown-outcome write whose value some read returned did take effect, before
+/// that read returned, with the version the read saw: it becomes a known operation. The
+/// unknown writes left never showed; if the known writes account for every version up to the
+/// last one seen, none of them can have happened (each write takes its own version), so they
+/// are dropped; otherwise they stay, each free to have happened or not.
+pub fn resolve_unknowns(ops: &[Op]) -> Vec<Op> {
+    let mut seen: std::collections::HashMap<u64, (u64, i32)> = std::collections::HashMap::new();
+    for o in ops {
+        if let (Output::Value(v, ver), Some(ret)) = (o.output, o.ret) {
+            let e = seen.entry(v).or_insert((ret, ver));
+            if ret < e.0 {
+                *e = (ret, ver);
+            }
+        }
+    }
+    let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+    let mut unresolved = Vec::new();
+    for o in ops {
+        let value = match o.input {
+            Input::Write(v) | Input::Cas { value: v, .. } => Some(v),
+            Input::Read => None,
+        };
+        match (o.output, value.and_then(|v| seen.get(&v))) {
+            (Output::Unknown, Some(&(ret, ver))) if ret >= o.call => out.push(Op {
+                output: Output::Version(ver),
+                ret: Some(ret),
+                ..*o
+            }),
+            (Output::Unknown, _) => unresolved.push(*o),
+            _ => out.push(*o),
+        }
+    }
+    let mut versions: Vec<i32> = out
+        .iter()
+        .filter_map(|o| match o.output {
+            Output::Version(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let highest_seen = out
+        .iter()
+        .filter_map(|o| match o.output {
+            Output::Version(v) | Output::Value(_, v) => Some(v),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let complete = versions.len() as i32 == highest_seen
+        && versions.iter().enumerate().all(|(i, v)| *v == i as i32 + 1);
+    if !complete {
+        out.extend(unresolved);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -268,6 +326,73 @@ mod tests {
             op(1, Input::Read, Output::Value(1, 2), 2, Some(3)),
         ];
         assert_eq!(linearizable(&h, (0, 0), 1_000_000), Some(false));
+    }
+
+    #[test]
+    fn unknown_writes_are_resolved_by_what_reads_saw() {
+        let h = [
+            op(0, Input::Write(5), Output::Unknown, 0, None),
+            op(1, Input::Write(6), Output::Unknown, 1, None),
+            op(1, Input::Read, Output::Value(5, 1), 4, Some(5)),
+            op(2, Input::Write(7), Output::Version(2), 6, Some(7)),
+        ];
+        let r = resolve_unknowns(&h);
+        // Write(5) took effect (seen as version 1); versions 1-2 are all accounted for, so
+        // Write(6) never happened and is dropped.
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].output, Output::Version(1));
+        assert_eq!(r[0].ret, Some(5));
+        assert_eq!(linearizable(&r, (0, 0), 1_000_000), Some(true));
+        // A gap (version 2 unaccounted) keeps the unknown write, which then fills it.
+        let h = [
+            op(0, Input::Write(6), Output::Unknown, 1, None),
+            op(1, Input::Write(5), Output::Version(1), 0, Some(2)),
+            op(2, Input::Write(7), Output::Version(3), 6, Some(7)),
+        ];
+        let r = resolve_unknowns(&h);
+        assert_eq!(r.len(), 3);
+        assert_eq!(linearizable(&r, (0, 0), 1_000_000), Some(true));
+    }
+
+    #[test]
+    fn many_unknown_operations_do_not_blow_up_the_search() {
+        // 40 compare-and-sets with unknown outcomes that never took effect, between 2000
+        // sequential known writes and reads.
+        let mut h = Vec::new();
+        let mut t = 0;
+        for i in 0..40u64 {
+            h.push(op(
+                9,
+                Input::Cas {
+                    expected: 999,
+                    value: 10_000 + i,
+                },
+                Output::Unknown,
+                t,
+                None,
+            ));
+            t += 1;
+        }
+        for i in 1..=1000u64 {
+            h.push(op(
+                0,
+                Input::Write(i),
+                Output::Version(i as i32),
+                t,
+                Some(t + 1),
+            ));
+            h.push(op(
+                1,
+                Input::Read,
+                Output::Value(i, i as i32),
+                t + 2,
+                Some(t + 3),
+            ));
+            t += 4;
+        }
+        assert_eq!(linearizable(&h, (0, 0), 5_000_000), Some(true));
+        h.push(op(1, Input::Read, Output::Value(3, 3), t, Some(t + 1)));
+        assert_eq!(linearizable(&h, (0, 0), 5_000_000), Some(false));
     }
 
     #[test]

@@ -418,7 +418,8 @@ pub fn verdict(h: &History, budget: u64) -> Verdict {
     let mut undecided = Vec::new();
     for (k, ops) in &h.ops {
         let init: RegState = (0, 0);
-        match check::linearizable(ops, init, budget) {
+        let resolved = check::resolve_unknowns(ops);
+        match check::linearizable(&resolved, init, budget) {
             Some(true) => {}
             Some(false) => anomalies.push(format!(
                 "key k{k}: its {} operations are not linearizable",
