@@ -120,7 +120,14 @@ fn chaos_check_runs_a_fault_schedule_and_finds_no_anomaly() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert!(text.contains("anomalies: none"), "{text}");
-    assert!(text.contains("schedule done: 4 faults"), "{text}");
+    // Faults every 2 s for 9 s: 4 on an idle machine, fewer when a loaded one is slow to set up.
+    let faults: u32 = text
+        .split("schedule done: ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((2..=4).contains(&faults), "{text}");
     assert!(text.contains("write: acknowledged"), "{text}");
     // Bad input is refused with a reason.
     let out = c.run(&["chaos", "--every", "soon"], 30);

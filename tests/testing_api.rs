@@ -43,7 +43,8 @@ async fn stops_serving(c: &TestingCluster, id: u64) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("node {id} still serves without a quorum");
+    let srvr = probe::four_letter_word(addr, "srvr", Duration::from_secs(1)).await;
+    panic!("node {id} still serves without a quorum: {srvr:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
