@@ -82,6 +82,10 @@ async fn a_testing_cluster_survives_the_loss_of_a_minority_and_only_a_minority()
     let back = connect(&c.client_addr(leader).unwrap().to_string()).await;
     back.sync("/after-failover").await.unwrap();
     assert!(back.check_stat("/after-failover").await.unwrap().is_some());
+    // The two running replicas hold the same tree.
+    c.wait_for_identical_replicas(Duration::from_secs(15))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,6 +146,10 @@ async fn a_wiped_node_recovers_by_snapshot() {
                     dir.join("zkherd-raft/sm/snapshot").is_file(),
                     "a snapshot was installed"
                 );
+                // All three replicas hold the same tree.
+                c.wait_for_identical_replicas(Duration::from_secs(15))
+                    .await
+                    .unwrap();
                 break;
             }
         }
