@@ -73,6 +73,10 @@ pub struct ChaosArgs {
     /// Seed for the schedule and the clients (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
+    /// With --check: also write the history, one JSON object per operation
+    /// ({"key":…,"op":…}), to this file.
+    #[arg(long, value_name = "FILE")]
+    history: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -293,6 +297,18 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
     if let Some(task) = workload {
         stop.store(true, Ordering::Relaxed);
         let history = task.await.context("the client task failed")?;
+        if let Some(path) = &a.history {
+            let mut text = String::new();
+            for (k, ops) in &history.ops {
+                for o in ops {
+                    let line = serde_json::json!({ "key": k, "op": o });
+                    text.push_str(&line.to_string());
+                    text.push('\n');
+                }
+            }
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write the history to {}", path.display()))?;
+        }
         let checked = Instant::now();
         let v = chaos::verdict(&history, 50_000_000);
         let ops: usize = history.ops.values().map(Vec::len).sum();
