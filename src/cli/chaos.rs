@@ -310,7 +310,7 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
                 .with_context(|| format!("cannot write the history to {}", path.display()))?;
         }
         let checked = Instant::now();
-        let v = chaos::verdict(&history, 50_000_000);
+        let v = chaos::verdict(&history, 1_000_000_000);
         let ops: usize = history.ops.values().map(Vec::len).sum();
         println!(
             "{} history: {ops} operations checked in {:.1} s",
