@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::probe;
-use crate::server::{self, config::ZooCfg};
+use crate::supervisor::task_node::TaskNode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestingError {
@@ -37,13 +37,6 @@ pub enum TestingError {
     Diverged(String),
 }
 
-struct RunningNode {
-    /// The node's own runtime: shutting it down stops every task of the node.
-    runtime: tokio::runtime::Runtime,
-    /// Set before a kill, so the node's connections close as a dead process's would.
-    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
 /// A builtin ensemble in this process. Dropping it stops every node and deletes its data.
 pub struct TestingCluster {
     dir: tempfile::TempDir,
@@ -51,7 +44,9 @@ pub struct TestingCluster {
     clients: BTreeMap<u64, SocketAddr>,
     /// myids of the observers (numbered after the voters).
     observers: std::collections::BTreeSet<u64>,
-    running: BTreeMap<u64, RunningNode>,
+    /// Each node on a runtime of its own: the same in-process node the supervisor runs for
+    /// `runtime = "tasks"`.
+    running: BTreeMap<u64, TaskNode>,
 }
 
 /// `n` distinct free loopback ports below the kernel's ephemeral range, so that no outgoing
@@ -204,52 +199,24 @@ impl TestingCluster {
     /// Stop node `id` abruptly: its connections drop, nothing is flushed beyond what it already
     /// made durable.
     pub async fn kill(&mut self, id: u64) {
-        if let Some(n) = self.running.remove(&id) {
-            n.killed.store(true, std::sync::atomic::Ordering::Relaxed);
-            // Wait (bounded) until every task of the node is gone, so its files are quiet.
-            let rt = n.runtime;
-            let _ =
-                tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(5)))
-                    .await;
+        if let Some(mut n) = self.running.remove(&id) {
+            // Returns once every task of the node is gone, so its files are quiet.
+            n.kill().await;
         }
     }
 
     /// Start node `id` (again) from its data dir.
     pub async fn restart(&mut self, id: u64) -> Result<(), TestingError> {
         self.kill(id).await;
-        let cfg =
-            ZooCfg::load(&self.cfg_path(id)).map_err(|e| TestingError::Setup(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("zk-node{id}"))
-            .enable_all()
-            .build()
-            .map_err(|e| TestingError::Setup(format!("node {id}: no runtime: {e}")))?;
-        let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let k = killed.clone();
-        let task = runtime.spawn(async move {
-            server::run_killable(cfg, std::future::pending::<()>(), k)
-                .await
-                .map_err(|e| {
-                    tracing::warn!("testing node {id} stopped: {e}");
-                    e.to_string()
-                })
-        });
+        let mut node = TaskNode::start(id, &self.cfg_path(id)).map_err(TestingError::Setup)?;
         // Wait (bounded) until its client port answers; a node that stops first (a port
-        // taken, a bad data dir) is an error, not a silent hang.
+        // taken, a bad config or data dir) is an error, not a silent hang.
         let addr = self.clients[&id];
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
-            if task.is_finished() {
-                let why = match task.await {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => "it stopped".into(),
-                    Err(e) => e.to_string(),
-                };
-                // (A runtime must not be dropped inside another one.)
-                runtime.shutdown_background();
+            if let Some((exit, why)) = node.try_exited() {
                 return Err(TestingError::Setup(format!(
-                    "node {id} did not start: {why}"
+                    "node {id} did not start ({exit}): {why}"
                 )));
             }
             if Instant::now() > deadline {
@@ -257,7 +224,7 @@ impl TestingCluster {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.running.insert(id, RunningNode { runtime, killed });
+        self.running.insert(id, node);
         Ok(())
     }
 
@@ -353,8 +320,7 @@ impl TestingCluster {
 
 impl Drop for TestingCluster {
     fn drop(&mut self) {
-        for (_, n) in std::mem::take(&mut self.running) {
-            n.runtime.shutdown_background();
-        }
+        // Each node's own Drop shuts its runtime down.
+        self.running.clear();
     }
 }

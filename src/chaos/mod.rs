@@ -118,15 +118,11 @@ impl Workload {
             let _ = t.await;
         }
         // Final reads, through a fresh client, so a write lost at the very end shows too.
-        let final_stop = Arc::new(AtomicBool::new(false));
         let mut rng = Rng(self.seed ^ 0xF1A1);
         for k in 0..self.keys {
             for _ in 0..20 {
-                let mut state = ClientState::new(self.clients, &history);
-                if self
-                    .read(&mut state, &mut rng, k, &history, epoch, &final_stop)
-                    .await
-                {
+                let mut state = ClientState::new(self.clients);
+                if self.read(&mut state, &mut rng, k, &history, epoch).await {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -146,7 +142,7 @@ impl Workload {
         epoch: Instant,
     ) {
         let mut rng = Rng(self.seed.wrapping_add(id as u64 * 0x9E37_79B9) | 1);
-        let mut state = ClientState::new(id, &history);
+        let mut state = ClientState::new(id);
         let mut counter = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let k = rng.below(self.keys as u64) as usize;
@@ -166,8 +162,7 @@ impl Workload {
                         .await;
                 }
                 _ => {
-                    self.read(&mut state, &mut rng, k, &history, epoch, &stop)
-                        .await;
+                    self.read(&mut state, &mut rng, k, &history, epoch).await;
                 }
             }
         }
@@ -268,7 +263,6 @@ impl Workload {
         k: usize,
         history: &Mutex<History>,
         epoch: Instant,
-        _stop: &AtomicBool,
     ) -> bool {
         if !self.ensure_conn(s, rng).await {
             return false;
@@ -335,7 +329,7 @@ struct ClientState {
 }
 
 impl ClientState {
-    fn new(id: usize, _h: &Mutex<History>) -> ClientState {
+    fn new(id: usize) -> ClientState {
         ClientState {
             id,
             conn: None,

@@ -250,11 +250,6 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
                         took.as_secs_f64()
                     );
                     healthy_at = Some(Instant::now());
-                } else if kind == FaultKind::Pause && !resumed {
-                    // While paused: report once when the others have a leader again.
-                    if st.leader.is_some() && Some(st.leader) != victim.map(Some) {
-                        // (the degraded verdict is expected until the resume)
-                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -434,15 +434,16 @@ impl Core {
         match &self.backing {
             Backing::Standalone(_) => true,
             Backing::Ensemble(e) => {
-                let m = e.raft.metrics().borrow_watched().clone();
-                let quiet = |d: Option<Duration>| d.is_none_or(|d| d > e.leader_silence);
+                // Called every tick and for every 4lw: read the metrics in place, no clone.
+                let metrics = e.raft.metrics();
+                let m = metrics.borrow_watched();
                 match m.current_leader {
                     None => false,
                     Some(l) if l == e.me => m
                         .last_quorum_acked
                         .as_ref()
                         .is_none_or(|t| t.elapsed() <= e.leader_silence),
-                    Some(_) => !quiet(e.contact.since()),
+                    Some(_) => e.contact.since().is_some_and(|d| d <= e.leader_silence),
                 }
             }
         }

@@ -18,7 +18,7 @@ use super::consensus::network::{self, Hooks, Network, Peer, Raft};
 use super::consensus::state_machine::{SmEvent, StateMachine};
 use super::consensus::Proposal;
 use super::core::{Backing, Core, Ensemble};
-use super::{handle_batch, listen, reap_interval, ServerError};
+use super::{handle_batch, listen, reap_interval, tick_interval, ServerError};
 
 /// Raft timing from zoo.cfg: the election timeout is a thirtieth of ZooKeeper's
 /// `syncLimit × tickTime` (333 ms at the defaults, clamped to 300 ms - 5 s), so a hung leader is
@@ -117,7 +117,7 @@ pub async fn run(
     // Dropping this node's future (an in-process kill) or stopping it marks it dying, so its
     // connections close as a crashed process's would.
     let _dying = SetOnDrop(network.dying.clone());
-    let raft: Raft = Raft::new(me, config, network.clone(), log, sm)
+    let raft: Raft = Raft::new(me, config.clone(), network.clone(), log, sm)
         .await
         .map_err(|e| quorum_err(format!("Raft failed to start: {e}")))?;
 
@@ -137,7 +137,7 @@ pub async fn run(
     tracing::info!("node {me}: quorum port {qaddr}, election port {eaddr}");
     let (touch_tx, mut touch_rx) = mpsc::unbounded_channel();
     let contact = Arc::new(network::LeaderContact::new(Duration::from_millis(
-        raft_config(&cfg).election_timeout_min,
+        config.election_timeout_min,
     )));
     // Every task of this node belongs to this set: when the node stops, or its future is
     // dropped (an in-process kill), all of them stop and every Raft handle is released.
@@ -163,7 +163,7 @@ pub async fn run(
 
     let peers: BTreeMap<u64, String> = cfg.servers.iter().map(|s| (s.id, addr_of(s))).collect();
     if !mine.observer && !raft.is_initialized().await.unwrap_or(true) {
-        let wait = Duration::from_millis(raft_config(&cfg).election_timeout_max * 2);
+        let wait = Duration::from_millis(config.election_timeout_max * 2);
         tasks.spawn(first_start(raft.clone(), me, voters, peers.clone(), wait));
     }
     let (prop_tx, prop_rx) = mpsc::unbounded_channel();
@@ -176,13 +176,12 @@ pub async fn run(
         tasks.spawn(add_observers(raft.clone(), me, observers));
     }
     if !mine.observer {
-        let rc = raft_config(&cfg);
         tasks.spawn(watch_leader(
             raft.clone(),
             me,
             contact.clone(),
-            Duration::from_millis(rc.election_timeout_max),
-            Duration::from_millis(rc.heartbeat_interval),
+            Duration::from_millis(config.election_timeout_max),
+            Duration::from_millis(config.heartbeat_interval),
         ));
     }
 
@@ -213,14 +212,13 @@ pub async fn run(
             contact,
             // Twice the longest election timeout: a leader that is still there has sent
             // several heartbeats by then, even on a loaded machine.
-            leader_silence: Duration::from_millis(raft_config(&cfg).election_timeout_max * 2),
+            leader_silence: Duration::from_millis(config.election_timeout_max * 2),
             next_pending: 0,
             dir: dir.clone(),
             leaderless_since: None,
         })),
     );
-    let mut tick =
-        tokio::time::interval(Duration::from_millis(u64::from(cfg.tick_time / 2).max(10)));
+    let mut tick = tokio::time::interval(tick_interval(&cfg));
     let mut reaper = tokio::time::interval(reap_interval(&cfg));
     let mut was_leader = false;
     tracing::info!("serving on {} (ensemble member {me})", cfg.client_addr());
@@ -492,19 +490,30 @@ async fn watch_leader(
     }
 }
 
-/// Leader: make every observer of zoo.cfg a learner (once; the membership is replicated).
+/// Leader: make every observer of zoo.cfg a learner. The membership is replicated, so once it
+/// holds every observer this task ends, on every member.
 async fn add_observers(raft: Raft, me: u64, observers: BTreeMap<u64, BasicNode>) {
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let m = raft.metrics().borrow_watched().clone();
-        if m.current_leader != Some(me) {
+        let (leading, missing): (bool, Vec<(u64, BasicNode)>) = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow_watched();
+            let membership = m.membership_config.membership();
+            (
+                m.current_leader == Some(me),
+                observers
+                    .iter()
+                    .filter(|(id, _)| membership.get_node(id).is_none())
+                    .map(|(id, n)| (*id, n.clone()))
+                    .collect(),
+            )
+        };
+        if missing.is_empty() {
+            return;
+        }
+        if !leading {
             continue;
         }
-        let missing: Vec<(u64, BasicNode)> = observers
-            .iter()
-            .filter(|(id, _)| m.membership_config.membership().get_node(id).is_none())
-            .map(|(id, n)| (*id, n.clone()))
-            .collect();
         for (id, node) in missing {
             match raft.add_learner(id, node, false).await {
                 Ok(_) => tracing::info!("observer {id} added as a Raft learner"),

@@ -129,8 +129,7 @@ async fn run_standalone(
     let accept = listen(&cfg, tx).await?;
     let _abort_accept = ensemble::AbortOnDrop(accept);
     let mut core = core::Core::new(cfg.clone(), recovered.state, core::Backing::Standalone(log));
-    let mut expiry =
-        tokio::time::interval(Duration::from_millis(u64::from(cfg.tick_time / 2).max(10)));
+    let mut expiry = tokio::time::interval(tick_interval(&cfg));
     let mut reaper = tokio::time::interval(reap_interval(&cfg));
     let purge_every = Duration::from_secs(cfg.purge_interval_h.max(1) * 3600);
     let mut purge =
@@ -163,6 +162,11 @@ async fn run_standalone(
         let _ = log.sync();
     }
     result
+}
+
+/// How often sessions are checked for expiry (and, in an ensemble, touches sent): half a tick.
+fn tick_interval(cfg: &ZooCfg) -> Duration {
+    Duration::from_millis(u64::from(cfg.tick_time / 2).max(10))
 }
 
 fn reap_interval(cfg: &ZooCfg) -> Duration {

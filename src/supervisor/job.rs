@@ -346,7 +346,7 @@ impl Job {
                 utc_timestamp(unix_ms()),
                 std::process::id()
             );
-            let task = TaskNode::start(id, &self.node.zoo_cfg)?;
+            let task = TaskNode::start(u64::from(id), &self.node.zoo_cfg)?;
             return Ok(self.started(Proc::Task(task), std::process::id(), is_restart));
         }
         let mut cmd = self
@@ -505,10 +505,12 @@ impl Job {
                 self.info.state
             ));
         };
+        // A death we cause is restarted at once and never counts as a crash (see
+        // on_unplanned_exit).
+        self.kill_requested = fault == Fault::Kill;
         let message = match proc {
             Proc::Task(task) => match fault {
                 Fault::Kill => {
-                    self.kill_requested = true;
                     // The job's wait sees the node end and applies the restart policy.
                     task.kill().await;
                     format!("node {id} (in-process) killed: its runtime is shut down")
@@ -523,7 +525,6 @@ impl Job {
                 }
             },
             Proc::Child(_) => {
-                self.kill_requested = fault == Fault::Kill;
                 let pgid = Pid::from_raw(pid as i32);
                 let (signal, verb) = match fault {
                     Fault::Kill => (Signal::SIGKILL, "killed with SIGKILL"),
@@ -558,7 +559,7 @@ impl Job {
         self.info.state = JobState::Stopping;
         self.publish();
         let exit = match proc {
-            Proc::Task(mut task) => task.stop(STOP_GRACE).await,
+            Proc::Task(mut task) => Some(task.stop(STOP_GRACE).await),
             Proc::Child(mut child) => {
                 let pgid = Pid::from_raw(pid as i32);
                 let _ = killpg(pgid, Signal::SIGCONT);

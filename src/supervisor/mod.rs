@@ -9,7 +9,7 @@
 
 pub mod control;
 pub mod job;
-mod task_node;
+pub(crate) mod task_node;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

@@ -52,7 +52,8 @@ impl Gate {
 pub struct TaskNode {
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
-    done: oneshot::Receiver<ExitInfo>,
+    /// How the server ended, and why (empty for a clean end).
+    done: oneshot::Receiver<(ExitInfo, String)>,
     gate: Arc<Gate>,
     /// Set before a kill: the node's connections then close like a dead process's.
     killed: Arc<AtomicBool>,
@@ -61,7 +62,7 @@ pub struct TaskNode {
 impl TaskNode {
     /// Start node `id` from its zoo.cfg. A config the server rejects still "starts": the node
     /// exits at once with code 2, as `zkherd node` would, so the job classifies it alike.
-    pub fn start(id: u16, zoo_cfg: &Path) -> Result<TaskNode, String> {
+    pub fn start(id: u64, zoo_cfg: &Path) -> Result<TaskNode, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(format!("zkherd-node{id}"))
@@ -77,7 +78,7 @@ impl TaskNode {
             let exit = match cfg {
                 Err(e) => {
                     tracing::error!("node {id}: invalid config, exiting: {e}");
-                    ExitInfo::Code(2)
+                    (ExitInfo::Code(2), e.to_string())
                 }
                 Ok(cfg) => match server::run_killable(
                     cfg,
@@ -88,10 +89,10 @@ impl TaskNode {
                 )
                 .await
                 {
-                    Ok(()) => ExitInfo::Code(0),
+                    Ok(()) => (ExitInfo::Code(0), String::new()),
                     Err(e) => {
                         tracing::error!("node {id}: {e}");
-                        ExitInfo::Code(e.exit_code())
+                        (ExitInfo::Code(e.exit_code()), e.to_string())
                     }
                 },
             };
@@ -109,9 +110,14 @@ impl TaskNode {
     /// Resolves when the node has ended; a killed node reads as SIGKILL.
     pub async fn exited(&mut self) -> ExitInfo {
         match (&mut self.done).await {
-            Ok(e) => e,
+            Ok((e, _)) => e,
             Err(_) => ExitInfo::Signal(Signal::SIGKILL as i32),
         }
+    }
+
+    /// The exit and its reason, if the node has ended by itself.
+    pub fn try_exited(&mut self) -> Option<(ExitInfo, String)> {
+        self.done.try_recv().ok()
     }
 
     pub fn pause(&self) {
@@ -141,18 +147,18 @@ impl TaskNode {
         }
     }
 
-    /// Graceful stop within `grace`, else a kill. The exit, if the node reported one.
-    pub async fn stop(&mut self, grace: Duration) -> Option<ExitInfo> {
+    /// Graceful stop within `grace`, else a kill (which reads as SIGKILL).
+    pub async fn stop(&mut self, grace: Duration) -> ExitInfo {
         self.resume();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        let exit = tokio::time::timeout(grace, &mut self.done)
-            .await
-            .ok()
-            .and_then(|r| r.ok());
+        let exit = match tokio::time::timeout(grace, &mut self.done).await {
+            Ok(Ok((e, _))) => e,
+            _ => ExitInfo::Signal(Signal::SIGKILL as i32),
+        };
         self.kill().await;
-        exit.or(Some(ExitInfo::Signal(Signal::SIGKILL as i32)))
+        exit
     }
 }
 
