@@ -170,9 +170,36 @@ pub fn is_listening(port: u16) -> bool {
     !listening_inodes(port).is_empty()
 }
 
-/// Whether `port` can be bound on `host` right now.
-pub fn is_free(host: IpAddr, port: u16) -> bool {
-    TcpListener::bind(SocketAddr::new(host, port)).is_ok() && !is_listening(port)
+/// The ports among `ports` that cannot be bound on `host`, or that something listens on (on
+/// any address). Reads the kernel's socket tables once for all of them: each read costs
+/// milliseconds on a host with many sockets, and a node has four ports.
+pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)]) -> Vec<(K, u16)> {
+    let mut busy: Vec<(K, u16)> = ports
+        .iter()
+        .filter(|(_, p)| TcpListener::bind(SocketAddr::new(host, *p)).is_err())
+        .copied()
+        .collect();
+    if busy.is_empty() {
+        let listening = listening_ports();
+        busy = ports
+            .iter()
+            .filter(|(_, p)| listening.contains(p))
+            .copied()
+            .collect();
+    }
+    busy
+}
+
+/// Every TCP port in the LISTEN state on this host (IPv4 and IPv6).
+pub fn listening_ports() -> std::collections::BTreeSet<u16> {
+    let mut out = std::collections::BTreeSet::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        out.extend(parse_proc_net_tcp_listening(&text).map(|(p, _)| p));
+    }
+    out
 }
 
 /// The process that holds a listening socket on `port`, if this user can see it.
@@ -248,17 +275,22 @@ fn listening_inodes(port: u16) -> Vec<u64> {
 }
 
 fn parse_proc_net_tcp(text: &str, port: u16) -> Vec<u64> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let local = cols.get(1)?;
-            let state = cols.get(3)?;
-            let inode = cols.get(9)?.parse::<u64>().ok()?;
-            let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-            (p == port && *state == "0A").then_some(inode)
-        })
+    parse_proc_net_tcp_listening(text)
+        .filter(|(p, _)| *p == port)
+        .map(|(_, inode)| inode)
         .collect()
+}
+
+/// (port, socket inode) of every listening socket in a `/proc/net/tcp{,6}` table.
+fn parse_proc_net_tcp_listening(text: &str) -> impl Iterator<Item = (u16, u64)> + '_ {
+    text.lines().skip(1).filter_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let local = cols.get(1)?;
+        let state = cols.get(3)?;
+        let inode = cols.get(9)?.parse::<u64>().ok()?;
+        let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+        (*state == "0A").then_some((p, inode))
+    })
 }
 
 #[cfg(test)]

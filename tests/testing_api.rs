@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use zkherd::probe;
+use zkherd::server::consensus::log_store::log_index_range;
 use zkherd::testing::TestingCluster;
 use zookeeper_client::{Acls, Client, CreateMode};
 
@@ -133,12 +134,8 @@ async fn a_wiped_node_recovers_by_snapshot() {
                     assert_eq!(d, i.to_string().as_bytes());
                 }
                 // It came back by snapshot: its own Raft log starts after the purged range.
-                let log = std::fs::read(dir.join("zkherd-raft/raft/log")).unwrap_or_default();
-                if log.len() > 8 {
-                    let len = u32::from_be_bytes(log[..4].try_into().unwrap()) as usize;
-                    let first: serde_json::Value =
-                        serde_json::from_slice(&log[8..8 + len]).unwrap();
-                    let index = first["log_id"]["index"].as_u64().unwrap();
+                let range = log_index_range(&dir.join("zkherd-raft/raft")).unwrap();
+                if let Some((index, _)) = range {
                     eprintln!("wiped node: first Raft log index after recovery = {index}");
                     assert!(index > 20, "the wiped node replayed the log from {index}");
                 }

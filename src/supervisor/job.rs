@@ -306,13 +306,7 @@ impl Job {
         // once, but give a stopping process a moment.
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            let busy: Vec<_> = self
-                .node
-                .ports
-                .all()
-                .into_iter()
-                .filter(|(_, p)| !ports::is_free(self.host, *p))
-                .collect();
+            let busy = ports::busy(self.host, &self.node.ports.all());
             if busy.is_empty() {
                 break;
             }
@@ -584,14 +578,14 @@ impl Job {
         self.info.reason = None;
         self.publish();
         let deadline = Instant::now() + PORT_RELEASE;
-        while Instant::now() < deadline
-            && self
-                .node
+        while Instant::now() < deadline && {
+            let listening = ports::listening_ports();
+            self.node
                 .ports
                 .all()
                 .iter()
-                .any(|(_, p)| ports::is_listening(*p))
-        {
+                .any(|(_, p)| listening.contains(p))
+        } {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = self.events.send(JobEvent::Stopped { id });

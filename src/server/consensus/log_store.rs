@@ -1,27 +1,59 @@
-//! The Raft log on disk: `raft/log` holds records `u32 length | u32 crc32 | JSON entry`; `vote`,
-//! `committed` and `purged` are small JSON files replaced atomically (write, fsync, rename,
-//! fsync the directory). Entries since the last purge are also kept in memory, which suits the
-//! log sizes of a development ensemble; truncation and purge rewrite the file atomically.
+//! The Raft log on disk.
+//!
+//! - `raft/log` starts with the 8 bytes `ZKHLOG2\n`, then records `u32 length | u32 crc32 |
+//!   bincode entry`. A log without that header holds the JSON records of zkherd before 0.2; it
+//!   is read and rewritten in the binary form on open.
+//! - `vote` and `purged` are small JSON files replaced atomically (write, fsync, rename, fsync
+//!   the directory).
+//! - `committed` is a hint for a faster restart, written in place on every commit advance
+//!   without fsync: `u32 length | u32 crc32 | bincode`, zero-padded. A torn or unreadable hint
+//!   is dropped with a warning (the leader tells the node its commit index again).
+//!
+//! Appends are written and fsynced by one writer thread per log, in order; the thread takes every
+//! append that is waiting into one write and one fsync (group commit) and tells openraft when
+//! each is durable, so the Raft core replicates while the disk works. Entries since the last
+//! purge are also kept in memory, which suits the log sizes of a development ensemble;
+//! truncation and purge rewrite the file atomically through the same thread.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::RangeBounds;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc as std_mpsc, Arc};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex};
 
-use super::ZkRaft;
+use super::{codec, ZkRaft};
 
 type Entry = EntryOf<ZkRaft>;
 
+const LOG_MAGIC: &[u8; 8] = b"ZKHLOG2\n";
+/// Room for the committed hint: header and a bincode `Option<LogId>` (at most ~30 bytes).
+const COMMITTED_LEN: usize = 64;
+
+/// Work for the writer thread, done in the order sent.
+enum Job {
+    /// Records to append; `done` is told once they are durable (or written, with fsync off).
+    Append {
+        bytes: Vec<u8>,
+        done: IOFlushed<ZkRaft>,
+    },
+    /// Replace the whole log file with these bytes (after a truncation or purge).
+    Replace {
+        bytes: Vec<u8>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+}
+
 struct Inner {
     dir: PathBuf,
-    log: File,
+    writer: std_mpsc::Sender<Job>,
+    committed_file: File,
     entries: BTreeMap<u64, Entry>,
     purged: Option<LogIdOf<ZkRaft>>,
     vote: Option<VoteOf<ZkRaft>>,
@@ -39,13 +71,25 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-fn record(e: &Entry) -> io::Result<Vec<u8>> {
-    let json = serde_json::to_vec(e).map_err(other)?;
-    let mut rec = Vec::with_capacity(8 + json.len());
-    rec.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    rec.extend_from_slice(&crc32fast::hash(&json).to_be_bytes());
-    rec.extend_from_slice(&json);
-    Ok(rec)
+/// `u32 length | u32 crc32 | payload`.
+fn framed(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn record(e: &Entry, out: &mut Vec<u8>) -> io::Result<()> {
+    framed(&codec::encode(e)?, out);
+    Ok(())
+}
+
+/// The payload of the framed record at `off`, if it is whole and its CRC matches.
+fn unframe(bytes: &[u8], off: usize) -> Option<&[u8]> {
+    let head = bytes.get(off..off + 8)?;
+    let len = u32::from_be_bytes(head[..4].try_into().ok()?) as usize;
+    let crc = u32::from_be_bytes(head[4..].try_into().ok()?);
+    let payload = bytes.get(off + 8..(off + 8).checked_add(len)?)?;
+    (crc32fast::hash(payload) == crc).then_some(payload)
 }
 
 /// Replace `path` with `bytes` so that a crash leaves the old or the new file, never half.
@@ -77,8 +121,113 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T
     }
 }
 
+/// The committed hint: binary, or the JSON of zkherd before 0.2; `None` with a warning when it
+/// is unreadable.
+fn read_committed_hint(path: &Path, warnings: &mut Vec<String>) -> Option<LogIdOf<ZkRaft>> {
+    let bytes = fs::read(path).ok()?;
+    let decoded = match bytes.first() {
+        Some(b'{') | Some(b'n') => serde_json::from_slice(&bytes).ok(),
+        _ => unframe(&bytes, 0).and_then(|p| codec::decode(p).ok()),
+    };
+    if decoded.is_none() && !bytes.is_empty() {
+        warnings.push(format!(
+            "{}: unreadable commit hint ignored; the leader will resend the commit index",
+            path.display()
+        ));
+    }
+    decoded.flatten()
+}
+
+/// Parse the records of a log file: entries, where the good part ends, and whether the file is
+/// the legacy JSON form.
+fn parse_log(bytes: &[u8]) -> (BTreeMap<u64, Entry>, usize, bool) {
+    let legacy = !bytes.is_empty() && !bytes.starts_with(LOG_MAGIC);
+    let mut off = if legacy {
+        0
+    } else {
+        bytes.len().min(LOG_MAGIC.len())
+    };
+    let mut entries = BTreeMap::new();
+    while off < bytes.len() {
+        let Some(payload) = unframe(bytes, off) else {
+            break;
+        };
+        let e: Option<Entry> = if legacy {
+            serde_json::from_slice(payload).ok()
+        } else {
+            codec::decode(payload).ok()
+        };
+        let Some(e) = e else {
+            break;
+        };
+        entries.insert(e.log_id.index(), e);
+        off += 8 + payload.len();
+    }
+    (entries, off, legacy)
+}
+
+/// The whole log file for these entries.
+fn log_file_bytes(entries: &BTreeMap<u64, Entry>) -> io::Result<Vec<u8>> {
+    let mut bytes = LOG_MAGIC.to_vec();
+    for e in entries.values() {
+        record(e, &mut bytes)?;
+    }
+    Ok(bytes)
+}
+
+/// The writer thread: appends in order, one write and one fsync for all the appends waiting.
+fn write_loop(path: PathBuf, mut log: File, force_sync: bool, jobs: std_mpsc::Receiver<Job>) {
+    let mut next = jobs.recv().ok();
+    while let Some(job) = next.take() {
+        match job {
+            Job::Append { bytes, done } => {
+                let mut bytes = bytes;
+                let mut waiting = vec![done];
+                // Take every append already queued; stop at anything else.
+                loop {
+                    match jobs.try_recv() {
+                        Ok(Job::Append { bytes: b, done }) => {
+                            bytes.extend_from_slice(&b);
+                            waiting.push(done);
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let r = log.write_all(&bytes).and_then(|_| {
+                    if force_sync {
+                        log.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = &r {
+                    tracing::error!("{}: append failed: {e}", path.display());
+                }
+                for done in waiting {
+                    done.io_completed(r.as_ref().map(|_| ()).map_err(other));
+                }
+            }
+            Job::Replace { bytes, done } => {
+                let r = write_atomic(&path, &bytes, force_sync).and_then(|_| {
+                    log = OpenOptions::new().append(true).open(&path)?;
+                    Ok(())
+                });
+                let _ = done.send(r);
+            }
+        }
+        if next.is_none() {
+            next = jobs.recv().ok();
+        }
+    }
+}
+
 impl LogStore {
-    /// Open the log in `dir` (created if missing); a torn last record is cut off.
+    /// Open the log in `dir` (created if missing); a torn last record is cut off, a legacy JSON
+    /// log is rewritten in the binary form.
     pub fn open(dir: &Path, force_sync: bool) -> io::Result<(LogStore, Vec<String>)> {
         fs::create_dir_all(dir)?;
         let path = dir.join("log");
@@ -87,48 +236,44 @@ impl LogStore {
         if let Ok(mut f) = File::open(&path) {
             f.read_to_end(&mut bytes)?;
         }
-        let mut entries = BTreeMap::new();
-        let mut off = 0usize;
-        while off < bytes.len() {
-            let good = (|| {
-                if bytes.len() - off < 8 {
-                    return None;
-                }
-                let len = u32::from_be_bytes(bytes[off..off + 4].try_into().ok()?) as usize;
-                let crc = u32::from_be_bytes(bytes[off + 4..off + 8].try_into().ok()?);
-                let payload = bytes.get(off + 8..off + 8 + len)?;
-                if crc32fast::hash(payload) != crc {
-                    return None;
-                }
-                let e: Entry = serde_json::from_slice(payload).ok()?;
-                Some((e, 8 + len))
-            })();
-            match good {
-                Some((e, n)) => {
-                    entries.insert(e.log_id.index(), e);
-                    off += n;
-                }
-                None => {
-                    warnings.push(format!(
-                        "{}: torn tail at byte {off}; cut {} bytes",
-                        path.display(),
-                        bytes.len() - off
-                    ));
-                    let f = OpenOptions::new().write(true).open(&path)?;
-                    f.set_len(off as u64)?;
-                    f.sync_all()?;
-                    break;
-                }
-            }
+        let (entries, good, legacy) = parse_log(&bytes);
+        if good < bytes.len() {
+            warnings.push(format!(
+                "{}: torn tail at byte {good}; cut {} bytes",
+                path.display(),
+                bytes.len() - good
+            ));
         }
-        let log = OpenOptions::new().create(true).append(true).open(&path)?;
+        if legacy || good < bytes.len() || bytes.is_empty() {
+            if legacy {
+                warnings.push(format!(
+                    "{}: JSON log of an older zkherd rewritten in the binary form ({} entries)",
+                    path.display(),
+                    entries.len()
+                ));
+            }
+            write_atomic(&path, &log_file_bytes(&entries)?, true)?;
+        }
+        let log = OpenOptions::new().append(true).open(&path)?;
+        let committed_path = dir.join("committed");
+        let committed = read_committed_hint(&committed_path, &mut warnings);
+        let committed_file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&committed_path)?;
+        let (writer, jobs) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || write_loop(path, log, force_sync, jobs))?;
         let inner = Inner {
             dir: dir.to_path_buf(),
-            log,
+            writer,
+            committed_file,
             entries,
             purged: read_json(&dir.join("purged"))?,
             vote: read_json(&dir.join("vote"))?,
-            committed: read_json(&dir.join("committed"))?,
+            committed,
             force_sync,
         };
         Ok((
@@ -140,17 +285,29 @@ impl LogStore {
     }
 }
 
+/// The first and last index in the Raft log file under `dir` (a node's `zkherd-raft/raft`),
+/// read without opening the store; `None` for an empty log. For tests and diagnostics.
+pub fn log_index_range(dir: &Path) -> io::Result<Option<(u64, u64)>> {
+    let bytes = fs::read(dir.join("log"))?;
+    let (entries, _, _) = parse_log(&bytes);
+    Ok(entries
+        .keys()
+        .next()
+        .zip(entries.keys().next_back())
+        .map(|(a, b)| (*a, *b)))
+}
+
 impl Inner {
-    /// Rewrite the log file from memory (after truncation or purge).
-    fn rewrite(&mut self) -> io::Result<()> {
-        let mut bytes = Vec::new();
-        for e in self.entries.values() {
-            bytes.extend_from_slice(&record(e)?);
-        }
-        let path = self.dir.join("log");
-        write_atomic(&path, &bytes, self.force_sync)?;
-        self.log = OpenOptions::new().append(true).open(&path)?;
-        Ok(())
+    /// Rewrite the log file from memory (after truncation or purge), after every append sent
+    /// before.
+    async fn rewrite(&mut self) -> io::Result<()> {
+        let (done, rx) = oneshot::channel();
+        let bytes = log_file_bytes(&self.entries)?;
+        self.writer
+            .send(Job::Replace { bytes, done })
+            .map_err(|_| other("the log writer thread is gone"))?;
+        rx.await
+            .map_err(|_| other("the log writer thread is gone"))?
     }
 }
 
@@ -206,13 +363,11 @@ impl RaftLogStorage<ZkRaft> for LogStore {
         committed: Option<LogIdOf<ZkRaft>>,
     ) -> Result<(), io::Error> {
         let mut inner = self.inner.lock().await;
-        let path = inner.dir.join("committed");
-        // The committed index is a hint for faster restart; it need not be fsynced.
-        write_atomic(
-            &path,
-            &serde_json::to_vec(&committed).map_err(other)?,
-            false,
-        )?;
+        // A hint for a faster restart: written in place, not fsynced (see the module docs).
+        let mut hint = Vec::with_capacity(COMMITTED_LEN);
+        framed(&codec::encode(&committed)?, &mut hint);
+        hint.resize(COMMITTED_LEN.max(hint.len()), 0);
+        inner.committed_file.write_all_at(&hint, 0)?;
         inner.committed = committed;
         Ok(())
     }
@@ -230,24 +385,21 @@ impl RaftLogStorage<ZkRaft> for LogStore {
         let mut bytes = Vec::new();
         let mut added = Vec::new();
         for e in entries {
-            bytes.extend_from_slice(&record(&e)?);
+            record(&e, &mut bytes)?;
             added.push(e);
         }
-        let r = (|| {
-            inner.log.write_all(&bytes)?;
-            if inner.force_sync {
-                inner.log.sync_data()?;
-            }
-            Ok::<(), io::Error>(())
-        })();
-        if r.is_ok() {
-            for e in added {
-                inner.entries.insert(e.log_id.index(), e);
-            }
+        // Readers see the entries at once (a leader may replicate what it has not yet
+        // flushed); openraft counts them durable only once the writer calls back.
+        for e in added {
+            inner.entries.insert(e.log_id.index(), e);
         }
-        let flushed = r.as_ref().map(|_| ()).map_err(other);
-        callback.io_completed(flushed);
-        r
+        inner
+            .writer
+            .send(Job::Append {
+                bytes,
+                done: callback,
+            })
+            .map_err(|_| other("the log writer thread is gone"))
     }
 
     async fn truncate_after(
@@ -263,7 +415,7 @@ impl RaftLogStorage<ZkRaft> for LogStore {
         for k in doomed {
             inner.entries.remove(&k);
         }
-        inner.rewrite()
+        inner.rewrite().await
     }
 
     async fn purge(&mut self, log_id: LogIdOf<ZkRaft>) -> Result<(), io::Error> {
@@ -283,6 +435,67 @@ impl RaftLogStorage<ZkRaft> for LogStore {
         for k in doomed {
             inner.entries.remove(&k);
         }
-        inner.rewrite()
+        inner.rewrite().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::entry::RaftEntry;
+
+    /// A log written by zkherd before 0.2 (JSON records) opens, and is rewritten in the binary
+    /// form with the same entries.
+    #[test]
+    fn a_legacy_json_log_is_read_and_rewritten() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let entries: Vec<Entry> = (1..=3)
+            .map(|i| {
+                let log_id = openraft::LogId::new(
+                    openraft::impls::leader_id_adv::LeaderId {
+                        term: 1,
+                        node_id: 3,
+                    },
+                    i,
+                );
+                Entry::new_blank(log_id)
+            })
+            .collect();
+        let mut legacy = Vec::new();
+        for e in &entries {
+            framed(&serde_json::to_vec(e).expect("json"), &mut legacy);
+        }
+        legacy.extend_from_slice(b"\0\0\0\x09torn");
+        fs::write(dir.join("log"), &legacy).expect("write");
+        fs::write(dir.join("committed"), b"null").expect("write");
+        let (_store, warnings) = LogStore::open(dir, false).expect("open");
+        assert!(
+            warnings.iter().any(|w| w.contains("rewritten")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("torn tail")),
+            "{warnings:?}"
+        );
+        let bytes = fs::read(dir.join("log")).expect("read");
+        assert!(bytes.starts_with(LOG_MAGIC));
+        let (back, good, legacy) = parse_log(&bytes);
+        assert!(!legacy);
+        assert_eq!(good, bytes.len());
+        assert_eq!(back.into_values().collect::<Vec<_>>(), entries);
+    }
+
+    /// A torn or foreign commit hint is dropped with a warning, never trusted.
+    #[test]
+    fn a_garbled_commit_hint_is_ignored() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("committed"), [7u8; 64]).expect("write");
+        let mut warnings = Vec::new();
+        assert_eq!(
+            read_committed_hint(&tmp.path().join("committed"), &mut warnings),
+            None
+        );
+        assert_eq!(warnings.len(), 1);
     }
 }

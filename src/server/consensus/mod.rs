@@ -11,6 +11,7 @@
 //! openraft's storage suite; the network on the quorum/election ports and the wiring into the
 //! server core come next (see the ensemble issue).
 
+pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

@@ -1,8 +1,9 @@
 //! Raft messages between nodes over TCP.
 //!
-//! Frame: `"ZKHR" | u32 length | u32 crc32(payload) | payload` (payload = JSON of an openraft
-//! message). Votes and pre-votes go to the election port, so a large snapshot on the quorum port
-//! never delays an election; append-entries and snapshots go to the quorum port. A node's
+//! Frame: `"ZKH2" | u32 length | u32 crc32(payload) | payload` (payload = an openraft message
+//! in [`codec`](super::codec)'s binary form; `"ZKHR"` framed the JSON of zkherd before 0.2).
+//! Votes and pre-votes go to the election port, so a large snapshot on the quorum port never
+//! delays an election; append-entries and snapshots go to the quorum port. A node's
 //! address is written `host:quorumPort:electionPort`, as in zoo.cfg's `server.N` lines. If the
 //! first bytes on a port look like an Apache ZooKeeper peer instead, the connection is refused
 //! with a log line: mixed ensembles are not supported.
@@ -24,11 +25,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::state_machine::StateMachine;
-use super::{Proposal, ZkRaft};
+use super::{codec, Proposal, ZkRaft};
 
 pub type Raft = openraft::Raft<ZkRaft, StateMachine>;
 
-const MAGIC: &[u8; 4] = b"ZKHR";
+const MAGIC: &[u8; 4] = b"ZKH2";
+/// The frame magic of zkherd before 0.2 (JSON payloads).
+const OLD_MAGIC: &[u8; 4] = b"ZKHR";
 /// Refuse frames above this (a snapshot of a development tree fits well below).
 const MAX_FRAME: usize = 512 * 1024 * 1024;
 
@@ -86,7 +89,7 @@ async fn write_frame(s: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
 /// that is being killed or stopped (`dying`) closes without a word, like a crashed process.
 fn close_politely(s: TcpStream, dying: &AtomicBool) {
     if !dying.load(Ordering::Relaxed) {
-        let bye = serde_json::to_vec(&Rpc::Bye).unwrap_or_default();
+        let bye = codec::encode(&Rpc::Bye).unwrap_or_default();
         let _ = s.try_write(&frame(&bye));
     }
 }
@@ -94,6 +97,12 @@ fn close_politely(s: TcpStream, dying: &AtomicBool) {
 async fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).await?;
+    if &head[..4] == OLD_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a zkherd peer older than 0.2 (JSON frames): run every node from one zkherd binary",
+        ));
+    }
     if &head[..4] != MAGIC {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -287,7 +296,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                         return;
                     }
                 };
-                let rpc: Rpc = match serde_json::from_slice(&frame) {
+                let rpc: Rpc = match codec::decode(&frame) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!("Raft peer {peer}: undecodable message: {e}");
@@ -351,7 +360,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                         Reply::Done(Ok(()))
                     }
                 };
-                let bytes = serde_json::to_vec(&reply).expect("replies serialize");
+                let bytes = codec::encode(&reply).expect("replies serialize");
                 if write_frame(&mut stream, &bytes).await.is_err() {
                     return;
                 }
@@ -438,10 +447,10 @@ impl Peer {
                 *slot = Some(s);
             }
             let s = slot.as_mut().expect("connected");
-            let bytes = serde_json::to_vec(rpc).map_err(io::Error::other)?;
+            let bytes = codec::encode(rpc)?;
             write_frame(s, &bytes).await?;
             let frame = read_frame(s).await?;
-            serde_json::from_slice::<Reply>(&frame).map_err(io::Error::other)
+            codec::decode::<Reply>(&frame)
         };
         let r = match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
