@@ -4,7 +4,9 @@
 //! Checks, each a list of anomalies:
 //! - per-key linearizability of writes, compare-and-sets and (sync + getData) reads
 //!   ([`check::linearizable`], a Wing–Gong/Porcupine search), which also catches a lost
-//!   acknowledged write;
+//!   acknowledged write; or, with [`ReadModel::Sequential`] (what Apache ZooKeeper promises),
+//!   of writes and compare-and-sets, with reads checked for sequential consistency
+//!   ([`check::sequential_read_anomalies`]);
 //! - no acknowledged write lost, counted: every successful setData bumps the version by one,
 //!   so a key's final version lies between its acknowledged and its attempted writes;
 //! - per-session FIFO: replies come in the order the requests were sent;
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use check::{Input, Op, Output, RegState};
+use check::{Input, Op, Output, ReadModel, RegState};
 use client::Conn;
 
 use crate::server::proto::{op, ErrorCode};
@@ -406,20 +408,37 @@ pub struct Verdict {
     pub undecided: Vec<(usize, usize)>,
 }
 
-/// Check every key's history; `budget` bounds each search.
-pub fn verdict(h: &History, budget: u64) -> Verdict {
+/// Check every key's history against `reads`; `budget` bounds each search.
+pub fn verdict(h: &History, budget: u64, reads: ReadModel) -> Verdict {
     let mut anomalies = h.anomalies.clone();
     let mut undecided = Vec::new();
     for (k, ops) in &h.ops {
         let init: RegState = (0, 0);
         let resolved = check::resolve_unknowns(ops);
-        match check::linearizable(&resolved, init, budget) {
+        let searched: Vec<Op> = match reads {
+            ReadModel::Linearizable => resolved.clone(),
+            ReadModel::Sequential => {
+                for a in check::sequential_read_anomalies(&resolved, init) {
+                    anomalies.push(format!("key k{k}: {a}"));
+                }
+                resolved
+                    .iter()
+                    .filter(|o| o.input != Input::Read)
+                    .copied()
+                    .collect()
+            }
+        };
+        match check::linearizable(&searched, init, budget) {
             Some(true) => {}
             Some(false) => anomalies.push(format!(
-                "key k{k}: its {} operations are not linearizable",
-                ops.len()
+                "key k{k}: its {} {} are not linearizable",
+                searched.len(),
+                match reads {
+                    ReadModel::Linearizable => "operations",
+                    ReadModel::Sequential => "writes and compare-and-sets",
+                }
             )),
-            None => undecided.push((*k, ops.len())),
+            None => undecided.push((*k, searched.len())),
         }
         // Counted: no acknowledged write lost, none applied twice.
         let acked = ops
@@ -430,14 +449,16 @@ pub fn verdict(h: &History, budget: u64) -> Verdict {
             .iter()
             .filter(|o| o.output == Output::Unknown && !matches!(o.input, Input::Read))
             .count() as i32;
-        let last_read = ops
-            .iter()
-            .filter_map(|o| match o.output {
-                Output::Value(_, v) => Some((o.ret, v)),
-                _ => None,
-            })
-            .max_by_key(|(ret, _)| *ret)
-            .map(|(_, v)| v);
+        // The final version: what the last read saw; with stale reads allowed, the highest
+        // any read saw.
+        let reads_seen = ops.iter().filter_map(|o| match o.output {
+            Output::Value(_, v) => Some((o.ret, v)),
+            _ => None,
+        });
+        let last_read = match reads {
+            ReadModel::Linearizable => reads_seen.max_by_key(|(ret, _)| *ret).map(|(_, v)| v),
+            ReadModel::Sequential => reads_seen.map(|(_, v)| v).max(),
+        };
         let last_ack = ops
             .iter()
             .filter_map(|o| match o.output {

@@ -297,6 +297,18 @@ pub fn log_index_range(dir: &Path) -> io::Result<Option<(u64, u64)>> {
         .map(|(a, b)| (*a, *b)))
 }
 
+/// For the `raft_wire` fuzz target: parse `bytes` as a log file; whatever parses is rewritten
+/// and parses back to the same entries.
+#[doc(hidden)]
+pub fn fuzz_log_file(bytes: &[u8]) {
+    let (entries, good, _) = parse_log(bytes);
+    assert!(good <= bytes.len());
+    let again = log_file_bytes(&entries).expect("entries encode");
+    let (back, end, legacy) = parse_log(&again);
+    assert!(!legacy && end == again.len());
+    assert_eq!(back, entries);
+}
+
 impl Inner {
     /// Rewrite the log file from memory (after truncation or purge), after every append sent
     /// before.
