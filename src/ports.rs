@@ -170,16 +170,17 @@ pub fn is_listening(port: u16) -> bool {
     !listening_inodes(port).is_empty()
 }
 
-/// The ports among `ports` that cannot be bound on `host`, or that something listens on (on
-/// any address). Reads the kernel's socket tables once for all of them: each read costs
-/// milliseconds on a host with many sockets, and a node has four ports.
-pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)]) -> Vec<(K, u16)> {
+/// The ports among `ports` that cannot be bound on `host`, and, with `scan`, those that
+/// something listens on at any address. The scan reads the kernel's socket tables once for all
+/// of them: each read walks the kernel's whole socket hash table, several milliseconds even on
+/// a quiet host.
+pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u16)> {
     let mut busy: Vec<(K, u16)> = ports
         .iter()
         .filter(|(_, p)| TcpListener::bind(SocketAddr::new(host, *p)).is_err())
         .copied()
         .collect();
-    if busy.is_empty() {
+    if busy.is_empty() && scan {
         let listening = listening_ports();
         busy = ports
             .iter()

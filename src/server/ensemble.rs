@@ -278,10 +278,12 @@ impl Drop for SetOnDrop {
 /// A voter with an empty Raft log: a fresh ensemble, or a member whose data dir was wiped.
 ///
 /// The highest myid goes first, as ZooKeeper's own election would pick it: it asks the other
-/// voters whether an ensemble already exists and, if none does, initializes the membership from
-/// zoo.cfg and campaigns at once. The other voters wait to be replicated to; only if that has
-/// not happened after `wait` (the highest myid is down) do they do the same. A member that finds
-/// an existing ensemble (a wiped node) never initializes: the leader brings it back, by snapshot.
+/// voters whether an ensemble already exists and, if none does and a quorum of them answers (or
+/// `wait` has passed), initializes the membership from zoo.cfg and campaigns at once; waiting
+/// for a quorum to listen spares the first election a retry round when the nodes start in any
+/// order. The other voters wait to be replicated to; only if that has not happened after `wait`
+/// (the highest myid is down) do they do the same. A member that finds an existing ensemble (a
+/// wiped node) never initializes: the leader brings it back, by snapshot.
 async fn first_start(
     raft: Raft,
     me: u64,
@@ -289,20 +291,29 @@ async fn first_start(
     peers: BTreeMap<u64, String>,
     wait: Duration,
 ) {
-    if voters.keys().next_back() != Some(&me) {
+    let highest = voters.keys().next_back() == Some(&me);
+    if !highest {
         tokio::time::sleep(wait).await;
     }
+    let quorum = voters.len() / 2 + 1;
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         if raft.is_initialized().await.unwrap_or(true) {
             return;
         }
         let mut exists = false;
+        let mut answered = 1; // this node
         for id in voters.keys().filter(|id| **id != me) {
             if let Some(addr) = peers.get(id) {
                 if let Ok((initialized, leader)) = Peer::to(*id, addr).hello().await {
                     exists |= initialized || leader.is_some();
+                    answered += 1;
                 }
             }
+        }
+        if !exists && answered < quorum && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
         }
         if !exists {
             // initialize() also starts this node's first election.

@@ -403,9 +403,8 @@ pub async fn start(
         let _lock = lock;
         // Start every node at once; their events arrive through the loop below.
         let start_all = tokio::spawn(async move {
-            for j in starts {
-                let _ = j.ask(JobCommand::Start).await;
-            }
+            let asks = starts.iter().map(|j| j.ask(JobCommand::Start));
+            futures_util::future::join_all(asks).await;
         });
         let mut down_reply = None;
         let ended = loop {
