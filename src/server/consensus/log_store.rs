@@ -50,9 +50,35 @@ enum Job {
     },
 }
 
+/// The writer thread's queue and handle. Dropping it waits for the thread to finish what was
+/// queued, so once a node's stores are gone (an in-process node killed, then restarted at
+/// once) no write of the old node can land in the new node's log.
+struct Writer {
+    jobs: Option<std_mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn send(&self, job: Job) -> io::Result<()> {
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send(job).ok())
+            .ok_or_else(|| other("the log writer thread is gone"))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 struct Inner {
     dir: PathBuf,
-    writer: std_mpsc::Sender<Job>,
+    writer: Writer,
     committed_file: File,
     entries: BTreeMap<u64, Entry>,
     purged: Option<LogIdOf<ZkRaft>>,
@@ -262,10 +288,14 @@ impl LogStore {
             .write(true)
             .truncate(false)
             .open(&committed_path)?;
-        let (writer, jobs) = std_mpsc::channel();
-        std::thread::Builder::new()
+        let (sender, jobs) = std_mpsc::channel();
+        let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || write_loop(path, log, force_sync, jobs))?;
+        let writer = Writer {
+            jobs: Some(sender),
+            thread: Some(thread),
+        };
         let inner = Inner {
             dir: dir.to_path_buf(),
             writer,
@@ -315,9 +345,7 @@ impl Inner {
     async fn rewrite(&mut self) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
         let bytes = log_file_bytes(&self.entries)?;
-        self.writer
-            .send(Job::Replace { bytes, done })
-            .map_err(|_| other("the log writer thread is gone"))?;
+        self.writer.send(Job::Replace { bytes, done })?;
         rx.await
             .map_err(|_| other("the log writer thread is gone"))?
     }
@@ -405,13 +433,10 @@ impl RaftLogStorage<ZkRaft> for LogStore {
         for e in added {
             inner.entries.insert(e.log_id.index(), e);
         }
-        inner
-            .writer
-            .send(Job::Append {
-                bytes,
-                done: callback,
-            })
-            .map_err(|_| other("the log writer thread is gone"))
+        inner.writer.send(Job::Append {
+            bytes,
+            done: callback,
+        })
     }
 
     async fn truncate_after(
@@ -496,6 +521,34 @@ mod tests {
         assert!(!legacy);
         assert_eq!(good, bytes.len());
         assert_eq!(back.into_values().collect::<Vec<_>>(), entries);
+    }
+
+    /// Once the last handle is dropped, every append it queued is in the file: a store opened
+    /// right after (an in-process node killed and restarted) sees them, and nothing of the old
+    /// store's is written later.
+    #[tokio::test]
+    async fn dropping_the_store_finishes_its_queued_appends() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let (mut store, _) = LogStore::open(dir, false).expect("open");
+        for i in 1..=200u64 {
+            let log_id = openraft::LogId::new(
+                openraft::impls::leader_id_adv::LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                i,
+            );
+            store
+                .append([Entry::new_blank(log_id)], IOFlushed::noop())
+                .await
+                .expect("append");
+        }
+        drop(store);
+        let before = fs::read(dir.join("log")).expect("read");
+        assert_eq!(log_index_range(dir).expect("range"), Some((1, 200)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(fs::read(dir.join("log")).expect("read"), before);
     }
 
     /// A torn or foreign commit hint is dropped with a warning, never trusted.
