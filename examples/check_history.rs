@@ -39,38 +39,30 @@ fn main() {
         });
         keys.entry(k).or_default().push(op);
     }
-    let sequential = args.iter().skip(2).any(|a| a == "sequential");
+    let reads = if args.iter().skip(2).any(|a| a == "sequential") {
+        check::ReadModel::Sequential
+    } else {
+        check::ReadModel::Linearizable
+    };
     for (k, ops) in &keys {
-        if sequential {
-            let resolved = check::resolve_unknowns(ops);
-            let reads = check::sequential_read_anomalies(&resolved, (0, 0));
-            let writes: Vec<Op> = resolved
-                .into_iter()
-                .filter(|o| o.input != check::Input::Read)
-                .collect();
-            let t = std::time::Instant::now();
-            let verdict = check::linearizable(&writes, (0, 0), budget);
-            println!(
-                "key k{k}: {} writes and compare-and-sets linearizable: {verdict:?} in {:.1} s; \
-                 {} read anomalies",
-                writes.len(),
-                t.elapsed().as_secs_f64(),
-                reads.len()
-            );
-            for a in reads.iter().take(20) {
-                println!("  {a}");
-            }
+        let t = std::time::Instant::now();
+        let c = check::check_key(ops, (0, 0), budget, reads);
+        let verdict = c.linearizable;
+        println!(
+            "key k{k}: {} ops ({} searched, {reads:?} reads): {verdict:?} in {:.1} s; {} read \
+             anomalies",
+            ops.len(),
+            c.searched.len(),
+            t.elapsed().as_secs_f64(),
+            c.read_anomalies.len()
+        );
+        for a in c.read_anomalies.iter().take(20) {
+            println!("  {a}");
+        }
+        if reads == check::ReadModel::Sequential {
+            // The bisection below searches whole histories, reads included.
             continue;
         }
-        let resolved = check::resolve_unknowns(ops);
-        let t = std::time::Instant::now();
-        let verdict = check::linearizable(&resolved, (0, 0), budget);
-        println!(
-            "key k{k}: {} ops ({} after resolving unknowns): {verdict:?} in {:.1} s",
-            ops.len(),
-            resolved.len(),
-            t.elapsed().as_secs_f64()
-        );
         if verdict != Some(true) {
             // The earliest call time T such that the operations called before T (those still
             // running at T counted as unknown) are not linearizable.

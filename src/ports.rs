@@ -172,8 +172,7 @@ pub fn is_listening(port: u16) -> bool {
 
 /// The ports among `ports` that cannot be bound on `host`, and, with `scan`, those that
 /// something listens on at any address. The scan reads the kernel's socket tables once for all
-/// of them: each read walks the kernel's whole socket hash table, several milliseconds even on
-/// a quiet host.
+/// of them: reading `/proc/net/tcp` and `tcp6` took about 5 ms here (`time cat`, 350 sockets).
 pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u16)> {
     let mut busy: Vec<(K, u16)> = ports
         .iter()
@@ -193,14 +192,7 @@ pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u1
 
 /// Every TCP port in the LISTEN state on this host (IPv4 and IPv6).
 pub fn listening_ports() -> std::collections::BTreeSet<u16> {
-    let mut out = std::collections::BTreeSet::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        out.extend(parse_proc_net_tcp_listening(&text).map(|(p, _)| p));
-    }
-    out
+    listening_sockets().into_iter().map(|(p, _)| p).collect()
 }
 
 /// The process that holds a listening socket on `port`, if this user can see it.
@@ -263,27 +255,28 @@ pub fn process_command(pid: u32) -> Option<String> {
     Some(s)
 }
 
-/// Socket inodes in LISTEN state (0A) on `port`, from `/proc/net/tcp` and `/proc/net/tcp6`.
+/// Socket inodes in LISTEN state (0A) on `port`.
 fn listening_inodes(port: u16) -> Vec<u64> {
-    let mut out = Vec::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        out.extend(parse_proc_net_tcp(&text, port));
-    }
-    out
-}
-
-fn parse_proc_net_tcp(text: &str, port: u16) -> Vec<u64> {
-    parse_proc_net_tcp_listening(text)
+    listening_sockets()
+        .into_iter()
         .filter(|(p, _)| *p == port)
         .map(|(_, inode)| inode)
         .collect()
 }
 
-/// (port, socket inode) of every listening socket in a `/proc/net/tcp{,6}` table.
-fn parse_proc_net_tcp_listening(text: &str) -> impl Iterator<Item = (u16, u64)> + '_ {
+/// (port, socket inode) of every listening socket, from `/proc/net/tcp` and `/proc/net/tcp6`.
+fn listening_sockets() -> Vec<(u16, u64)> {
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            out.extend(parse_proc_net_tcp(&text));
+        }
+    }
+    out
+}
+
+/// (port, socket inode) of every listening socket (state 0A) in a `/proc/net/tcp{,6}` table.
+fn parse_proc_net_tcp(text: &str) -> impl Iterator<Item = (u16, u64)> + '_ {
     text.lines().skip(1).filter_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
         let local = cols.get(1)?;
@@ -325,8 +318,14 @@ mod tests {
     #[test]
     fn proc_net_tcp_lines_are_parsed() {
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:0885 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:0885 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
-        assert_eq!(parse_proc_net_tcp(text, 2181), vec![12345]);
-        assert!(parse_proc_net_tcp(text, 2182).is_empty());
+        let inodes = |port: u16| -> Vec<u64> {
+            parse_proc_net_tcp(text)
+                .filter(|(p, _)| *p == port)
+                .map(|(_, i)| i)
+                .collect()
+        };
+        assert_eq!(inodes(2181), vec![12345]);
+        assert!(inodes(2182).is_empty());
     }
 
     #[test]

@@ -139,14 +139,7 @@ pub fn linearizable(ops: &[Op], init: RegState, budget: u64) -> Option<bool> {
     // taking effect after everything else, so the search only places it where it changes the
     // state, and is done once every known operation is placed.
     let mut known_left = ops.iter().filter(|o| o.output != Output::Unknown).count();
-    let highest_seen = ops
-        .iter()
-        .filter_map(|o| match o.output {
-            Output::Version(v) | Output::Value(_, v) => Some(v),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
+    let highest_seen = highest_version_seen(ops);
     let known_versions: HashSet<i32> = ops
         .iter()
         .filter_map(|o| match o.output {
@@ -213,6 +206,17 @@ pub fn linearizable(ops: &[Op], init: RegState, budget: u64) -> Option<bool> {
     Some(true)
 }
 
+/// The highest version any write made or any read saw (0 for none).
+fn highest_version_seen(ops: &[Op]) -> i32 {
+    ops.iter()
+        .filter_map(|o| match o.output {
+            Output::Version(v) | Output::Value(_, v) => Some(v),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Make a history cheaper to search without changing its verdict. Values are unique per
 /// write, so an unknown-outcome write whose value some read returned did take effect, before
 /// that read returned, with the version the read saw: it becomes a known operation. The
@@ -255,14 +259,7 @@ pub fn resolve_unknowns(ops: &[Op]) -> Vec<Op> {
         .collect();
     versions.sort_unstable();
     versions.dedup();
-    let highest_seen = out
-        .iter()
-        .filter_map(|o| match o.output {
-            Output::Version(v) | Output::Value(_, v) => Some(v),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
+    let highest_seen = highest_version_seen(&out);
     let complete = versions.len() as i32 == highest_seen
         && versions.iter().enumerate().all(|(i, v)| *v == i as i32 + 1);
     if !complete {
@@ -285,6 +282,34 @@ pub enum ReadModel {
     /// after the read returned, and no client sees a key's versions go backwards. Stale
     /// reads are allowed.
     Sequential,
+}
+
+/// The verdict on one key's history under a read model.
+pub struct KeyCheck {
+    /// The operations the linearizability search took: all of them (unknown outcomes
+    /// resolved), or with [`ReadModel::Sequential`] the writes and compare-and-sets only.
+    pub searched: Vec<Op>,
+    /// `None`: the search gave up after its budget.
+    pub linearizable: Option<bool>,
+    /// With [`ReadModel::Sequential`]: the reads that break it.
+    pub read_anomalies: Vec<String>,
+}
+
+/// Check one key's history from `init`: unknown outcomes resolved, then the search (and, for
+/// sequential reads, the read checks).
+pub fn check_key(ops: &[Op], init: RegState, budget: u64, reads: ReadModel) -> KeyCheck {
+    let mut searched = resolve_unknowns(ops);
+    let mut read_anomalies = Vec::new();
+    if reads == ReadModel::Sequential {
+        read_anomalies = sequential_read_anomalies(&searched, init);
+        searched.retain(|o| o.input != Input::Read);
+    }
+    let linearizable = linearizable(&searched, init, budget);
+    KeyCheck {
+        searched,
+        linearizable,
+        read_anomalies,
+    }
 }
 
 /// The reads of a key's history that break [`ReadModel::Sequential`], described. `ops` should
@@ -366,6 +391,17 @@ mod tests {
             call,
             ret,
         }
+    }
+
+    /// An acknowledged blind write of value `v` that made version `v`, at `t`..`t + 1`.
+    fn acked_write(v: i32, t: u64) -> Op {
+        op(
+            0,
+            Input::Write(v as u64),
+            Output::Version(v),
+            t,
+            Some(t + 1),
+        )
     }
 
     #[test]
@@ -514,13 +550,7 @@ mod tests {
             if v == 1500 {
                 continue;
             }
-            h.push(op(
-                0,
-                Input::Write(v as u64),
-                Output::Version(v),
-                t,
-                Some(t + 1),
-            ));
+            h.push(acked_write(v, t));
             t += 2;
         }
         let r = resolve_unknowns(&h);
@@ -541,14 +571,7 @@ mod tests {
             h.push(op(9, Input::Write(90_000 + i), Output::Unknown, i, None));
         }
         for v in 1..=500i32 {
-            let t = 100 + 2 * v as u64;
-            h.push(op(
-                0,
-                Input::Write(v as u64),
-                Output::Version(v),
-                t,
-                Some(t + 1),
-            ));
+            h.push(acked_write(v, 100 + 2 * v as u64));
         }
         h.push(op(1, Input::Read, Output::Value(500, 500), 50, Some(5_000)));
         h.push(op(2, Input::Read, Output::Value(7, 7), 60, Some(5_000)));

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use check::{Input, Op, Output, ReadModel, RegState};
+use check::{Input, Op, Output, ReadModel};
 use client::Conn;
 
 use crate::server::proto::{op, ErrorCode};
@@ -413,32 +413,19 @@ pub fn verdict(h: &History, budget: u64, reads: ReadModel) -> Verdict {
     let mut anomalies = h.anomalies.clone();
     let mut undecided = Vec::new();
     for (k, ops) in &h.ops {
-        let init: RegState = (0, 0);
-        let resolved = check::resolve_unknowns(ops);
-        let searched: Vec<Op> = match reads {
-            ReadModel::Linearizable => resolved.clone(),
-            ReadModel::Sequential => {
-                for a in check::sequential_read_anomalies(&resolved, init) {
-                    anomalies.push(format!("key k{k}: {a}"));
-                }
-                resolved
-                    .iter()
-                    .filter(|o| o.input != Input::Read)
-                    .copied()
-                    .collect()
-            }
-        };
-        match check::linearizable(&searched, init, budget) {
+        let c = check::check_key(ops, (0, 0), budget, reads);
+        anomalies.extend(c.read_anomalies.iter().map(|a| format!("key k{k}: {a}")));
+        match c.linearizable {
             Some(true) => {}
             Some(false) => anomalies.push(format!(
                 "key k{k}: its {} {} are not linearizable",
-                searched.len(),
+                c.searched.len(),
                 match reads {
                     ReadModel::Linearizable => "operations",
                     ReadModel::Sequential => "writes and compare-and-sets",
                 }
             )),
-            None => undecided.push((*k, searched.len())),
+            None => undecided.push((*k, c.searched.len())),
         }
         // Counted: no acknowledged write lost, none applied twice.
         let acked = ops

@@ -78,11 +78,6 @@ impl<T> Histogram<T> {
         }
     }
 
-    /// As [`Histogram::new`]; time slots are not kept by this stand-in.
-    pub fn with_slots(_slot_limit: usize) -> Self {
-        Self::new()
-    }
-
     pub fn record(&mut self, value: u64) {
         self.record_n(value, 1);
     }
@@ -96,16 +91,6 @@ impl<T> Histogram<T> {
         }
         self.counts[bucket_of(value)] += count;
         self.total += count;
-    }
-
-    /// Number of values recorded.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    pub fn clear(&mut self) {
-        self.counts.clear();
-        self.total = 0;
     }
 
     /// The lower bound of the bucket holding the value at quantile `p` (0.0..=1.0); 0 when
@@ -195,10 +180,6 @@ impl<T> AsciiChart<T> {
     }
 
     pub fn detailed(&self) -> &Self {
-        self
-    }
-
-    pub fn compact(&self) -> &Self {
         self
     }
 }

@@ -1,7 +1,8 @@
 //! The binary encoding of Raft log records and peer messages: bincode (varint integers,
-//! little-endian), which openraft's types support (they avoid `deserialize_any`). JSON was
-//! measured at a quarter of a node's CPU under write load, most of it writing byte vectors as
-//! arrays of numbers.
+//! little-endian), which openraft's types support (they avoid `deserialize_any`). With JSON,
+//! serde functions were 8% of a node's samples under write load (a fifth of its user-space
+//! time, before the allocations they caused), much of it byte vectors written as arrays of
+//! numbers.
 
 use std::io;
 

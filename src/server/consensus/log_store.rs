@@ -206,8 +206,7 @@ fn write_loop(path: PathBuf, mut log: File, force_sync: bool, jobs: std_mpsc::Re
     let mut next = jobs.recv().ok();
     while let Some(job) = next.take() {
         match job {
-            Job::Append { bytes, done } => {
-                let mut bytes = bytes;
+            Job::Append { mut bytes, done } => {
                 let mut waiting = vec![done];
                 // Take every append already queued; stop at anything else.
                 loop {
