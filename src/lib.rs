@@ -14,6 +14,8 @@
 //! - [`status`] — one status format for every backend, and the verdict on the ensemble.
 //! - [`server`] — the builtin ZooKeeper-compatible server: protocol, tree, sessions, watches,
 //!   durability, and replication on openraft.
+//! - [`export`] — per-host bundles (zoo.cfg, myid, systemd unit, init script) for members that
+//!   run without the supervisor, rendered by the same code as `up`.
 //! - [`testing`] — an in-process builtin ensemble for Rust integration tests.
 //! - `cli` — the `zkherd` command, one file per subcommand (binary only).
 
@@ -21,6 +23,7 @@ pub mod backend;
 pub mod chaos;
 #[doc(hidden)]
 pub mod cli;
+pub mod export;
 pub mod ports;
 pub mod probe;
 pub mod render;

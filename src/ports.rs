@@ -25,6 +25,8 @@ pub struct NodePorts {
     /// myid, 1-based.
     pub id: u16,
     pub membership: Membership,
+    /// The address this node binds and the others reach it at.
+    pub host: IpAddr,
     pub client: u16,
     pub quorum: u16,
     pub election: u16,
@@ -75,6 +77,27 @@ pub struct PortPlan {
 
 impl PortPlan {
     pub fn new(spec: &EnsembleSpec) -> PortPlan {
+        if let Some(members) = &spec.members {
+            return PortPlan {
+                host: spec.host,
+                nodes: members
+                    .iter()
+                    .map(|m| NodePorts {
+                        id: m.id,
+                        membership: if m.observer {
+                            Membership::Observer
+                        } else {
+                            Membership::Voter
+                        },
+                        host: m.host,
+                        client: m.client,
+                        quorum: m.quorum,
+                        election: m.election,
+                        admin: m.admin,
+                    })
+                    .collect(),
+            };
+        }
         let nodes = (1..=spec.total_nodes())
             .map(|id| {
                 let off = id - 1;
@@ -85,6 +108,7 @@ impl PortPlan {
                     } else {
                         Membership::Observer
                     },
+                    host: spec.host,
                     client: spec.ports.client + off,
                     quorum: spec.ports.quorum + off,
                     election: spec.ports.election + off,
@@ -102,11 +126,19 @@ impl PortPlan {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// The nodes this supervisor runs: all of them, or the one `up --member N` names.
+    pub fn local_nodes(&self, spec: &EnsembleSpec) -> Vec<&NodePorts> {
+        self.nodes
+            .iter()
+            .filter(|n| spec.local_member.is_none_or(|m| m == n.id))
+            .collect()
+    }
+
     /// `host:client,host:client,…` — what clients are given.
     pub fn connect_string(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("{}:{}", self.host, n.client))
+            .map(|n| SocketAddr::new(n.host, n.client).to_string())
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -116,7 +148,7 @@ impl PortPlan {
         let mut conflicts = Vec::new();
         for n in self.nodes.iter().filter(|n| nodes.contains(&n.id)) {
             for (kind, port) in n.all() {
-                if let Err(e) = TcpListener::bind(SocketAddr::new(self.host, port)) {
+                if let Err(e) = TcpListener::bind(SocketAddr::new(n.host, port)) {
                     conflicts.push(PortConflict {
                         node: n.id,
                         kind,
@@ -165,6 +197,12 @@ pub struct PortHolder {
     pub command: String,
 }
 
+/// Whether `host` is an address of this machine (of this network namespace): only a local
+/// address can be bound. Status names pids only for nodes on local addresses.
+pub fn is_local(host: IpAddr) -> bool {
+    host.is_loopback() || TcpListener::bind(SocketAddr::new(host, 0)).is_ok()
+}
+
 /// Is anything listening on `port` (any local address)? Reads `/proc/net/tcp{,6}`.
 pub fn is_listening(port: u16) -> bool {
     !listening_inodes(port).is_empty()
@@ -192,12 +230,26 @@ pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u1
 
 /// Every TCP port in the LISTEN state on this host (IPv4 and IPv6).
 pub fn listening_ports() -> std::collections::BTreeSet<u16> {
-    listening_sockets().into_iter().map(|(p, _)| p).collect()
+    listening_sockets().into_iter().map(|(_, p, _)| p).collect()
 }
 
 /// The process that holds a listening socket on `port`, if this user can see it.
 pub fn find_listener(port: u16) -> Option<PortHolder> {
-    let inodes = listening_inodes(port);
+    holder_of(&listening_inodes(port))
+}
+
+/// The process listening on `host:port` (or on the wildcard address at `port`): members of a
+/// multi-host spec may share a port on different addresses of one machine.
+pub fn find_listener_at(host: IpAddr, port: u16) -> Option<PortHolder> {
+    let inodes: Vec<u64> = listening_sockets()
+        .into_iter()
+        .filter(|(a, p, _)| *p == port && (*a == host || a.is_unspecified()))
+        .map(|(_, _, i)| i)
+        .collect();
+    holder_of(&inodes)
+}
+
+fn holder_of(inodes: &[u64]) -> Option<PortHolder> {
     if inodes.is_empty() {
         return None;
     }
@@ -259,13 +311,14 @@ pub fn process_command(pid: u32) -> Option<String> {
 fn listening_inodes(port: u16) -> Vec<u64> {
     listening_sockets()
         .into_iter()
-        .filter(|(p, _)| *p == port)
-        .map(|(_, inode)| inode)
+        .filter(|(_, p, _)| *p == port)
+        .map(|(_, _, inode)| inode)
         .collect()
 }
 
-/// (port, socket inode) of every listening socket, from `/proc/net/tcp` and `/proc/net/tcp6`.
-fn listening_sockets() -> Vec<(u16, u64)> {
+/// (address, port, socket inode) of every listening socket, from `/proc/net/tcp` and
+/// `/proc/net/tcp6`.
+fn listening_sockets() -> Vec<(IpAddr, u16, u64)> {
     let mut out = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(file) {
@@ -275,16 +328,34 @@ fn listening_sockets() -> Vec<(u16, u64)> {
     out
 }
 
-/// (port, socket inode) of every listening socket (state 0A) in a `/proc/net/tcp{,6}` table.
-fn parse_proc_net_tcp(text: &str) -> impl Iterator<Item = (u16, u64)> + '_ {
+/// (address, port, socket inode) of every listening socket (state 0A) in a
+/// `/proc/net/tcp{,6}` table.
+fn parse_proc_net_tcp(text: &str) -> impl Iterator<Item = (IpAddr, u16, u64)> + '_ {
     text.lines().skip(1).filter_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        let local = cols.get(1)?;
+        let (addr, port) = cols.get(1)?.split_once(':')?;
         let state = cols.get(3)?;
         let inode = cols.get(9)?.parse::<u64>().ok()?;
-        let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-        (*state == "0A").then_some((p, inode))
+        let p = u16::from_str_radix(port, 16).ok()?;
+        (*state == "0A").then_some((proc_net_addr(addr)?, p, inode))
     })
+}
+
+/// The kernel prints an address as 32-bit words in the machine's byte order.
+fn proc_net_addr(hex: &str) -> Option<IpAddr> {
+    if hex.len() % 8 != 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..hex.len()).step_by(8) {
+        let word = u32::from_str_radix(hex.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -320,12 +391,20 @@ mod tests {
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:0885 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:0885 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
         let inodes = |port: u16| -> Vec<u64> {
             parse_proc_net_tcp(text)
-                .filter(|(p, _)| *p == port)
-                .map(|(_, i)| i)
+                .filter(|(_, p, _)| *p == port)
+                .map(|(_, _, i)| i)
                 .collect()
         };
         assert_eq!(inodes(2181), vec![12345]);
         assert!(inodes(2182).is_empty());
+        let (addr, _, _) = parse_proc_net_tcp(text).next().unwrap();
+        assert_eq!(addr.to_string(), "127.0.0.1");
+        assert_eq!(
+            proc_net_addr("00000000000000000000000001000000")
+                .unwrap()
+                .to_string(),
+            "::1"
+        );
     }
 
     #[test]
@@ -337,6 +416,7 @@ mod tests {
             nodes: vec![NodePorts {
                 id: 2,
                 membership: Membership::Voter,
+                host: "127.0.0.1".parse().unwrap(),
                 client: port,
                 quorum: 1,
                 election: 1,

@@ -24,7 +24,7 @@ use crate::ports::{Membership, NodePorts, PortPlan};
 use crate::spec::EnsembleSpec;
 
 const ZOO_CFG_TEMPLATE: &str = include_str!("../templates/zoo.cfg");
-const LOG4J_TEMPLATE: &str = include_str!("../templates/log4j.properties");
+pub const LOG4J_TEMPLATE: &str = include_str!("../templates/log4j.properties");
 
 /// The name of the marker file that proves zkherd created a cluster directory.
 pub const MARKER: &str = ".zkherd-cluster";
@@ -171,7 +171,8 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
     write_if_changed(&dir.join("spec.json"), &spec_json, &mut changes, false)?;
 
     let plan = PortPlan::new(spec);
-    for ports in &plan.nodes {
+    // `up --member N` lays out member N only: the others live on their own hosts.
+    for ports in plan.local_nodes(spec) {
         let l = NodeLayout::new(dir, ports);
         for d in [&l.conf_dir, &l.data_dir, &l.datalog_dir, &l.logs_dir] {
             fs::create_dir_all(d).map_err(io_err(d))?;
@@ -211,7 +212,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
             format!(
                 "server.{}={}:{}:{}{};{}:{}",
                 n.id,
-                plan.host,
+                n.host,
                 n.quorum,
                 n.election,
                 if n.membership == Membership::Observer {
@@ -219,7 +220,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
                 } else {
                     ""
                 },
-                plan.host,
+                n.host,
                 n.client
             )
         })
@@ -232,7 +233,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
     let admin = match node.ports.admin {
         Some(p) => format!(
             "admin.enableServer=true\nadmin.serverAddress={}\nadmin.serverPort={p}",
-            plan.host
+            node.ports.host
         ),
         None => "admin.enableServer=false".to_string(),
     };
@@ -264,7 +265,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
             ("data_dir", node.data_dir.display().to_string()),
             ("datalog_dir", node.datalog_dir.display().to_string()),
             ("client_port", node.ports.client.to_string()),
-            ("host", plan.host.to_string()),
+            ("host", node.ports.host.to_string()),
             ("admin", admin),
             ("whitelist", whitelist.join(",")),
             ("servers", format!("{role_lines}{servers}")),

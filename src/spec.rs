@@ -131,6 +131,22 @@ struct RawCluster {
     nodes: Option<Spanned<i64>>,
     observers: Option<Spanned<i64>>,
     host: Option<Spanned<String>>,
+    /// Several machines, one member each (or more): `hosts = ["10.0.0.1", ...]`.
+    hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Several machines, a table per member: `[[cluster.members]] id = 1, host = "10.0.0.1"`.
+    members: Option<Spanned<Vec<Spanned<RawMember>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    id: Option<Spanned<i64>>,
+    host: Option<Spanned<String>>,
+    role: Option<Spanned<String>>,
+    client: Option<Spanned<i64>>,
+    quorum: Option<Spanned<i64>>,
+    election: Option<Spanned<i64>>,
+    admin: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +219,29 @@ pub struct RestartSettings {
     pub crash_loop_window_s: u64,
 }
 
+/// One member of an ensemble spread over several hosts, with its ports resolved: the spec's
+/// base ports (Apache's conventional 2181/2888/3888 unless `[ports]` says otherwise) on every
+/// host, `+k` for the k-th further member sharing a host, and a member's own ports when given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSpec {
+    /// myid.
+    pub id: u16,
+    pub host: IpAddr,
+    pub observer: bool,
+    pub client: u16,
+    pub quorum: u16,
+    pub election: u16,
+    pub admin: Option<u16>,
+}
+
+/// Apache ZooKeeper's conventional ports, the defaults when members name their hosts.
+pub const CONVENTIONAL_PORTS: BasePorts = BasePorts {
+    client: 2181,
+    quorum: 2888,
+    election: 3888,
+    admin: None,
+};
+
 /// A validated ensemble specification: defaults filled in, every value in range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnsembleSpec {
@@ -226,6 +265,14 @@ pub struct EnsembleSpec {
     pub extra: BTreeMap<String, String>,
     pub apache: ApacheSettings,
     pub restart: RestartSettings,
+    /// Members on named hosts (`cluster.hosts` / `[[cluster.members]]`), sorted by id; `None`
+    /// for the usual one-host ensemble, whose ports are `base + myid - 1` on `host`.
+    #[serde(default)]
+    pub members: Option<Vec<MemberSpec>>,
+    /// `up --member N`: this supervisor renders and runs member N only; the others run
+    /// elsewhere (other hosts, other supervisors).
+    #[serde(default)]
+    pub local_member: Option<u16>,
 }
 
 /// zoo.cfg keys zkherd writes itself; setting them through `extra` would contradict the plan.
@@ -254,6 +301,8 @@ pub struct Overrides {
     pub nodes: Option<i64>,
     pub observers: Option<i64>,
     pub base_port: Option<i64>,
+    /// `--member N`: run only member N here.
+    pub member: Option<u16>,
 }
 
 impl EnsembleSpec {
@@ -310,10 +359,10 @@ impl EnsembleSpec {
         src: &SourceText,
         base_dir: &Path,
     ) -> Result<EnsembleSpec, SpecError> {
-        let name = match raw.cluster.name {
+        let name = match &raw.cluster.name {
             Some(n) => {
                 let origin = src.origin(n.span().start);
-                let name = n.into_inner();
+                let name = n.get_ref().clone();
                 validate_name(&name).map_err(|message| SpecError::Invalid {
                     origin,
                     key: "cluster.name".into(),
@@ -323,14 +372,26 @@ impl EnsembleSpec {
             }
             None => "zkherd".to_string(),
         };
-        let dir = match raw.cluster.dir {
-            Some(d) => d.into_inner(),
+        let dir = match &raw.cluster.dir {
+            Some(d) => d.get_ref().clone(),
             None => PathBuf::from(".zkherd").join(&name),
         };
         let dir = absolutize(base_dir, &dir);
-        let nodes = ranged(src, "cluster.nodes", &raw.cluster.nodes, 3, 1, 255)?;
-        let observers = ranged(src, "cluster.observers", &raw.cluster.observers, 0, 0, 255)?;
-        let host = match raw.cluster.host {
+        let multi_host = raw.cluster.hosts.is_some() || raw.cluster.members.is_some();
+        let mut nodes = ranged(src, "cluster.nodes", &raw.cluster.nodes, 3, 1, 255)?;
+        let mut observers = ranged(src, "cluster.observers", &raw.cluster.observers, 0, 0, 255)?;
+        if multi_host {
+            if let Some(h) = &raw.cluster.host {
+                return Err(SpecError::Invalid {
+                    origin: src.origin(h.span().start),
+                    key: "cluster.host".into(),
+                    message: "cluster.host is the one address of a single-host ensemble; with \
+                              cluster.hosts or [[cluster.members]] each member names its own host"
+                        .into(),
+                });
+            }
+        }
+        let host = match &raw.cluster.host {
             Some(h) => {
                 let origin = src.origin(h.span().start);
                 h.get_ref().parse::<IpAddr>().map_err(|_| SpecError::Invalid {
@@ -344,14 +405,52 @@ impl EnsembleSpec {
             }
             None => IpAddr::from([127, 0, 0, 1]),
         };
+        // One host: 2181.., 2881.., 3881.. (node i at base + i - 1). Several hosts: Apache's
+        // conventional 2181/2888/3888 on each.
+        let (quorum_default, election_default) = if multi_host {
+            (CONVENTIONAL_PORTS.quorum, CONVENTIONAL_PORTS.election)
+        } else {
+            (2881, 3881)
+        };
         let ports = BasePorts {
             client: ranged(src, "ports.client", &raw.ports.client, 2181, 1, 65535)?,
-            quorum: ranged(src, "ports.quorum", &raw.ports.quorum, 2881, 1, 65535)?,
-            election: ranged(src, "ports.election", &raw.ports.election, 3881, 1, 65535)?,
+            quorum: ranged(
+                src,
+                "ports.quorum",
+                &raw.ports.quorum,
+                quorum_default,
+                1,
+                65535,
+            )?,
+            election: ranged(
+                src,
+                "ports.election",
+                &raw.ports.election,
+                election_default,
+                1,
+                65535,
+            )?,
             admin: match ranged(src, "ports.admin", &raw.ports.admin, 0, 0, 65535)? {
                 0 => None,
                 p => Some(p),
             },
+        };
+        let members = if multi_host {
+            let m = resolve_members(&raw.cluster, src, &ports)?;
+            let obs = m.iter().filter(|m| m.observer).count() as u16;
+            observers = obs;
+            nodes = m.len() as u16 - obs;
+            if nodes == 0 {
+                return Err(SpecError::Invalid {
+                    origin: src.origin(members_span(&raw.cluster)),
+                    key: "cluster.members".into(),
+                    message: "every member is an observer; an ensemble needs at least one voter"
+                        .into(),
+                });
+            }
+            Some(m)
+        } else {
+            None
         };
         let zk = raw.zookeeper;
         let tick_time = ranged(src, "zookeeper.tickTime", &zk.tick_time, 2000, 1, 600_000)?;
@@ -456,6 +555,8 @@ impl EnsembleSpec {
             extra,
             apache,
             restart,
+            members,
+            local_member: None,
         };
         spec.check_port_ranges(&|key| match key {
             "ports.client" => raw
@@ -512,6 +613,44 @@ impl EnsembleSpec {
             self.check_runtime(flag("--in-process"))?;
         } else if o.backend.is_some() {
             self.check_runtime(flag("--backend"))?;
+        }
+        if self.members.is_some() {
+            let clash = [
+                ("--nodes", o.nodes.is_some()),
+                ("--observers", o.observers.is_some()),
+                ("--base-port", o.base_port.is_some()),
+            ];
+            if let Some((f, _)) = clash.iter().find(|(_, set)| *set) {
+                return Err(SpecError::Invalid {
+                    origin: flag(f),
+                    key: "cluster.members".into(),
+                    message: format!(
+                        "{f} does not apply to a spec whose members name their hosts; edit the \
+                         member list (and [ports]) in the spec instead"
+                    ),
+                });
+            }
+        }
+        if let Some(id) = o.member {
+            let known: Vec<u16> = match &self.members {
+                Some(m) => m.iter().map(|m| m.id).collect(),
+                None => (1..=self.total_nodes()).collect(),
+            };
+            if !known.contains(&id) {
+                return Err(SpecError::Invalid {
+                    origin: flag("--member"),
+                    key: "cluster.members".into(),
+                    message: format!(
+                        "the spec has no member {id}; its members are {}",
+                        known
+                            .iter()
+                            .map(u16::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+            self.local_member = Some(id);
         }
         if let Some(n) = o.nodes {
             self.nodes = check_range(flag("--nodes"), "cluster.nodes", n, 1, 255)?;
@@ -572,6 +711,10 @@ impl EnsembleSpec {
         &self,
         origin_of: &dyn Fn(&str) -> Option<Origin>,
     ) -> Result<(), SpecError> {
+        if self.members.is_some() {
+            // Checked per host by resolve_members.
+            return Ok(());
+        }
         let n = u32::from(self.total_nodes());
         let mut ranges: Vec<(&str, u16)> = vec![
             ("ports.client", self.ports.client),
@@ -611,6 +754,245 @@ impl EnsembleSpec {
         }
         Ok(())
     }
+}
+
+/// Where the member list starts in the file, for messages about the list as a whole.
+fn members_span(c: &RawCluster) -> usize {
+    c.members
+        .as_ref()
+        .map(|m| m.span().start)
+        .or_else(|| c.hosts.as_ref().map(|h| h.span().start))
+        .unwrap_or(0)
+}
+
+/// `cluster.hosts` or `[[cluster.members]]` → members with every port resolved and checked.
+fn resolve_members(
+    c: &RawCluster,
+    src: &SourceText,
+    base: &BasePorts,
+) -> Result<Vec<MemberSpec>, SpecError> {
+    struct Wanted {
+        at: usize,
+        id: u16,
+        host: IpAddr,
+        observer: bool,
+        own: [Option<u16>; 4],
+    }
+    let parse_host = |h: &Spanned<String>, key: &str| {
+        h.get_ref()
+            .parse::<IpAddr>()
+            .map_err(|_| SpecError::Invalid {
+                origin: src.origin(h.span().start),
+                key: key.into(),
+                message: format!(
+                    "{:?} is not an IP address; give each member's address (e.g. \"10.0.0.1\"), \
+                     as it appears in every member's server.N line",
+                    h.get_ref()
+                ),
+            })
+    };
+    let mut wanted = Vec::new();
+    match (&c.hosts, &c.members) {
+        (Some(_), Some(m)) => {
+            return Err(SpecError::Invalid {
+                origin: src.origin(m.span().start),
+                key: "cluster.members".into(),
+                message: "give either cluster.hosts or [[cluster.members]], not both".into(),
+            })
+        }
+        (Some(hosts), None) => {
+            let n = hosts.get_ref().len();
+            if n == 0 || n > 255 {
+                return Err(SpecError::Invalid {
+                    origin: src.origin(hosts.span().start),
+                    key: "cluster.hosts".into(),
+                    message: format!("{n} hosts; an ensemble has 1 to 255 members"),
+                });
+            }
+            // With a host list, `observers = M` makes the last M hosts observers, and `nodes`,
+            // when given, must be the rest.
+            let obs = c.observers.as_ref().map_or(0, |o| *o.get_ref());
+            if obs < 0 || obs as usize >= n {
+                return Err(SpecError::Invalid {
+                    origin: src.origin_of(&c.observers),
+                    key: "cluster.observers".into(),
+                    message: format!(
+                        "{obs} observers among {n} hosts; at least one host must be a voter"
+                    ),
+                });
+            }
+            if let Some(v) = &c.nodes {
+                if *v.get_ref() as usize + obs as usize != n {
+                    return Err(SpecError::Invalid {
+                        origin: src.origin(v.span().start),
+                        key: "cluster.nodes".into(),
+                        message: format!(
+                            "{} voters and {obs} observers do not make the {n} hosts listed; \
+                             drop cluster.nodes (the host list decides)",
+                            v.get_ref()
+                        ),
+                    });
+                }
+            }
+            for (i, h) in hosts.get_ref().iter().enumerate() {
+                wanted.push(Wanted {
+                    at: h.span().start,
+                    id: i as u16 + 1,
+                    host: parse_host(h, "cluster.hosts")?,
+                    observer: i >= n - obs as usize,
+                    own: [None; 4],
+                });
+            }
+        }
+        (None, Some(members)) => {
+            for key in [("cluster.nodes", &c.nodes), ("cluster.observers", &c.observers)] {
+                if let Some(v) = key.1 {
+                    return Err(SpecError::Invalid {
+                        origin: src.origin(v.span().start),
+                        key: key.0.into(),
+                        message: "[[cluster.members]] decides the voters and observers (role = \
+                                  \"observer\"); drop this key"
+                            .into(),
+                    });
+                }
+            }
+            for m in members.get_ref() {
+                let at = m.span().start;
+                let m = m.get_ref();
+                let missing = |what: &str| SpecError::Invalid {
+                    origin: src.origin(at),
+                    key: format!("cluster.members.{what}"),
+                    message: format!("a member needs `{what}` (e.g. id = 1, host = \"10.0.0.1\")"),
+                };
+                let id: u16 = ranged(src, "cluster.members.id", &m.id, 0, 1, 255)?;
+                if m.id.is_none() {
+                    return Err(missing("id"));
+                }
+                let host = parse_host(m.host.as_ref().ok_or_else(|| missing("host"))?, "cluster.members.host")?;
+                let observer = match m.role.as_ref().map(|r| (r, r.get_ref().as_str())) {
+                    None | Some((_, "participant" | "voter")) => false,
+                    Some((_, "observer")) => true,
+                    Some((r, other)) => {
+                        return Err(SpecError::Invalid {
+                            origin: src.origin(r.span().start),
+                            key: "cluster.members.role".into(),
+                            message: format!(
+                                "{other:?} is not a role; use \"participant\" (votes, the \
+                                 default) or \"observer\""
+                            ),
+                        })
+                    }
+                };
+                let port = |key: &str, v: &Option<Spanned<i64>>| -> Result<Option<u16>, SpecError> {
+                    match v {
+                        None => Ok(None),
+                        Some(_) => ranged(src, key, v, 0, 1, 65535).map(Some),
+                    }
+                };
+                wanted.push(Wanted {
+                    at,
+                    id,
+                    host,
+                    observer,
+                    own: [
+                        port("cluster.members.client", &m.client)?,
+                        port("cluster.members.quorum", &m.quorum)?,
+                        port("cluster.members.election", &m.election)?,
+                        port("cluster.members.admin", &m.admin)?,
+                    ],
+                });
+            }
+            if wanted.is_empty() || wanted.len() > 255 {
+                return Err(SpecError::Invalid {
+                    origin: src.origin(members.span().start),
+                    key: "cluster.members".into(),
+                    message: format!("{} members; an ensemble has 1 to 255", wanted.len()),
+                });
+            }
+        }
+        (None, None) => unreachable!("only called with hosts or members"),
+    }
+    wanted.sort_by_key(|w| w.id);
+    for (i, w) in wanted.iter().enumerate() {
+        if w.id as usize != i + 1 {
+            let message = if i > 0 && wanted[i - 1].id == w.id {
+                format!("member id {} is given twice; every member needs its own myid", w.id)
+            } else {
+                format!(
+                    "member ids must be 1..{} without gaps (myid {} is missing)",
+                    wanted.len(),
+                    i + 1
+                )
+            };
+            return Err(SpecError::Invalid {
+                origin: src.origin(w.at),
+                key: "cluster.members.id".into(),
+                message,
+            });
+        }
+    }
+    // The k-th further member on one host shifts every base by k, as on a single host.
+    let mut on_host: BTreeMap<IpAddr, u16> = BTreeMap::new();
+    let mut taken: BTreeMap<(IpAddr, u16), (u16, &str)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for w in &wanted {
+        let k = on_host.entry(w.host).or_insert(0);
+        let off = u32::from(*k);
+        *k += 1;
+        let shifted = |own: Option<u16>, base: u16, key: &str| -> Result<u16, SpecError> {
+            if let Some(p) = own {
+                return Ok(p);
+            }
+            u16::try_from(u32::from(base) + off).map_err(|_| SpecError::Invalid {
+                origin: src.origin(w.at),
+                key: key.into(),
+                message: format!(
+                    "member {} is the {}th on {} and would need port {} above 65535; give it \
+                     its own ports",
+                    w.id,
+                    off + 1,
+                    w.host,
+                    u32::from(base) + off
+                ),
+            })
+        };
+        let m = MemberSpec {
+            id: w.id,
+            host: w.host,
+            observer: w.observer,
+            client: shifted(w.own[0], base.client, "ports.client")?,
+            quorum: shifted(w.own[1], base.quorum, "ports.quorum")?,
+            election: shifted(w.own[2], base.election, "ports.election")?,
+            admin: match (w.own[3], base.admin) {
+                (Some(p), _) => Some(p),
+                (None, Some(a)) => Some(shifted(None, a, "ports.admin")?),
+                (None, None) => None,
+            },
+        };
+        let mut ports = vec![
+            ("client", m.client),
+            ("quorum", m.quorum),
+            ("election", m.election),
+        ];
+        if let Some(a) = m.admin {
+            ports.push(("admin", a));
+        }
+        for (kind, p) in ports {
+            if let Some((other, other_kind)) = taken.insert((m.host, p), (m.id, kind)) {
+                return Err(SpecError::Invalid {
+                    origin: src.origin(w.at),
+                    key: format!("cluster.members.{kind}"),
+                    message: format!(
+                        "{}:{p} would be both the {other_kind} port of member {other} and the \
+                         {kind} port of member {}; give one of them other ports",
+                        m.host, m.id
+                    ),
+                });
+            }
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 fn validate_name(name: &str) -> Result<(), String> {

@@ -14,7 +14,7 @@
 //!                "role": "leader"|"follower"|"observer"|"standalone"|"starting"|"unresponsive"
 //!                        |"paused"|"down"|"failed",
 //!                "state": "stopped"|"running"|"paused"|"stopping"|"backoff"|"failed"|null,
-//!                "pid": int|null, "client_port": int, "zxid": "0x…"|null, "epoch": int|null,
+//!                "pid": int|null, "host": str, "client_port": int, "zxid": "0x…"|null, "epoch": int|null,
 //!                "connections": int|null, "uptime_s": int|null, "restarts": int|null,
 //!                "last_exit": str|null, "synced_followers": int|null, "error": str|null } ] }
 //! ```
@@ -110,6 +110,10 @@ pub struct NodeStatus {
     pub role: Role,
     pub state: Option<JobState>,
     pub pid: Option<u32>,
+    /// The node's address (added in schema 1 with multi-host specs; a one-host ensemble's
+    /// nodes all share it).
+    #[serde(default = "default_host")]
+    pub host: String,
     pub client_port: u16,
     pub zxid: Option<String>,
     pub epoch: Option<u32>,
@@ -165,6 +169,10 @@ impl EnsembleStatus {
     }
 }
 
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+
 /// Probe every node (in parallel) and merge with the supervisor's job infos, if any.
 pub async fn collect(
     spec: &EnsembleSpec,
@@ -174,7 +182,7 @@ pub async fn collect(
     let plan = PortPlan::new(spec);
     let mut set = tokio::task::JoinSet::new();
     for n in &plan.nodes {
-        let addr = SocketAddr::new(plan.host, n.client);
+        let addr = SocketAddr::new(n.host, n.client);
         let id = n.id;
         set.spawn(async move { (id, probe::probe_node(addr, timeout).await) });
     }
@@ -191,10 +199,14 @@ pub async fn collect(
             let pid = match job {
                 Some(j) => j.pid,
                 // Without a supervisor, the pid is whoever listens on the client port.
-                None if jobs.is_none() => crate::ports::find_listener(n.client).map(|h| h.pid),
+                None if jobs.is_none() && crate::ports::is_local(n.host) => {
+                    crate::ports::find_listener_at(n.host, n.client).map(|h| h.pid)
+                }
                 None => None,
             };
-            node_status(n.id, n.membership, n.client, pid, job, probes.get(&n.id))
+            let mut s = node_status(n.id, n.membership, n.client, pid, job, probes.get(&n.id));
+            s.host = n.host.to_string();
+            s
         })
         .collect::<Vec<_>>();
     judge(
@@ -245,6 +257,7 @@ fn node_status(
         role,
         state: job.map(|j| j.state),
         pid,
+        host: default_host(),
         client_port,
         zxid: srvr.map(|s| format!("{:#x}", s.zxid)),
         epoch: srvr.map(|s| s.epoch()),
@@ -364,6 +377,22 @@ pub fn render_table(s: &EnsembleStatus) -> String {
             "last exit",
         ]);
     let dash = || "-".to_string();
+    // Nodes on several hosts: the port column says host:port.
+    let one_host = s.nodes.windows(2).all(|w| w[0].host == w[1].host);
+    if !one_host {
+        t.set_header(vec![
+            "node",
+            "role",
+            "pid",
+            "address",
+            "zxid",
+            "epoch",
+            "conns",
+            "uptime",
+            "restarts",
+            "last exit",
+        ]);
+    }
     for n in &s.nodes {
         let role = if n.membership == Membership::Observer && n.role != Role::Observer {
             format!("{} (observer)", n.role.as_str())
@@ -374,7 +403,11 @@ pub fn render_table(s: &EnsembleStatus) -> String {
             n.id.to_string(),
             role,
             n.pid.map_or_else(dash, |p| p.to_string()),
-            n.client_port.to_string(),
+            if one_host {
+                n.client_port.to_string()
+            } else {
+                format!("{}:{}", n.host, n.client_port)
+            },
             n.zxid.clone().unwrap_or_else(dash),
             n.epoch.map_or_else(dash, |e| e.to_string()),
             n.connections.map_or_else(dash, |c| c.to_string()),
@@ -439,6 +472,7 @@ mod tests {
             role,
             state: None,
             pid: None,
+            host: default_host(),
             client_port: 2180 + id,
             zxid: None,
             epoch,

@@ -36,6 +36,33 @@ impl Apache {
     }
 }
 
+impl Apache {
+    /// ZooKeeper as installed on another host (`zkherd export`): the spec's `apache.java` or
+    /// /usr/bin/java, and the jars of `apache.home` when this host has that install too, else
+    /// Debian's package layout (`apt-get install zookeeper` on the target).
+    pub fn for_host(settings: &ApacheSettings) -> Apache {
+        let java = settings
+            .java
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/java"));
+        let classpath = settings
+            .home
+            .as_deref()
+            .and_then(classpath_of)
+            .unwrap_or_else(|| {
+                ["zookeeper.jar", "slf4j-log4j12.jar", "log4j-1.2.jar"]
+                    .iter()
+                    .map(|j| Path::new(DEBIAN_JARS).join(j))
+                    .collect()
+            });
+        Apache {
+            java,
+            classpath,
+            heap_mb: settings.heap_mb,
+        }
+    }
+}
+
 fn find_java(configured: Option<&Path>) -> Result<PathBuf, BackendError> {
     let mut searched = Vec::new();
     if let Some(p) = configured {

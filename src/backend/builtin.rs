@@ -21,6 +21,11 @@ impl Builtin {
         Ok(Builtin { exe, tasks: false })
     }
 
+    /// The server installed at `exe` on another host (`zkherd export`).
+    pub fn at(exe: PathBuf) -> Builtin {
+        Builtin { exe, tasks: false }
+    }
+
     /// Run the nodes as tasks inside the supervisor (`runtime = "tasks"`).
     pub fn in_process(self, tasks: bool) -> Builtin {
         Builtin { tasks, ..self }

@@ -143,7 +143,7 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
     let addrs: Vec<SocketAddr> = plan
         .nodes
         .iter()
-        .map(|n| SocketAddr::new(plan.host, n.client))
+        .map(|n| SocketAddr::new(n.host, n.client))
         .collect();
     println!(
         "chaos on cluster {} ({} nodes, {} backend): {:?} for {:?}, every {:?}, target {:?}, seed {seed}{}",

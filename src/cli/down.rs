@@ -53,8 +53,8 @@ pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         foreign.clear();
-        for n in &plan.nodes {
-            if crate::ports::is_listening(n.client) {
+        for n in plan.local_nodes(&spec) {
+            if crate::ports::is_local(n.host) && crate::ports::is_listening(n.client) {
                 let who = crate::ports::find_listener(n.client)
                     .map(|h| format!("pid {} ({})", h.pid, h.command))
                     .unwrap_or_else(|| "an unknown process".into());

@@ -40,7 +40,7 @@ pub async fn run(g: &Global, a: EnvArgs) -> Result<u8> {
                     serde_json::json!({
                         "id": n.id,
                         "membership": n.membership,
-                        "host": plan.host.to_string(),
+                        "host": n.host.to_string(),
                         "client_port": n.client,
                         "quorum_port": n.quorum,
                         "election_port": n.election,

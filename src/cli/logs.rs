@@ -30,7 +30,7 @@ pub async fn run(g: &Global, a: LogsArgs) -> Result<u8> {
     let spec = super::resolve_cluster(g)?;
     let plan = PortPlan::new(&spec);
     let mut files: BTreeMap<PathBuf, (u16, u64)> = BTreeMap::new();
-    for n in &plan.nodes {
+    for n in plan.local_nodes(&spec) {
         if a.node.is_some_and(|id| id != n.id) {
             continue;
         }
@@ -38,6 +38,12 @@ pub async fn run(g: &Global, a: LogsArgs) -> Result<u8> {
         files.insert(l.log_file.clone(), (n.id, 0));
     }
     if files.is_empty() {
+        if let Some(m) = spec.local_member {
+            anyhow::bail!(
+                "node {} runs on another host; this cluster directory holds member {m} only",
+                a.node.unwrap_or(0)
+            );
+        }
         anyhow::bail!(
             "there is no node {}; this cluster has nodes 1 to {}",
             a.node.unwrap_or(0),

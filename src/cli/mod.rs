@@ -4,6 +4,7 @@
 mod chaos;
 mod down;
 mod env;
+mod export;
 mod init;
 mod logs;
 mod node;
@@ -91,6 +92,9 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Write a commented zkherd.toml with the defaults.
     Init(init::InitArgs),
+    /// Write per-host bundles (zoo.cfg, myid, systemd unit, init script, README) for servers
+    /// that run a member without zkherd's supervisor.
+    Export(export::ExportArgs),
     /// Run one builtin ZooKeeper-compatible server from a zoo.cfg, in the foreground.
     Node(node_server::NodeServerArgs),
     /// Run the supervisor of an already rendered cluster (used by `up -d`).
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Resume(a) => node::run(&g, control::NodeAction::Resume, a).await,
         Command::Chaos(a) => chaos::run(&g, a).await,
         Command::Init(a) => init::run(&g, a),
+        Command::Export(a) => export::run(&g, a).await,
         Command::Node(a) => node_server::run(a).await,
     }
 }
@@ -187,13 +192,22 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// The spec file in use: -f, else ./zkherd.toml when it exists.
+fn spec_file(g: &Global) -> Option<PathBuf> {
+    match &g.file {
+        Some(f) => Some(f.clone()),
+        None => std::env::current_dir()
+            .ok()
+            .map(|d| d.join("zkherd.toml"))
+            .filter(|p| p.is_file()),
+    }
+}
+
 /// The spec as the user wrote it (file, or defaults), with overrides applied.
 fn resolve_spec(g: &Global, mut overrides: Overrides) -> Result<EnsembleSpec> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let default_file = cwd.join("zkherd.toml");
-    let mut spec = match &g.file {
-        Some(f) => EnsembleSpec::load(f)?,
-        None if default_file.is_file() => EnsembleSpec::load(&default_file)?,
+    let mut spec = match spec_file(g) {
+        Some(f) => EnsembleSpec::load(&f)?,
         None => EnsembleSpec::defaults(&cwd),
     };
     if overrides.dir.is_none() {

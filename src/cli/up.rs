@@ -47,6 +47,11 @@ pub struct UpArgs {
     /// Cluster name (the default directory is .zkherd/<name>).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// Run and supervise only member N of the spec (its myid), on this host: for ensembles
+    /// spread over several machines, run `zkherd up -d --member N` on each. `-d` then returns
+    /// once member N has started; `zkherd wait` tells when a quorum of members serves.
+    #[arg(long, value_name = "N", value_parser = super::parse_node_id)]
+    member: Option<u16>,
 }
 
 pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
@@ -60,6 +65,7 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
             nodes: a.nodes,
             observers: a.observers,
             base_port: a.base_port,
+            member: a.member,
         },
     )?;
     let files = ClusterFiles::new(&spec.dir);
@@ -94,7 +100,7 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
 /// Bind every planned port; name the holders of those that are taken.
 fn preflight(spec: &EnsembleSpec) -> Result<()> {
     let plan = PortPlan::new(spec);
-    let ids: Vec<u16> = plan.nodes.iter().map(|n| n.id).collect();
+    let ids: Vec<u16> = plan.local_nodes(spec).iter().map(|n| n.id).collect();
     let conflicts = plan.preflight(&ids);
     if !conflicts.is_empty() {
         let lines: Vec<String> = conflicts.iter().map(|c| c.to_string()).collect();
@@ -260,6 +266,9 @@ async fn up_detached(spec: &EnsembleSpec, files: &ClusterFiles, wait: Duration) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let left = wait.saturating_sub(t0.elapsed());
+    if let Some(member) = spec.local_member {
+        return wait_member_started(spec, member, left, child.id()).await;
+    }
     match wait_ready(spec, left, |_| {}).await {
         Ok(s) => {
             println!(
@@ -300,6 +309,64 @@ async fn up_detached(spec: &EnsembleSpec, files: &ClusterFiles, wait: Duration) 
             }
             bail!("{e}\nstopped every node again.{tails}");
         }
+    }
+}
+
+/// `up -d --member N`: the quorum needs the other hosts, so return once member N's process
+/// runs and its client port answers (a node with no quorum yet answers "not serving").
+async fn wait_member_started(
+    spec: &EnsembleSpec,
+    member: u16,
+    wait: Duration,
+    supervisor_pid: u32,
+) -> Result<u8> {
+    let plan = PortPlan::new(spec);
+    let node = plan.node(member).expect("--member was checked against the spec");
+    let addr = std::net::SocketAddr::new(node.host, node.client);
+    let t0 = Instant::now();
+    loop {
+        let jobs = super::supervisor_jobs(&spec.dir).await?;
+        let job = jobs
+            .as_ref()
+            .and_then(|(_, j)| j.iter().find(|j| j.id == member).cloned());
+        if let Some(j) = &job {
+            if j.state == supervisor::job::JobState::Failed {
+                let _ =
+                    super::ask_supervisor(&spec.dir, &Request::Down, Duration::from_secs(60)).await;
+                bail!(
+                    "member {member} failed: {}",
+                    j.reason.clone().unwrap_or_default()
+                );
+            }
+        }
+        let probe = crate::probe::probe_node(addr, Duration::from_secs(1)).await;
+        if probe.reachable {
+            let role = status::collect(spec, jobs, Duration::from_secs(1))
+                .await
+                .node(member)
+                .map_or("starting", |n| n.role.as_str());
+            println!(
+                "member {member} started in {:.1}s on {addr} ({role}), supervisor pid {supervisor_pid}",
+                t0.elapsed().as_secs_f64()
+            );
+            println!("connect: {}", plan.connect_string());
+            println!(
+                "next: start the other members on their hosts; `zkherd wait` returns once a \
+                 quorum serves"
+            );
+            return Ok(0);
+        }
+        if t0.elapsed() > wait {
+            let _ = super::ask_supervisor(&spec.dir, &Request::Down, Duration::from_secs(60)).await;
+            let l = render::NodeLayout::new(&spec.dir, node);
+            bail!(
+                "member {member} did not open {addr} within {wait:?}; stopped it again. Last \
+                 lines of {}:\n{}",
+                l.log_file.display(),
+                supervisor::job::log_tail(&l.log_file, 15)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

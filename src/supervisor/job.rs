@@ -702,6 +702,7 @@ mod tests {
         let ports = NodePorts {
             id: 1,
             membership: Membership::Voter,
+            host: "127.0.0.1".parse().unwrap(),
             client: free(),
             quorum: free(),
             election: free(),

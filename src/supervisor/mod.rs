@@ -340,7 +340,7 @@ pub async fn start(
         log_line(&files, line);
     }
     let plan = PortPlan::new(&spec);
-    let ids: Vec<u16> = plan.nodes.iter().map(|n| n.id).collect();
+    let ids: Vec<u16> = plan.local_nodes(&spec).iter().map(|n| n.id).collect();
     let conflicts = plan.preflight(&ids);
     if !conflicts.is_empty() {
         return Err(SupervisorError::Ports(
@@ -360,11 +360,11 @@ pub async fn start(
 
     let (job_events_tx, mut job_events) = mpsc::unbounded_channel();
     let mut jobs = BTreeMap::new();
-    for ports in &plan.nodes {
+    for ports in plan.local_nodes(&spec) {
         let layout = NodeLayout::new(&spec.dir, ports);
         let handle = job::spawn_job(
             layout,
-            plan.host,
+            ports.host,
             backend.clone(),
             spec.restart.clone(),
             job_events_tx.clone(),
