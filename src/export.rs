@@ -78,18 +78,20 @@ pub fn service_name(spec: &EnsembleSpec, id: u16) -> String {
 }
 
 /// Write a bundle for every member of `spec` into `out`.
-pub fn export(spec: &EnsembleSpec, target: &Target, out: &Path) -> Result<Vec<Bundle>, ExportError> {
-    if out.exists()
-        && fs::read_dir(out)
-            .map_err(io_err(out))?
-            .next()
-            .is_some()
-    {
+pub fn export(
+    spec: &EnsembleSpec,
+    target: &Target,
+    out: &Path,
+) -> Result<Vec<Bundle>, ExportError> {
+    if out.exists() && fs::read_dir(out).map_err(io_err(out))?.next().is_some() {
         return Err(ExportError::NotEmpty {
             path: out.to_path_buf(),
         });
     }
-    for (what, p) in [("--prefix", &target.prefix), ("--zkherd-bin", &target.zkherd_bin)] {
+    for (what, p) in [
+        ("--prefix", &target.prefix),
+        ("--zkherd-bin", &target.zkherd_bin),
+    ] {
         let s = p.display().to_string();
         if s.contains(['\'', '"', '\\', '\n']) {
             return Err(ExportError::Unquotable {
@@ -400,9 +402,9 @@ fn bundle_readme(spec: &EnsembleSpec, plan: &PortPlan, node: &NodePorts, t: &Tar
          ## Check\n\
          \n\
          - `./{service} status`: this member's mode (leader, follower, observer), exit 0 when it\n\
-           serves, 2 while it waits for a quorum, 3 when it is not running.\n\
+         \x20 serves, 2 while it waits for a quorum, 3 when it is not running.\n\
          - From any machine that reaches the members: `zkherd -f zkherd.toml status` (the table\n\
-           and verdict for the whole ensemble) or `zkherd -f zkherd.toml wait`.\n\
+         \x20 and verdict for the whole ensemble) or `zkherd -f zkherd.toml wait`.\n\
          - Connect string: `{connect}`.\n\
          \n\
          The member listens on {host} only (clientPortAddress and its server.{id} line), never on\n\
@@ -418,6 +420,93 @@ fn bundle_readme(spec: &EnsembleSpec, plan: &PortPlan, node: &NodePorts, t: &Tar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::golden::golden;
+
+    fn three_hosts(backend: &str) -> EnsembleSpec {
+        EnsembleSpec::parse(
+            &format!(
+                "[cluster]\nname = \"prod\"\nbackend = \"{backend}\"\n\
+                 hosts = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\"]\n"
+            ),
+            Path::new("zkherd.toml"),
+            Path::new("/"),
+        )
+        .unwrap()
+    }
+
+    fn target() -> Target {
+        Target {
+            prefix: PathBuf::from("/var/lib/zkherd/prod"),
+            zkherd_bin: PathBuf::from("/usr/local/bin/zkherd"),
+            spec_text: Some("# the spec\n".into()),
+        }
+    }
+
+    #[test]
+    fn bundles_match_golden_files() {
+        for backend in ["builtin", "apache"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let out = tmp.path().join("out");
+            let bundles = export(&three_hosts(backend), &target(), &out).unwrap();
+            assert_eq!(bundles.len(), 3);
+            let b = &bundles[1].dir;
+            assert!(b.ends_with("prod-node2-10.0.0.2"), "{}", b.display());
+            let read = |p: &str| fs::read_to_string(b.join(p)).unwrap();
+            assert_eq!(read("node2/data/myid"), "2\n");
+            assert_eq!(read("zkherd.toml"), "# the spec\n");
+            golden(
+                &format!("export-{backend}/zoo.cfg"),
+                &read("node2/conf/zoo.cfg"),
+            );
+            golden(
+                &format!("export-{backend}/zkherd-prod-2.service"),
+                &read("zkherd-prod-2.service"),
+            );
+            golden(
+                &format!("export-{backend}/zkherd-prod-2"),
+                &read("zkherd-prod-2"),
+            );
+            golden(&format!("export-{backend}/README.md"), &read("README.md"));
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(b.join("zkherd-prod-2"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o755);
+        }
+    }
+
+    #[test]
+    fn the_bundle_zoo_cfg_is_what_up_renders_at_the_prefix() {
+        let mut spec = three_hosts("builtin");
+        let tmp = tempfile::tempdir().unwrap();
+        let t = Target {
+            prefix: tmp.path().join("cluster"),
+            ..target()
+        };
+        let bundles = export(&spec, &t, &tmp.path().join("out")).unwrap();
+        spec.dir = t.prefix.clone();
+        let plan = PortPlan::new(&spec);
+        for (b, node) in bundles.iter().zip(&plan.nodes) {
+            let up = render::zoo_cfg(&spec, &plan, &NodeLayout::new(&spec.dir, node));
+            let exported = fs::read_to_string(b.dir.join(format!("node{}/conf/zoo.cfg", b.id)));
+            assert_eq!(exported.unwrap(), up);
+        }
+    }
+
+    #[test]
+    fn a_non_empty_out_dir_and_quotes_in_paths_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("x"), "").unwrap();
+        let e = export(&three_hosts("builtin"), &target(), tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("is not empty"), "{e}");
+        let t = Target {
+            prefix: PathBuf::from("/opt/it's"),
+            ..target()
+        };
+        let e = export(&three_hosts("builtin"), &t, &tmp.path().join("new")).unwrap_err();
+        assert!(e.to_string().contains("--prefix"), "{e}");
+    }
 
     #[test]
     fn words_with_spaces_are_single_quoted() {

@@ -343,18 +343,13 @@ pub fn purge(dir: &Path) -> Result<(), RenderError> {
     fs::remove_dir_all(dir).map_err(io_err(dir))
 }
 
+/// Golden files live in tests/golden; `ZKHERD_BLESS=1 cargo test` rewrites them.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod golden {
+    use std::fs;
+    use std::path::Path;
 
-    fn spec(text: &str, dir: &Path) -> EnsembleSpec {
-        let mut s = EnsembleSpec::parse(text, Path::new("zkherd.toml"), Path::new("/")).unwrap();
-        s.dir = dir.to_path_buf();
-        s
-    }
-
-    /// Golden files live in tests/golden; `ZKHERD_BLESS=1 cargo test` rewrites them.
-    fn golden(name: &str, actual: &str) {
+    pub(crate) fn golden(name: &str, actual: &str) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
             .join(name);
@@ -371,6 +366,19 @@ mod tests {
             path.display()
         );
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str, dir: &Path) -> EnsembleSpec {
+        let mut s = EnsembleSpec::parse(text, Path::new("zkherd.toml"), Path::new("/")).unwrap();
+        s.dir = dir.to_path_buf();
+        s
+    }
+
+    use crate::render::golden::golden;
 
     #[test]
     fn zoo_cfg_matches_golden_files() {

@@ -845,7 +845,10 @@ fn resolve_members(
             }
         }
         (None, Some(members)) => {
-            for key in [("cluster.nodes", &c.nodes), ("cluster.observers", &c.observers)] {
+            for key in [
+                ("cluster.nodes", &c.nodes),
+                ("cluster.observers", &c.observers),
+            ] {
                 if let Some(v) = key.1 {
                     return Err(SpecError::Invalid {
                         origin: src.origin(v.span().start),
@@ -868,7 +871,10 @@ fn resolve_members(
                 if m.id.is_none() {
                     return Err(missing("id"));
                 }
-                let host = parse_host(m.host.as_ref().ok_or_else(|| missing("host"))?, "cluster.members.host")?;
+                let host = parse_host(
+                    m.host.as_ref().ok_or_else(|| missing("host"))?,
+                    "cluster.members.host",
+                )?;
                 let observer = match m.role.as_ref().map(|r| (r, r.get_ref().as_str())) {
                     None | Some((_, "participant" | "voter")) => false,
                     Some((_, "observer")) => true,
@@ -883,12 +889,13 @@ fn resolve_members(
                         })
                     }
                 };
-                let port = |key: &str, v: &Option<Spanned<i64>>| -> Result<Option<u16>, SpecError> {
-                    match v {
-                        None => Ok(None),
-                        Some(_) => ranged(src, key, v, 0, 1, 65535).map(Some),
-                    }
-                };
+                let port =
+                    |key: &str, v: &Option<Spanned<i64>>| -> Result<Option<u16>, SpecError> {
+                        match v {
+                            None => Ok(None),
+                            Some(_) => ranged(src, key, v, 0, 1, 65535).map(Some),
+                        }
+                    };
                 wanted.push(Wanted {
                     at,
                     id,
@@ -916,7 +923,10 @@ fn resolve_members(
     for (i, w) in wanted.iter().enumerate() {
         if w.id as usize != i + 1 {
             let message = if i > 0 && wanted[i - 1].id == w.id {
-                format!("member id {} is given twice; every member needs its own myid", w.id)
+                format!(
+                    "member id {} is given twice; every member needs its own myid",
+                    w.id
+                )
             } else {
                 format!(
                     "member ids must be 1..{} without gaps (myid {} is missing)",
@@ -1304,6 +1314,138 @@ crash_loop_window_s = 10
         assert!(e.contains("not an IP address"), "{e}");
         let e = err("[cluster]\nname = \"a/b\"\n");
         assert!(e.contains("cluster.name"), "{e}");
+    }
+
+    #[test]
+    fn a_host_list_gives_each_member_the_conventional_ports() {
+        let s = parse("[cluster]\nhosts = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\"]\n").unwrap();
+        assert_eq!((s.nodes, s.observers), (3, 0));
+        let m = s.members.as_ref().unwrap();
+        assert_eq!(m.len(), 3);
+        for (i, m) in m.iter().enumerate() {
+            assert_eq!(m.id as usize, i + 1);
+            assert_eq!(m.host.to_string(), format!("10.0.0.{}", i + 1));
+            assert_eq!((m.client, m.quorum, m.election), (2181, 2888, 3888));
+            assert!(!m.observer);
+        }
+        let s =
+            parse("[cluster]\nhosts = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\"]\nobservers = 1\n")
+                .unwrap();
+        assert_eq!((s.nodes, s.observers), (2, 1));
+        assert!(s.members.unwrap()[2].observer);
+    }
+
+    #[test]
+    fn members_sharing_a_host_are_shifted_and_their_own_ports_win() {
+        let s = parse(
+            "[cluster]\n\
+             [[cluster.members]]\nid = 2\nhost = \"10.0.0.1\"\n\
+             [[cluster.members]]\nid = 1\nhost = \"10.0.0.1\"\n\
+             [[cluster.members]]\nid = 3\nhost = \"10.0.0.2\"\nrole = \"observer\"\nclient = 2999\n\
+             [ports]\nquorum = 4000\n",
+        )
+        .unwrap();
+        let m = s.members.unwrap();
+        assert_eq!(m.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            (m[0].client, m[0].quorum, m[0].election),
+            (2181, 4000, 3888)
+        );
+        assert_eq!(
+            (m[1].client, m[1].quorum, m[1].election),
+            (2182, 4001, 3889)
+        );
+        assert_eq!(
+            (m[2].client, m[2].quorum, m[2].election),
+            (2999, 4000, 3888)
+        );
+        assert!(m[2].observer);
+        assert_eq!((s.nodes, s.observers), (2, 1));
+    }
+
+    #[test]
+    fn bad_member_lists_are_refused_at_their_line() {
+        let e = err("[cluster]\nhosts = [\"10.0.0.1\", \"zk2.example\"]\n");
+        assert!(
+            e.contains("zkherd.toml:2:22") && e.contains("not an IP address"),
+            "{e}"
+        );
+        let e = err("[cluster]\nhost = \"10.0.0.1\"\nhosts = [\"10.0.0.1\"]\n");
+        assert!(
+            e.contains("zkherd.toml:2:") && e.contains("each member names its own host"),
+            "{e}"
+        );
+        let e = err("[cluster]\nhosts = [\"10.0.0.1\", \"10.0.0.2\"]\nnodes = 3\n");
+        assert!(
+            e.contains("zkherd.toml:3:") && e.contains("do not make the 2 hosts"),
+            "{e}"
+        );
+        let e = err("[[cluster.members]]\nid = 1\nhost = \"10.0.0.1\"\n[[cluster.members]]\nid = 1\nhost = \"10.0.0.2\"\n");
+        assert!(
+            e.contains("zkherd.toml:4:") && e.contains("given twice"),
+            "{e}"
+        );
+        let e = err("[[cluster.members]]\nid = 1\nhost = \"10.0.0.1\"\n[[cluster.members]]\nid = 3\nhost = \"10.0.0.2\"\n");
+        assert!(e.contains("without gaps (myid 2 is missing)"), "{e}");
+        let e = err("[[cluster.members]]\nhost = \"10.0.0.1\"\n");
+        assert!(e.contains("a member needs `id`"), "{e}");
+        let e = err("[[cluster.members]]\nid = 1\nhost = \"10.0.0.1\"\nrole = \"leader\"\n");
+        assert!(
+            e.contains("zkherd.toml:4:8") && e.contains("not a role"),
+            "{e}"
+        );
+        let e = err("[[cluster.members]]\nid = 1\nhost = \"10.0.0.1\"\nclient = 3888\n");
+        assert!(
+            e.contains("10.0.0.1:3888 would be both the client port of member 1 and the election port of member 1"),
+            "{e}"
+        );
+        let e = err("[[cluster.members]]\nid = 1\nhost = \"10.0.0.1\"\nrole = \"observer\"\n");
+        assert!(e.contains("at least one voter"), "{e}");
+        let e = err("[cluster]\nnodes = 2\n[[cluster.members]]\nid = 1\nhost = \"10.0.0.1\"\n");
+        assert!(
+            e.contains("zkherd.toml:2:") && e.contains("drop this key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn member_flags_are_checked_against_the_member_list() {
+        let mut s =
+            parse("[cluster]\nhosts = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\"]\n").unwrap();
+        let e = s
+            .apply(
+                &Overrides {
+                    nodes: Some(5),
+                    ..Default::default()
+                },
+                Path::new("/"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("flag --nodes") && e.contains("edit the member list"),
+            "{e}"
+        );
+        let e = s
+            .apply(
+                &Overrides {
+                    member: Some(4),
+                    ..Default::default()
+                },
+                Path::new("/"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no member 4; its members are 1, 2, 3"), "{e}");
+        s.apply(
+            &Overrides {
+                member: Some(2),
+                ..Default::default()
+            },
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(s.local_member, Some(2));
     }
 
     #[test]

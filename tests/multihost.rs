@@ -77,8 +77,7 @@ impl Hosts {
             let veth = format!("vh{}", i + 1);
             ip(&["netns", "add", m]);
             ip(&[
-                "-n", out, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
-                m,
+                "-n", out, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", m,
             ]);
             ip(&["-n", out, "link", "set", &veth, "master", "br0", "up"]);
             ip(&[
@@ -146,13 +145,8 @@ impl Drop for Hosts {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            stdout(out),
-            stderr(out)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
 }
 
 /// The seed recipe on three "machines": the same spec on each, `up -d --member N`, then the
@@ -200,9 +194,15 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
             stdout(&out),
             stderr(&out)
         );
-        assert!(stdout(&out).contains(&format!("member {i} started")), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains(&format!("member {i} started")),
+            "{}",
+            stdout(&out)
+        );
         // Only this member's instance dir is laid out on its host.
-        assert!(member_dir(i).join(format!("node{i}/conf/zoo.cfg")).is_file());
+        assert!(member_dir(i)
+            .join(format!("node{i}/conf/zoo.cfg"))
+            .is_file());
         for other in (1..=3).filter(|o| *o != i) {
             assert!(!member_dir(i).join(format!("node{other}")).exists());
         }
@@ -210,7 +210,12 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
 
     // From outside: `wait` (a committed write) and the status table of the whole ensemble.
     let out = outside(&["wait", "--timeout", "90"], 120);
-    assert!(out.status.success(), "wait: {}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "wait: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let out = outside(&["status", "--json"], 30);
     let s = json(&out);
     assert_eq!(s["verdict"], "healthy", "{s:#}");
@@ -219,8 +224,14 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
     assert_eq!(nodes.len(), 3);
     for (i, n) in nodes.iter().enumerate() {
         assert_eq!(n["host"], format!("{SUBNET}.{}", i + 1), "{s:#}");
-        assert_eq!(n["client_port"], 2181, "Apache's conventional port on every host");
-        assert!(n["pid"].is_null(), "no pid is known for a remote member: {n}");
+        assert_eq!(
+            n["client_port"], 2181,
+            "Apache's conventional port on every host"
+        );
+        assert!(
+            n["pid"].is_null(),
+            "no pid is known for a remote member: {n}"
+        );
     }
     let table = stdout(&outside(&["status"], 30));
     assert!(table.contains(&format!("{SUBNET}.2:2181")), "{table}");
@@ -257,7 +268,10 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
             && matches!(n["role"].as_str(), Some("follower" | "leader")))
         .then_some(())
     });
-    assert!(back.is_some(), "member {victim} did not come back after kill -9");
+    assert!(
+        back.is_some(),
+        "member {victim} did not come back after kill -9"
+    );
     let out = outside(&["wait", "--timeout", "90"], 120);
     assert!(
         out.status.success(),
@@ -275,7 +289,11 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
         let left = eventually(Duration::from_secs(20), || {
             hosts.pids(ns).is_empty().then_some(())
         });
-        assert!(left.is_some(), "processes left in {ns}: {:?}", hosts.pids(ns));
+        assert!(
+            left.is_some(),
+            "processes left in {ns}: {:?}",
+            hosts.pids(ns)
+        );
     }
     let out = outside(&["status", "--json"], 30);
     assert_eq!(json(&out)["verdict"], "down");
@@ -357,13 +375,24 @@ fn one_supervisor_per_member_forms_an_ensemble_on_loopback_addresses() {
     let s = spec.to_str().unwrap();
     let members = Members {
         spec: &spec,
-        dirs: (1..=3).map(|i| tmp.path().join(format!("host{i}"))).collect(),
+        dirs: (1..=3)
+            .map(|i| tmp.path().join(format!("host{i}")))
+            .collect(),
     };
     for (i, d) in members.dirs.iter().enumerate() {
         let n = (i + 1).to_string();
         let out = zkherd(
             tmp.path(),
-            &["-f", s, "--dir", d.to_str().unwrap(), "up", "-d", "--member", &n],
+            &[
+                "-f",
+                s,
+                "--dir",
+                d.to_str().unwrap(),
+                "up",
+                "-d",
+                "--member",
+                &n,
+            ],
             60,
         );
         assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
@@ -372,13 +401,21 @@ fn one_supervisor_per_member_forms_an_ensemble_on_loopback_addresses() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     // Each member's status shows its own pid and no other; logs are for the local member.
     let d2 = members.dirs[1].to_str().unwrap();
-    let st = json(&zkherd(tmp.path(), &["-f", s, "--dir", d2, "status", "--json"], 30));
+    let st = json(&zkherd(
+        tmp.path(),
+        &["-f", s, "--dir", d2, "status", "--json"],
+        30,
+    ));
     assert_eq!(st["verdict"], "healthy", "{st:#}");
     assert!(st["nodes"][1]["pid"].as_u64().is_some(), "{st:#}");
     assert!(st["nodes"][0]["pid"].is_null(), "{st:#}");
     let out = zkherd(tmp.path(), &["-f", s, "--dir", d2, "logs", "1"], 30);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("runs on another host"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("runs on another host"),
+        "{}",
+        stderr(&out)
+    );
     // A member the spec does not have is refused before anything starts.
     let out = zkherd(tmp.path(), &["-f", s, "up", "-d", "--member", "4"], 30);
     assert!(!out.status.success());
@@ -389,13 +426,25 @@ fn one_supervisor_per_member_forms_an_ensemble_on_loopback_addresses() {
     );
 }
 
+#[test]
+fn exported_builtin_bundles_start_an_ensemble_with_their_init_scripts() {
+    bundles_start_an_ensemble("builtin");
+}
+
+#[test]
+fn exported_apache_bundles_start_an_ensemble_with_their_init_scripts() {
+    if common::apache_available("exported_apache_bundles_start_an_ensemble_with_their_init_scripts")
+    {
+        bundles_start_an_ensemble("apache");
+    }
+}
+
 /// The export bundles run an ensemble with nothing but their init scripts, and their zoo.cfg
 /// is the text `up --member` renders.
-#[test]
-fn exported_bundles_start_an_ensemble_with_their_init_scripts() {
+fn bundles_start_an_ensemble(backend: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let base = free_base_port(1);
-    let spec = loopback_spec(tmp.path(), base, "builtin");
+    let spec = loopback_spec(tmp.path(), base, backend);
     let s = spec.to_str().unwrap();
     let prefix = tmp.path().join("installed");
     let out_dir = tmp.path().join("bundles");
@@ -422,7 +471,11 @@ fn exported_bundles_start_an_ensemble_with_their_init_scripts() {
         30,
     );
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("is not empty"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("is not empty"),
+        "{}",
+        stderr(&again)
+    );
 
     struct Scripts(Vec<PathBuf>);
     impl Drop for Scripts {
@@ -435,7 +488,11 @@ fn exported_bundles_start_an_ensemble_with_their_init_scripts() {
     let mut scripts = Scripts(Vec::new());
     for i in 1..=3u16 {
         let bundle = out_dir.join(format!("lo-node{i}-127.0.0.2{i}"));
-        for f in ["README.md", "zkherd.toml", &format!("zkherd-lo-{i}.service")] {
+        for f in [
+            "README.md",
+            "zkherd.toml",
+            &format!("zkherd-lo-{i}.service"),
+        ] {
             assert!(bundle.join(f).is_file(), "{} lacks {f}", bundle.display());
         }
         assert_eq!(
@@ -458,7 +515,10 @@ fn exported_bundles_start_an_ensemble_with_their_init_scripts() {
         let up_cfg = std::fs::read_to_string(prefix.join(format!("node{i}/conf/zoo.cfg"))).unwrap();
         let bundle_cfg =
             std::fs::read_to_string(bundle.join(format!("node{i}/conf/zoo.cfg"))).unwrap();
-        assert_eq!(up_cfg, bundle_cfg, "member {i}: export and up render differently");
+        assert_eq!(
+            up_cfg, bundle_cfg,
+            "member {i}: export and up render differently"
+        );
         assert!(bundle_cfg.contains(&format!("clientPortAddress=127.0.0.2{i}")));
         scripts.0.push(bundle.join(format!("zkherd-lo-{i}")));
     }
@@ -477,7 +537,13 @@ fn exported_bundles_start_an_ensemble_with_their_init_scripts() {
     }
     for script in &scripts.0 {
         let out = run_with_timeout(Command::new(script).arg("start"), Duration::from_secs(30));
-        assert!(out.status.success(), "{}: {}{}", script.display(), stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            script.display(),
+            stdout(&out),
+            stderr(&out)
+        );
     }
     let out = zkherd(tmp.path(), &["-f", s, "wait", "--timeout", "60"], 90);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));

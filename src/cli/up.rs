@@ -113,6 +113,17 @@ fn preflight(spec: &EnsembleSpec) -> Result<()> {
 }
 
 fn report_render(spec: &EnsembleSpec, existed: bool, changes: &[render::Change]) {
+    if let (false, Some(m)) = (existed, spec.local_member) {
+        println!(
+            "created member {m} of cluster {} in {} ({} voters, {} observers in all, {} backend)",
+            spec.name,
+            spec.dir.display(),
+            spec.nodes,
+            spec.observers,
+            spec.backend
+        );
+        return;
+    }
     if !existed {
         println!(
             "created cluster {} in {} ({} voters, {} observers, {} backend)",
@@ -321,7 +332,9 @@ async fn wait_member_started(
     supervisor_pid: u32,
 ) -> Result<u8> {
     let plan = PortPlan::new(spec);
-    let node = plan.node(member).expect("--member was checked against the spec");
+    let node = plan
+        .node(member)
+        .expect("--member was checked against the spec");
     let addr = std::net::SocketAddr::new(node.host, node.client);
     let t0 = Instant::now();
     loop {
