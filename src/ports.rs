@@ -154,7 +154,7 @@ impl PortPlan {
                         kind,
                         port,
                         error: e.to_string(),
-                        holder: find_listener(port),
+                        holder: find_listener_at(n.host, port),
                     });
                 }
             }
@@ -203,13 +203,13 @@ pub fn is_local(host: IpAddr) -> bool {
     host.is_loopback() || TcpListener::bind(SocketAddr::new(host, 0)).is_ok()
 }
 
-/// Is anything listening on `port` (any local address)? Reads `/proc/net/tcp{,6}`.
-pub fn is_listening(port: u16) -> bool {
-    !listening_inodes(port).is_empty()
+/// Is anything listening on `host:port`, or on the wildcard address at `port`?
+pub fn is_listening_at(host: IpAddr, port: u16) -> bool {
+    listening_ports_at(host).contains(&port)
 }
 
 /// The ports among `ports` that cannot be bound on `host`, and, with `scan`, those that
-/// something listens on at any address. The scan reads the kernel's socket tables once for all
+/// something listens on at `host` or at the wildcard address. The scan reads the kernel's socket tables once for all
 /// of them: reading `/proc/net/tcp` and `tcp6` took about 5 ms here (`time cat`, 350 sockets).
 pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u16)> {
     let mut busy: Vec<(K, u16)> = ports
@@ -218,7 +218,7 @@ pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u1
         .copied()
         .collect();
     if busy.is_empty() && scan {
-        let listening = listening_ports();
+        let listening = listening_ports_at(host);
         busy = ports
             .iter()
             .filter(|(_, p)| listening.contains(p))
@@ -228,9 +228,15 @@ pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u1
     busy
 }
 
-/// Every TCP port in the LISTEN state on this host (IPv4 and IPv6).
-pub fn listening_ports() -> std::collections::BTreeSet<u16> {
-    listening_sockets().into_iter().map(|(_, p, _)| p).collect()
+/// Every TCP port in the LISTEN state at `host` or at the wildcard address (IPv4 and IPv6).
+/// Listeners at other specific addresses are left out: members of a multi-host spec may share
+/// a port on different addresses of one machine.
+pub fn listening_ports_at(host: IpAddr) -> std::collections::BTreeSet<u16> {
+    listening_sockets()
+        .into_iter()
+        .filter(|(a, _, _)| *a == host || a.is_unspecified() || host.is_unspecified())
+        .map(|(_, p, _)| p)
+        .collect()
 }
 
 /// The process that holds a listening socket on `port`, if this user can see it.

@@ -409,6 +409,20 @@ fn one_supervisor_per_member_forms_an_ensemble_on_loopback_addresses() {
     assert_eq!(st["verdict"], "healthy", "{st:#}");
     assert!(st["nodes"][1]["pid"].as_u64().is_some(), "{st:#}");
     assert!(st["nodes"][0]["pid"].is_null(), "{st:#}");
+    // Member 2 killed: its supervisor restarts it, though members 1 and 3 listen on the same
+    // ports at other addresses of this machine.
+    let out = zkherd(tmp.path(), &["-f", s, "--dir", d2, "kill", "2"], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back = eventually(Duration::from_secs(60), || {
+        let st = json(&zkherd(
+            tmp.path(),
+            &["-f", s, "--dir", d2, "status", "--json"],
+            30,
+        ));
+        let n = &st["nodes"][1];
+        (n["restarts"].as_u64() >= Some(1) && st["verdict"] == "healthy").then_some(())
+    });
+    assert!(back.is_some(), "member 2 did not come back after kill -9");
     let out = zkherd(tmp.path(), &["-f", s, "--dir", d2, "logs", "1"], 30);
     assert!(!out.status.success());
     assert!(

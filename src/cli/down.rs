@@ -54,8 +54,8 @@ pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
     loop {
         foreign.clear();
         for n in plan.local_nodes(&spec) {
-            if crate::ports::is_local(n.host) && crate::ports::is_listening(n.client) {
-                let who = crate::ports::find_listener(n.client)
+            if crate::ports::is_local(n.host) && crate::ports::is_listening_at(n.host, n.client) {
+                let who = crate::ports::find_listener_at(n.host, n.client)
                     .map(|h| format!("pid {} ({})", h.pid, h.command))
                     .unwrap_or_else(|| "an unknown process".into());
                 foreign.push(format!(

@@ -315,7 +315,7 @@ impl Job {
             }
             if Instant::now() >= deadline {
                 let (kind, port) = busy[0];
-                let holder = ports::find_listener(port)
+                let holder = ports::find_listener_at(self.host, port)
                     .map(|h| format!(" (held by pid {}: {})", h.pid, h.command))
                     .unwrap_or_default();
                 return Err(format!(
@@ -582,7 +582,7 @@ impl Job {
         self.publish();
         let deadline = Instant::now() + PORT_RELEASE;
         while Instant::now() < deadline && {
-            let listening = ports::listening_ports();
+            let listening = ports::listening_ports_at(self.host);
             self.node
                 .ports
                 .all()
