@@ -205,12 +205,20 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
 
 /// The zoo.cfg text of one node.
 pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> String {
+    // What a node binds: its host's address, or the wildcard when the spec says so. Apache
+    // binds the client address of its own server line (over clientPortAddress), so the
+    // wildcard goes there too.
+    let bind_of = |host: std::net::IpAddr| match (spec.listen_on_all_ips, host) {
+        (false, h) => h,
+        (true, std::net::IpAddr::V4(_)) => std::net::IpAddr::from([0u8; 4]),
+        (true, std::net::IpAddr::V6(_)) => std::net::IpAddr::from([0u16; 8]),
+    };
     let servers = plan
         .nodes
         .iter()
         .map(|n| {
             format!(
-                "server.{}={}:{}:{}{};{}:{}",
+                "server.{}={}:{}:{}{};{}",
                 n.id,
                 n.host,
                 n.quorum,
@@ -220,8 +228,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
                 } else {
                     ""
                 },
-                n.host,
-                n.client
+                std::net::SocketAddr::new(bind_of(n.host), n.client)
             )
         })
         .collect::<Vec<_>>()
@@ -230,11 +237,14 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
     if node.ports.membership == Membership::Observer {
         role_lines.push_str("peerType=observer\n");
     }
+    if spec.listen_on_all_ips {
+        role_lines.push_str("quorumListenOnAllIPs=true\n");
+    }
+    let bind = bind_of(node.ports.host);
     let admin = match node.ports.admin {
-        Some(p) => format!(
-            "admin.enableServer=true\nadmin.serverAddress={}\nadmin.serverPort={p}",
-            node.ports.host
-        ),
+        Some(p) => {
+            format!("admin.enableServer=true\nadmin.serverAddress={bind}\nadmin.serverPort={p}")
+        }
         None => "admin.enableServer=false".to_string(),
     };
     let mut whitelist: Vec<String> = REQUIRED_4LW.iter().map(|s| s.to_string()).collect();
@@ -265,7 +275,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
             ("data_dir", node.data_dir.display().to_string()),
             ("datalog_dir", node.datalog_dir.display().to_string()),
             ("client_port", node.ports.client.to_string()),
-            ("host", node.ports.host.to_string()),
+            ("host", bind.to_string()),
             ("admin", admin),
             ("whitelist", whitelist.join(",")),
             ("servers", format!("{role_lines}{servers}")),
@@ -398,6 +408,35 @@ mod tests {
         golden(
             "zoo.cfg.admin-whitelist",
             &zoo_cfg(&s, &plan, &layouts(&s)[1]),
+        );
+    }
+
+    #[test]
+    fn members_bind_their_own_host_unless_the_spec_asks_for_all_ips() {
+        let text = "[cluster]\nhosts = [\"10.0.0.1\", \"10.0.0.2\"]\n";
+        let s = spec(text, Path::new("/c"));
+        let plan = PortPlan::new(&s);
+        let cfg = zoo_cfg(&s, &plan, &layouts(&s)[1]);
+        assert!(cfg.contains("clientPortAddress=10.0.0.2\n"), "{cfg}");
+        assert!(
+            cfg.contains("server.1=10.0.0.1:2888:3888;10.0.0.1:2181\n"),
+            "{cfg}"
+        );
+        assert!(
+            !cfg.contains("0.0.0.0") && !cfg.contains("quorumListenOnAllIPs"),
+            "{cfg}"
+        );
+        let s = spec(
+            &format!("{text}listen_on_all_ips = true\n"),
+            Path::new("/c"),
+        );
+        let cfg = zoo_cfg(&s, &plan, &layouts(&s)[1]);
+        assert!(cfg.contains("clientPortAddress=0.0.0.0\n"), "{cfg}");
+        assert!(cfg.contains("quorumListenOnAllIPs=true\n"), "{cfg}");
+        // Peers still reach each member at its host; only the bind is the wildcard.
+        assert!(
+            cfg.contains("server.1=10.0.0.1:2888:3888;0.0.0.0:2181\n"),
+            "{cfg}"
         );
     }
 

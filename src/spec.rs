@@ -135,6 +135,7 @@ struct RawCluster {
     hosts: Option<Spanned<Vec<Spanned<String>>>>,
     /// Several machines, a table per member: `[[cluster.members]] id = 1, host = "10.0.0.1"`.
     members: Option<Spanned<Vec<Spanned<RawMember>>>>,
+    listen_on_all_ips: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +274,12 @@ pub struct EnsembleSpec {
     /// elsewhere (other hosts, other supervisors).
     #[serde(default)]
     pub local_member: Option<u16>,
+    /// `cluster.listen_on_all_ips`: every node binds the wildcard address (client port, and
+    /// quorum/election ports through zoo.cfg's `quorumListenOnAllIPs`) while its `server.N`
+    /// line still names its host, for hosts whose advertised address is not their own (NAT).
+    /// Off by default: a node binds its host's address only.
+    #[serde(default)]
+    pub listen_on_all_ips: bool,
 }
 
 /// zoo.cfg keys zkherd writes itself; setting them through `extra` would contradict the plan.
@@ -288,6 +295,7 @@ const RESERVED_ZOO_CFG_KEYS: &[&str] = &[
     "admin.serverPort",
     "admin.serverAddress",
     "standaloneEnabled",
+    "quorumListenOnAllIPs",
 ];
 
 /// Command-line overrides; `None` leaves the file's (or default) value.
@@ -557,6 +565,7 @@ impl EnsembleSpec {
             restart,
             members,
             local_member: None,
+            listen_on_all_ips: raw.cluster.listen_on_all_ips.unwrap_or(false),
         };
         spec.check_port_ranges(&|key| match key {
             "ports.client" => raw

@@ -151,7 +151,10 @@ fn json(out: &Output) -> serde_json::Value {
 
 /// The seed recipe on three "machines": the same spec on each, `up -d --member N`, then the
 /// ensemble is judged from a fourth machine; a member is killed and comes back.
-fn three_hosts(test: &str, tag: &str, backend: &str) {
+///
+/// With `all_ips`, the spec sets `listen_on_all_ips`: every member binds the wildcard address
+/// of its own host (its namespace) instead.
+fn three_hosts(test: &str, tag: &str, backend: &str, all_ips: bool) {
     let Some(hosts) = Hosts::new(test, tag) else {
         return;
     };
@@ -165,6 +168,7 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
         format!(
             "[cluster]\nname = \"seed\"\nbackend = \"{backend}\"\n\
              hosts = [\"{SUBNET}.1\", \"{SUBNET}.2\", \"{SUBNET}.3\"]\n\
+             listen_on_all_ips = {all_ips}\n\
              [restart]\ninitial_backoff_ms = 100\n"
         ),
     )
@@ -236,9 +240,14 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
     let table = stdout(&outside(&["status"], 30));
     assert!(table.contains(&format!("{SUBNET}.2:2181")), "{table}");
 
-    // Nothing listens outside each member's own address: not 0.0.0.0, not 127.0.0.1.
+    // Nothing listens outside each member's own address: not 0.0.0.0, not 127.0.0.1 (unless
+    // the spec asks for the wildcard).
     for (i, ns) in hosts.members.iter().enumerate() {
-        let own = format!("{SUBNET}.{}:", i + 1);
+        let own = if all_ips {
+            "0.0.0.0:".to_string()
+        } else {
+            format!("{SUBNET}.{}:", i + 1)
+        };
         let listening = hosts.listening(ns);
         eprintln!("member {} listens on {listening:?}", i + 1);
         assert!(!listening.is_empty(), "member {} listens on nothing", i + 1);
@@ -249,6 +258,14 @@ fn three_hosts(test: &str, tag: &str, backend: &str) {
                 i + 1
             );
         }
+    }
+
+    if all_ips {
+        for i in 1..=3 {
+            let out = on_member(i, &["down"], 120);
+            assert!(out.status.success(), "down {i}: {}", stderr(&out));
+        }
+        return;
     }
 
     // A member's own status names its pid; kill -9 it and its supervisor brings it back.
@@ -305,7 +322,17 @@ fn builtin_members_on_three_network_namespaces_form_one_ensemble() {
         "builtin_members_on_three_network_namespaces_form_one_ensemble",
         "b",
         "builtin",
+        false,
     );
+}
+
+#[test]
+fn members_listen_on_all_ips_of_their_host_only_when_the_spec_says_so() {
+    let test = "members_listen_on_all_ips_of_their_host_only_when_the_spec_says_so";
+    three_hosts(test, "w", "builtin", true);
+    if common::apache_available(test) {
+        three_hosts(test, "v", "apache", true);
+    }
 }
 
 #[test]
@@ -314,7 +341,7 @@ fn apache_members_on_three_network_namespaces_form_one_ensemble() {
     if !common::apache_available(test) {
         return;
     }
-    three_hosts(test, "a", "apache");
+    three_hosts(test, "a", "apache", false);
 }
 
 /// Loopback addresses stand in for hosts: 127.0.0.21-23, one port triple.

@@ -53,6 +53,9 @@ pub struct ZooCfg {
     pub extended_types: bool,
     pub super_digest: Option<String>,
     pub force_sync: bool,
+    /// `quorumListenOnAllIPs`: bind the quorum and election ports on the wildcard address
+    /// instead of the address in this server's own `server.N` line.
+    pub quorum_listen_on_all_ips: bool,
     pub snap_count: u64,
     pub snap_retain_count: usize,
     /// Hours between purges; 0 = off.
@@ -201,6 +204,7 @@ impl ZooCfg {
             .or(bool_of("zookeeper.extendedTypesEnabled")?)
             .unwrap_or(false);
         let force_sync = bool_of("forceSync")?.unwrap_or(true);
+        let quorum_listen_on_all_ips = bool_of("quorumListenOnAllIPs")?.unwrap_or(false);
         let whitelist = match raw.get("4lw.commands.whitelist") {
             None => vec!["srvr".to_string()],
             Some(v) => v
@@ -235,6 +239,7 @@ impl ZooCfg {
                 .or(raw.get("zookeeper.DigestAuthenticationProvider.superDigest"))
                 .cloned(),
             force_sync,
+            quorum_listen_on_all_ips,
             snap_count: num(&raw, "snapCount", 100_000, &err)?.max(2),
             snap_retain_count: num(&raw, "autopurge.snapRetainCount", 3usize, &err)?.max(3),
             purge_interval_h: num(&raw, "autopurge.purgeInterval", 0, &err)?,

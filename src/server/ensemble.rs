@@ -122,9 +122,18 @@ pub async fn run(
         .map_err(|e| quorum_err(format!("Raft failed to start: {e}")))?;
 
     let peer_addr = |port: u16| -> Result<std::net::SocketAddr, ServerError> {
-        format!("{}:{port}", mine.host)
-            .parse()
-            .map_err(|_| quorum_err(format!("server.{me}: {:?} is not an IP address", mine.host)))
+        let addr: std::net::SocketAddr = format!("{}:{port}", mine.host).parse().map_err(|_| {
+            quorum_err(format!("server.{me}: {:?} is not an IP address", mine.host))
+        })?;
+        Ok(if cfg.quorum_listen_on_all_ips {
+            let any = match addr {
+                std::net::SocketAddr::V4(_) => std::net::IpAddr::from([0u8; 4]),
+                std::net::SocketAddr::V6(_) => std::net::IpAddr::from([0u16; 8]),
+            };
+            std::net::SocketAddr::new(any, port)
+        } else {
+            addr
+        })
     };
     let (qaddr, eaddr) = (peer_addr(mine.quorum_port)?, peer_addr(mine.election_port)?);
     let bind = |addr| async move {
