@@ -362,13 +362,15 @@ fn judge(
 pub fn render_table(s: &EnsembleStatus) -> String {
     use comfy_table::{presets::UTF8_BORDERS_ONLY, ContentArrangement, Table};
     let mut t = Table::new();
+    // Nodes on several hosts: the port column says host:port.
+    let one_host = s.nodes.windows(2).all(|w| w[0].host == w[1].host);
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(vec![
             "node",
             "role",
             "pid",
-            "port",
+            if one_host { "port" } else { "address" },
             "zxid",
             "epoch",
             "conns",
@@ -377,22 +379,6 @@ pub fn render_table(s: &EnsembleStatus) -> String {
             "last exit",
         ]);
     let dash = || "-".to_string();
-    // Nodes on several hosts: the port column says host:port.
-    let one_host = s.nodes.windows(2).all(|w| w[0].host == w[1].host);
-    if !one_host {
-        t.set_header(vec![
-            "node",
-            "role",
-            "pid",
-            "address",
-            "zxid",
-            "epoch",
-            "conns",
-            "uptime",
-            "restarts",
-            "last exit",
-        ]);
-    }
     for n in &s.nodes {
         let role = if n.membership == Membership::Observer && n.role != Role::Observer {
             format!("{} (observer)", n.role.as_str())

@@ -113,20 +113,13 @@ fn preflight(spec: &EnsembleSpec) -> Result<()> {
 }
 
 fn report_render(spec: &EnsembleSpec, existed: bool, changes: &[render::Change]) {
-    if let (false, Some(m)) = (existed, spec.local_member) {
-        println!(
-            "created member {m} of cluster {} in {} ({} voters, {} observers in all, {} backend)",
-            spec.name,
-            spec.dir.display(),
-            spec.nodes,
-            spec.observers,
-            spec.backend
-        );
-        return;
-    }
     if !existed {
+        let (what, all) = match spec.local_member {
+            Some(m) => (format!("member {m} of cluster"), " in all"),
+            None => ("cluster".to_string(), ""),
+        };
         println!(
-            "created cluster {} in {} ({} voters, {} observers, {} backend)",
+            "created {what} {} in {} ({} voters, {} observers{all}, {} backend)",
             spec.name,
             spec.dir.display(),
             spec.nodes,
