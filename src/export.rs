@@ -62,13 +62,23 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
     }
 }
 
+/// The host as the spec names it: its host name when it gives one, else its address.
+fn host_label(spec: &EnsembleSpec, node: &NodePorts) -> String {
+    spec.members
+        .iter()
+        .flatten()
+        .find(|m| m.id == node.id)
+        .and_then(|m| m.name.clone())
+        .unwrap_or_else(|| node.host.to_string())
+}
+
 /// The bundle directory name of a member: `<name>-node<N>-<host>` (IPv6 colons as dashes).
 pub fn bundle_name(spec: &EnsembleSpec, node: &NodePorts) -> String {
     format!(
         "{}-node{}-{}",
         spec.name,
         node.id,
-        node.host.to_string().replace(':', "-")
+        host_label(spec, node).replace(':', "-")
     )
 }
 
@@ -144,7 +154,7 @@ pub fn export(
         )?;
         bundles.push(Bundle {
             id: node.id,
-            host: node.host.to_string(),
+            host: host_label(spec, node),
             dir,
         });
     }

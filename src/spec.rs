@@ -227,7 +227,11 @@ pub struct RestartSettings {
 pub struct MemberSpec {
     /// myid.
     pub id: u16,
+    /// The member's address; a host name in the spec is resolved when the spec is read.
     pub host: IpAddr,
+    /// The host name as the spec gives it, if it gives one.
+    #[serde(default)]
+    pub name: Option<String>,
     pub observer: bool,
     pub client: u16,
     pub quorum: u16,
@@ -765,6 +769,45 @@ impl EnsembleSpec {
     }
 }
 
+/// A member's host: an IP address, or a host name resolved here (IPv4 first, as the JVM runs
+/// with preferIPv4Stack). zoo.cfg then carries the address, so the builtin server and Apache
+/// read the same thing; a name that does not resolve on this machine is an error.
+fn resolve_host(host: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+        return Err(format!(
+            "{host:?} is neither an IP address nor a host name; give each member's address \
+             (e.g. \"10.0.0.1\") or name (e.g. \"zk1.example.com\")"
+        ));
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<IpAddr> = (host, 0u16)
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!(
+                "cannot resolve host name {host:?} on this machine ({e}); add it to /etc/hosts \
+                 or DNS, or give the member's IP address"
+            )
+        })?
+        .map(|a| a.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("host name {host:?} resolves to no address"))
+}
+
 /// Where the member list starts in the file, for messages about the list as a whole.
 fn members_span(c: &RawCluster) -> usize {
     c.members
@@ -783,21 +826,20 @@ fn resolve_members(
     struct Wanted {
         at: usize,
         id: u16,
-        host: IpAddr,
+        host: (IpAddr, Option<String>),
         observer: bool,
         own: [Option<u16>; 4],
     }
     let parse_host = |h: &Spanned<String>, key: &str| {
-        h.get_ref()
-            .parse::<IpAddr>()
-            .map_err(|_| SpecError::Invalid {
+        resolve_host(h.get_ref())
+            .map(|ip| {
+                let name = h.get_ref().parse::<IpAddr>().is_err();
+                (ip, name.then(|| h.get_ref().clone()))
+            })
+            .map_err(|message| SpecError::Invalid {
                 origin: src.origin(h.span().start),
                 key: key.into(),
-                message: format!(
-                    "{:?} is not an IP address; give each member's address (e.g. \"10.0.0.1\"), \
-                     as it appears in every member's server.N line",
-                    h.get_ref()
-                ),
+                message,
             })
     };
     let mut wanted = Vec::new();
@@ -955,7 +997,7 @@ fn resolve_members(
     let mut taken: BTreeMap<(IpAddr, u16), (u16, &str)> = BTreeMap::new();
     let mut out = Vec::new();
     for w in &wanted {
-        let k = on_host.entry(w.host).or_insert(0);
+        let k = on_host.entry(w.host.0).or_insert(0);
         let off = u32::from(*k);
         *k += 1;
         let shifted = |own: Option<u16>, base: u16, key: &str| -> Result<u16, SpecError> {
@@ -970,14 +1012,15 @@ fn resolve_members(
                      its own ports",
                     w.id,
                     off + 1,
-                    w.host,
+                    w.host.0,
                     u32::from(base) + off
                 ),
             })
         };
         let m = MemberSpec {
             id: w.id,
-            host: w.host,
+            host: w.host.0,
+            name: w.host.1.clone(),
             observer: w.observer,
             client: shifted(w.own[0], base.client, "ports.client")?,
             quorum: shifted(w.own[1], base.quorum, "ports.quorum")?,
@@ -1345,6 +1388,15 @@ crash_loop_window_s = 10
     }
 
     #[test]
+    fn host_names_are_resolved_when_the_spec_is_read() {
+        let s = parse("[cluster]\nhosts = [\"localhost\", \"127.0.0.2\"]\n").unwrap();
+        let m = s.members.unwrap();
+        assert_eq!(m[0].host.to_string(), "127.0.0.1");
+        assert_eq!(m[0].name.as_deref(), Some("localhost"));
+        assert_eq!(m[1].name, None);
+    }
+
+    #[test]
     fn members_sharing_a_host_are_shifted_and_their_own_ports_win() {
         let s = parse(
             "[cluster]\n\
@@ -1374,11 +1426,13 @@ crash_loop_window_s = 10
 
     #[test]
     fn bad_member_lists_are_refused_at_their_line() {
-        let e = err("[cluster]\nhosts = [\"10.0.0.1\", \"zk2.example\"]\n");
+        let e = err("[cluster]\nhosts = [\"10.0.0.1\", \"zk2.invalid\"]\n");
         assert!(
-            e.contains("zkherd.toml:2:22") && e.contains("not an IP address"),
+            e.contains("zkherd.toml:2:22") && e.contains("cannot resolve host name"),
             "{e}"
         );
+        let e = err("[cluster]\nhosts = [\"10.0.0.1\", \"zk 2\"]\n");
+        assert!(e.contains("neither an IP address nor a host name"), "{e}");
         let e = err("[cluster]\nhost = \"10.0.0.1\"\nhosts = [\"10.0.0.1\"]\n");
         assert!(
             e.contains("zkherd.toml:2:") && e.contains("each member names its own host"),

@@ -35,6 +35,10 @@ struct Hosts {
     members: Vec<String>,
 }
 
+/// Every namespace resolves zk1..zk3 to the members' addresses: `ip netns exec` mounts
+/// /etc/netns/<name>/hosts over /etc/hosts.
+const HOSTS_FILE: &str = "127.0.0.1 localhost\n10.77.0.1 zk1\n10.77.0.2 zk2\n10.77.0.3 zk3\n";
+
 impl Hosts {
     /// Build the namespaces, or `None` (after saying why) where `ip netns` is not permitted.
     fn new(test: &str, tag: &str) -> Option<Hosts> {
@@ -59,6 +63,11 @@ impl Hosts {
             outside: format!("{base}out"),
             members: (1..=3).map(|i| format!("{base}m{i}")).collect(),
         };
+        for ns in hosts.members.iter().chain([&hosts.outside]) {
+            let etc = Path::new("/etc/netns").join(ns);
+            std::fs::create_dir_all(&etc).unwrap();
+            std::fs::write(etc.join("hosts"), HOSTS_FILE).unwrap();
+        }
         let out = hosts.outside.as_str();
         ip(&["netns", "add", out]);
         ip(&["-n", out, "link", "add", "br0", "type", "bridge"]);
@@ -140,6 +149,7 @@ impl Drop for Hosts {
                 let _ = Command::new("kill").args(["-9", &p.to_string()]).output();
             }
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
         }
     }
 }
@@ -154,7 +164,9 @@ fn json(out: &Output) -> serde_json::Value {
 ///
 /// With `all_ips`, the spec sets `listen_on_all_ips`: every member binds the wildcard address
 /// of its own host (its namespace) instead.
-fn three_hosts(test: &str, tag: &str, backend: &str, all_ips: bool) {
+///
+/// With `names`, the spec names the hosts zk1..zk3 instead of giving their addresses.
+fn three_hosts(test: &str, tag: &str, backend: &str, all_ips: bool, names: bool) {
     let Some(hosts) = Hosts::new(test, tag) else {
         return;
     };
@@ -167,9 +179,14 @@ fn three_hosts(test: &str, tag: &str, backend: &str, all_ips: bool) {
         &spec,
         format!(
             "[cluster]\nname = \"seed\"\nbackend = \"{backend}\"\n\
-             hosts = [\"{SUBNET}.1\", \"{SUBNET}.2\", \"{SUBNET}.3\"]\n\
+             hosts = {hosts}\n\
              listen_on_all_ips = {all_ips}\n\
-             [restart]\ninitial_backoff_ms = 100\n"
+             [restart]\ninitial_backoff_ms = 100\n",
+            hosts = if names {
+                r#"["zk1", "zk2", "zk3"]"#.to_string()
+            } else {
+                format!(r#"["{SUBNET}.1", "{SUBNET}.2", "{SUBNET}.3"]"#)
+            }
         ),
     )
     .unwrap();
@@ -318,20 +335,23 @@ fn three_hosts(test: &str, tag: &str, backend: &str, all_ips: bool) {
 
 #[test]
 fn builtin_members_on_three_network_namespaces_form_one_ensemble() {
+    // The hosts by name (zk1..zk3 in each namespace's /etc/hosts); the Apache test uses
+    // addresses.
     three_hosts(
         "builtin_members_on_three_network_namespaces_form_one_ensemble",
         "b",
         "builtin",
         false,
+        true,
     );
 }
 
 #[test]
 fn members_listen_on_all_ips_of_their_host_only_when_the_spec_says_so() {
     let test = "members_listen_on_all_ips_of_their_host_only_when_the_spec_says_so";
-    three_hosts(test, "w", "builtin", true);
+    three_hosts(test, "w", "builtin", true, false);
     if common::apache_available(test) {
-        three_hosts(test, "v", "apache", true);
+        three_hosts(test, "v", "apache", true, true);
     }
 }
 
@@ -341,7 +361,7 @@ fn apache_members_on_three_network_namespaces_form_one_ensemble() {
     if !common::apache_available(test) {
         return;
     }
-    three_hosts(test, "a", "apache", false);
+    three_hosts(test, "a", "apache", false, false);
 }
 
 /// Loopback addresses stand in for hosts: 127.0.0.21-23, one port triple.
