@@ -215,6 +215,14 @@ fn three_hosts(test: &str, tag: &str, backend: &str, all_ips: bool, names: bool)
             stdout(&out),
             stderr(&out)
         );
+        let started = stdout(&out);
+        eprintln!(
+            "{backend}: {}",
+            started
+                .lines()
+                .find(|l| l.contains("started in"))
+                .unwrap_or_default()
+        );
         assert!(
             stdout(&out).contains(&format!("member {i} started")),
             "{}",
@@ -231,6 +239,7 @@ fn three_hosts(test: &str, tag: &str, backend: &str, all_ips: bool, names: bool)
 
     // From outside: `wait` (a committed write) and the status table of the whole ensemble.
     let out = outside(&["wait", "--timeout", "90"], 120);
+    eprintln!("{backend}: {}", stdout(&out).trim());
     assert!(
         out.status.success(),
         "wait: {}\n{}",

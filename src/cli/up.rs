@@ -352,7 +352,7 @@ async fn wait_member_started(
                 .node(member)
                 .map_or("starting", |n| n.role.as_str());
             println!(
-                "member {member} started in {:.1}s on {addr} ({role}), supervisor pid {supervisor_pid}",
+                "member {member} started in {:.2}s on {addr} ({role}), supervisor pid {supervisor_pid}",
                 t0.elapsed().as_secs_f64()
             );
             println!("connect: {}", plan.connect_string());
