@@ -9,6 +9,7 @@ mod init;
 mod logs;
 mod node;
 mod node_server;
+mod rolling;
 mod status;
 mod up;
 mod wait;
@@ -81,6 +82,9 @@ enum Command {
     Stop(node::NodeArgs),
     /// Stop and start a node.
     Restart(node::NodeArgs),
+    /// Restart every node one at a time, followers and observers first, the leader last, each
+    /// once the ensemble is healthy again; aborts, naming the node, if one does not come back.
+    RollingRestart(rolling::RollingArgs),
     /// Kill a node with SIGKILL (a real crash; the restart policy applies).
     Kill(node::NodeArgs),
     /// Pause a node with SIGSTOP (it hangs with its sockets open).
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Start(a) => node::run(&g, control::NodeAction::Start, a).await,
         Command::Stop(a) => node::run(&g, control::NodeAction::Stop, a).await,
         Command::Restart(a) => node::run(&g, control::NodeAction::Restart, a).await,
+        Command::RollingRestart(a) => rolling::run(&g, a).await,
         Command::Kill(a) => node::run(&g, control::NodeAction::Kill, a).await,
         Command::Pause(a) => node::run(&g, control::NodeAction::Pause, a).await,
         Command::Resume(a) => node::run(&g, control::NodeAction::Resume, a).await,

@@ -236,12 +236,16 @@ impl Running {
                     },
                 };
                 let Some(job) = self.jobs.get(&id) else {
-                    return Response::Error {
-                        message: format!(
+                    let message = match self.spec.local_member {
+                        Some(m) if id >= 1 && id <= self.spec.total_nodes() => format!(
+                            "node {id} runs on another host; this supervisor runs member {m} only"
+                        ),
+                        _ => format!(
                             "there is no node {id}; this cluster has nodes 1 to {}",
-                            self.jobs.len()
+                            self.spec.total_nodes()
                         ),
                     };
+                    return Response::Error { message };
                 };
                 let r = match action {
                     NodeAction::Start => job.ask(JobCommand::Start).await,
