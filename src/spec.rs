@@ -284,6 +284,17 @@ pub struct EnsembleSpec {
     /// Off by default: a node binds its host's address only.
     #[serde(default)]
     pub listen_on_all_ips: bool,
+    /// The spec file this came from, if any: the supervisor watches it, `zkherd apply`
+    /// reloads it.
+    #[serde(default)]
+    pub source: Option<PathBuf>,
+    /// The command-line overrides of the `up` that made this spec, applied again to a
+    /// reloaded file so that flags are not mistaken for edits.
+    #[serde(default)]
+    pub flags: Overrides,
+    /// `up --no-watch`: do not reload the spec file when it changes.
+    #[serde(default)]
+    pub no_watch: bool,
 }
 
 /// zoo.cfg keys zkherd writes itself; setting them through `extra` would contradict the plan.
@@ -303,7 +314,7 @@ const RESERVED_ZOO_CFG_KEYS: &[&str] = &[
 ];
 
 /// Command-line overrides; `None` leaves the file's (or default) value.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overrides {
     pub name: Option<String>,
     pub dir: Option<PathBuf>,
@@ -570,6 +581,9 @@ impl EnsembleSpec {
             members,
             local_member: None,
             listen_on_all_ips: raw.cluster.listen_on_all_ips.unwrap_or(false),
+            source: src.path.clone(),
+            flags: Overrides::default(),
+            no_watch: false,
         };
         spec.check_port_ranges(&|key| match key {
             "ports.client" => raw
@@ -606,6 +620,7 @@ impl EnsembleSpec {
 
     /// Apply command-line overrides and re-check what they touch.
     pub fn apply(&mut self, o: &Overrides, base_dir: &Path) -> Result<(), SpecError> {
+        self.flags = o.clone();
         if let Some(name) = &o.name {
             validate_name(name).map_err(|message| SpecError::Invalid {
                 origin: Origin::Flag("--name".into()),

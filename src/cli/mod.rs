@@ -1,6 +1,7 @@
 //! The `zkherd` command line: one file per subcommand, this one for the shared parts
 //! (flags, finding the cluster, logging setup).
 
+mod apply;
 mod chaos;
 mod down;
 mod env;
@@ -82,6 +83,9 @@ enum Command {
     Stop(node::NodeArgs),
     /// Stop and start a node.
     Restart(node::NodeArgs),
+    /// Reload the spec file into the running ensemble: zoo.cfg changes by rolling restart,
+    /// restart-policy changes at once (the supervisor also does this when the file changes).
+    Apply(apply::ApplyArgs),
     /// Restart every node one at a time, followers and observers first, the leader last, each
     /// once the ensemble is healthy again; aborts, naming the node, if one does not come back.
     RollingRestart(rolling::RollingArgs),
@@ -152,6 +156,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Stop(a) => node::run(&g, control::NodeAction::Stop, a).await,
         Command::Restart(a) => node::run(&g, control::NodeAction::Restart, a).await,
         Command::RollingRestart(a) => rolling::run(&g, a).await,
+        Command::Apply(a) => apply::run(&g, a).await,
         Command::Kill(a) => node::run(&g, control::NodeAction::Kill, a).await,
         Command::Pause(a) => node::run(&g, control::NodeAction::Pause, a).await,
         Command::Resume(a) => node::run(&g, control::NodeAction::Resume, a).await,
@@ -212,12 +217,19 @@ fn spec_file(g: &Global) -> Option<PathBuf> {
 fn resolve_spec(g: &Global, mut overrides: Overrides) -> Result<EnsembleSpec> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let mut spec = match spec_file(g) {
-        Some(f) => EnsembleSpec::load(&f)?,
+        Some(f) => {
+            let mut s = EnsembleSpec::load(&f)?;
+            s.source = Some(cwd.join(&f));
+            s
+        }
         None => EnsembleSpec::defaults(&cwd),
     };
     if overrides.dir.is_none() {
         overrides.dir = g.dir.clone();
     }
+    // Recorded in the effective spec (`zkherd apply` applies them again): absolute, so they
+    // mean the same from any directory.
+    overrides.dir = overrides.dir.map(|d| cwd.join(d));
     spec.apply(&overrides, &cwd)?;
     Ok(spec)
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use super::wait::wait_ready;
 use super::Global;
 use crate::ports::Membership;
+use crate::spec::EnsembleSpec;
 use crate::status::{EnsembleStatus, Role};
 use crate::supervisor::control::{NodeAction, Request, Response, Target};
 
@@ -36,6 +37,17 @@ fn next_node(s: &EnsembleStatus, left: &[u16]) -> Option<u16> {
 
 pub async fn run(g: &Global, a: RollingArgs) -> Result<u8> {
     let spec = super::resolve_cluster(g)?;
+    roll(
+        &spec,
+        Duration::from_secs(a.wait_between),
+        Duration::from_secs(a.timeout),
+    )
+    .await?;
+    Ok(0)
+}
+
+/// Restart every node of `spec`'s running ensemble in turn; see the module comment.
+pub async fn roll(spec: &EnsembleSpec, wait_between: Duration, timeout: Duration) -> Result<()> {
     if let Some(m) = spec.local_member {
         bail!(
             "this supervisor runs member {m} only; on an ensemble spread over several hosts, run \
@@ -49,9 +61,8 @@ pub async fn run(g: &Global, a: RollingArgs) -> Result<u8> {
             spec.dir.display()
         );
     }
-    let timeout = Duration::from_secs(a.timeout);
     let t0 = Instant::now();
-    let mut status = match wait_ready(&spec, Duration::from_secs(10), |_| {}).await {
+    let mut status = match wait_ready(spec, Duration::from_secs(10), |_| {}).await {
         Ok(s) => s,
         Err(e) => bail!(
             "the ensemble is not healthy, so a rolling restart could cost the quorum; nothing \
@@ -77,7 +88,7 @@ pub async fn run(g: &Global, a: RollingArgs) -> Result<u8> {
             None => bail!("the supervisor is gone; rolling restart aborted at node {id}"),
         }
         left.retain(|n| *n != id);
-        status = match wait_ready(&spec, timeout, |_| {}).await {
+        status = match wait_ready(spec, timeout, |_| {}).await {
             Ok(s) => s,
             Err(e) => {
                 let rest = left
@@ -97,8 +108,8 @@ pub async fn run(g: &Global, a: RollingArgs) -> Result<u8> {
             step.elapsed().as_secs_f64(),
             status.leader.map_or("-".into(), |l| l.to_string())
         );
-        if !left.is_empty() && a.wait_between > 0 {
-            tokio::time::sleep(Duration::from_secs(a.wait_between)).await;
+        if !left.is_empty() && !wait_between.is_zero() {
+            tokio::time::sleep(wait_between).await;
         }
     }
     println!(
@@ -106,5 +117,5 @@ pub async fn run(g: &Global, a: RollingArgs) -> Result<u8> {
         t0.elapsed().as_secs_f64(),
         status.leader.map_or("-".into(), |l| l.to_string())
     );
-    Ok(0)
+    Ok(())
 }

@@ -52,6 +52,9 @@ pub struct UpArgs {
     /// once member N has started; `zkherd wait` tells when a quorum of members serves.
     #[arg(long, value_name = "N", value_parser = super::parse_node_id)]
     member: Option<u16>,
+    /// Do not watch the spec file: edits then take effect only through `zkherd apply`.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
@@ -68,6 +71,10 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
             member: a.member,
         },
     )?;
+    let spec = EnsembleSpec {
+        no_watch: a.no_watch,
+        ..spec
+    };
     let files = ClusterFiles::new(&spec.dir);
     let backend: Arc<dyn backend::Backend> = Arc::from(backend::for_spec(&spec)?);
     let existed = render::is_zkherd_dir(&spec.dir);

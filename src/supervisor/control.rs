@@ -54,6 +54,10 @@ pub enum Request {
     },
     /// Stop every node, then exit. The reply comes after everything is stopped.
     Down,
+    /// New restart settings for every node, from a reloaded spec (`zkherd apply`).
+    SetRestart {
+        restart: crate::spec::RestartSettings,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

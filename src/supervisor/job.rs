@@ -114,6 +114,8 @@ pub enum JobCommand {
     Stop(Reply),
     Restart(Reply),
     Fault(Fault, Reply),
+    /// New restart settings (a reloaded spec); they apply from the next exit on.
+    SetRestart(RestartSettings, Reply),
     /// Stop the process and end the job task.
     Shutdown(Reply),
 }
@@ -277,6 +279,15 @@ impl Job {
             }
             JobCommand::Fault(fault, reply) => {
                 let _ = reply.send(self.fault(fault).await);
+            }
+            JobCommand::SetRestart(settings, reply) => {
+                self.restart = settings;
+                let _ = reply.send(Ok(format!(
+                    "node {id}: restart policy {:?}, backoff {}-{} ms",
+                    self.restart.policy,
+                    self.restart.initial_backoff_ms,
+                    self.restart.max_backoff_ms
+                )));
             }
             JobCommand::Shutdown(_) => unreachable!("handled in run"),
         }

@@ -264,6 +264,25 @@ impl Running {
                     Err(message) => Response::Error { message },
                 }
             }
+            Request::SetRestart { restart } => {
+                for job in self.jobs.values() {
+                    let settings = restart.clone();
+                    if let Err(message) = job.ask(|r| JobCommand::SetRestart(settings, r)).await {
+                        return Response::Error { message };
+                    }
+                }
+                self.spec.restart = restart.clone();
+                let message = format!(
+                    "restart policy {:?}, backoff {}-{} ms, crash loop {} in {} s, for every node",
+                    restart.policy,
+                    restart.initial_backoff_ms,
+                    restart.max_backoff_ms,
+                    restart.crash_loop_limit,
+                    restart.crash_loop_window_s
+                );
+                log_line(&self.files, &message);
+                Response::Done { message }
+            }
             Request::Down => Response::Error {
                 message: "down is handled by the control loop".into(),
             },
@@ -328,6 +347,95 @@ pub struct Started {
     pub ended: oneshot::Receiver<Ended>,
     /// Lines about stale processes found and cleaned before starting.
     pub cleaned: Vec<String>,
+}
+
+/// Watch the spec file (its folder, since editors replace files by renaming) and run
+/// `zkherd apply` on each change, its output going to supervisor.log. Changes are debounced,
+/// and applied one at a time.
+async fn watch_spec(source: PathBuf, files: ClusterFiles) {
+    use notify::Watcher;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let watched = source.file_name().map(|n| n.to_os_string());
+    let handler = move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let ours = ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == watched);
+            if ours && !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    };
+    let folder = source
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            log_line(
+                &files,
+                &format!(
+                    "cannot watch {}: {e}; run `zkherd apply` after editing it",
+                    source.display()
+                ),
+            );
+            return;
+        }
+    };
+    if let Err(e) = watcher.watch(&folder, notify::RecursiveMode::NonRecursive) {
+        log_line(
+            &files,
+            &format!(
+                "cannot watch {}: {e}; run `zkherd apply` after editing it",
+                folder.display()
+            ),
+        );
+        return;
+    }
+    log_line(
+        &files,
+        &format!(
+            "watching {} for changes (`zkherd up --no-watch` turns this off)",
+            source.display()
+        ),
+    );
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    while rx.recv().await.is_some() {
+        // An editor writes in several steps; let them settle.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while rx.try_recv().is_ok() {}
+        log_line(
+            &files,
+            &format!("{} changed; applying it", source.display()),
+        );
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&files.log);
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("-f")
+            .arg(&source)
+            .arg("--dir")
+            .arg(&files.dir)
+            .arg("apply")
+            .stdin(std::process::Stdio::null());
+        if let Ok(log) = log {
+            if let Ok(err) = log.try_clone() {
+                cmd.stdout(log).stderr(err);
+            }
+        }
+        let outcome = match cmd.status().await {
+            Ok(s) if s.success() => "applied".to_string(),
+            Ok(s) => format!("not applied ({s}); see the lines above"),
+            Err(e) => format!("could not run `zkherd apply`: {e}"),
+        };
+        log_line(&files, &format!("{}: {outcome}", source.display()));
+    }
 }
 
 /// Start supervising `spec`: clean orphans, preflight, bind the control socket, start every
@@ -398,6 +506,9 @@ pub async fn start(
     // Signalled once the reply to `down` is written, so the process does not exit before.
     let down_written = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(serve_control(listener, req_tx, down_written.clone()));
+    if let (Some(source), false) = (running.spec.source.clone(), running.spec.no_watch) {
+        tokio::spawn(watch_spec(source, files.clone()));
+    }
 
     let starts: Vec<JobHandle> = running.jobs.values().cloned().collect();
     let signal = |kind| tokio::signal::unix::signal(kind).map_err(io_err(&files.dir));
