@@ -352,7 +352,12 @@ pub struct Started {
 /// Watch the spec file (its folder, since editors replace files by renaming) and run
 /// `zkherd apply` on each change, its output going to supervisor.log. Changes are debounced,
 /// and applied one at a time.
-async fn watch_spec(source: PathBuf, files: ClusterFiles) {
+async fn watch_spec(source: PathBuf, files: ClusterFiles, events: mpsc::UnboundedSender<String>) {
+    // What a foreground `up` prints too; the details stay in supervisor.log.
+    let say = |line: &str| {
+        log_line(&files, line);
+        let _ = events.send(line.to_string());
+    };
     use notify::Watcher;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watched = source.file_name().map(|n| n.to_os_string());
@@ -409,10 +414,7 @@ async fn watch_spec(source: PathBuf, files: ClusterFiles) {
         // An editor writes in several steps; let them settle.
         tokio::time::sleep(Duration::from_millis(300)).await;
         while rx.try_recv().is_ok() {}
-        log_line(
-            &files,
-            &format!("{} changed; applying it", source.display()),
-        );
+        say(&format!("{} changed; applying it", source.display()));
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -431,10 +433,10 @@ async fn watch_spec(source: PathBuf, files: ClusterFiles) {
         }
         let outcome = match cmd.status().await {
             Ok(s) if s.success() => "applied".to_string(),
-            Ok(s) => format!("not applied ({s}); see the lines above"),
+            Ok(s) => format!("not applied ({s}); see {}", files.log.display()),
             Err(e) => format!("could not run `zkherd apply`: {e}"),
         };
-        log_line(&files, &format!("{}: {outcome}", source.display()));
+        say(&format!("{}: {outcome}", source.display()));
     }
 }
 
@@ -507,7 +509,7 @@ pub async fn start(
     let down_written = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(serve_control(listener, req_tx, down_written.clone()));
     if let (Some(source), false) = (running.spec.source.clone(), running.spec.no_watch) {
-        tokio::spawn(watch_spec(source, files.clone()));
+        tokio::spawn(watch_spec(source, files.clone(), events_tx.clone()));
     }
 
     let starts: Vec<JobHandle> = running.jobs.values().cloned().collect();
