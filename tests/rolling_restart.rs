@@ -182,3 +182,33 @@ fn clients_lose_no_acknowledged_write_during_a_rolling_restart() {
         history.counts
     );
 }
+
+/// The same check from the command line: `zkherd chaos --check --faults rolling-restart`.
+#[test]
+fn chaos_check_with_rolling_restarts_finds_no_anomaly() {
+    let c = Cluster::new(3);
+    let out = c.up(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = c.run(
+        &[
+            "chaos",
+            "--check",
+            "--faults",
+            "rolling-restart",
+            "--duration",
+            "8s",
+            "--every",
+            "4s",
+            "--seed",
+            "5",
+        ],
+        300,
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(
+        text.matches("rolling restart of 3 nodes done").count() >= 1,
+        "{text}"
+    );
+    assert!(text.contains("anomalies: none"), "{text}");
+}

@@ -25,6 +25,8 @@ pub enum FaultKind {
     Pause,
     /// An orderly stop and start.
     Restart,
+    /// `zkherd rolling-restart`: every node in turn, the leader last (the target is ignored).
+    RollingRestart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -214,6 +216,22 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
             FaultKind::Kill => NodeAction::Kill,
             FaultKind::Pause => NodeAction::Pause,
             FaultKind::Restart => NodeAction::Restart,
+            FaultKind::RollingRestart => {
+                println!("{} rolling restart", stamp(fault_at));
+                if let Err(e) =
+                    super::rolling::roll(&spec, Duration::ZERO, Duration::from_secs(120)).await
+                {
+                    never_recovered += 1;
+                    println!("{} rolling restart failed: {e:#}", stamp(Instant::now()));
+                }
+                faults += 1;
+                slowest = slowest.max(fault_at.elapsed());
+                let next_fault = fault_at + a.every;
+                if Instant::now() < next_fault {
+                    tokio::time::sleep_until(next_fault.into()).await;
+                }
+                continue;
+            }
         };
         let outcome = ask(&spec.dir, action, target).await;
         faults += 1;
