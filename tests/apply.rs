@@ -105,6 +105,15 @@ fn the_supervisor_applies_an_edited_spec_file_by_itself() {
     .expect("the bad edit was not reported");
     assert!(log.contains("zkherd.toml:2:12"), "{log}");
     assert!(zoo_cfg(&c, 2).contains("tickTime=1500\n"));
+    // The watcher does not keep the supervisor alive: after `down` every process is gone.
+    let pids = c.recorded_pids();
+    assert!(!pids.is_empty());
+    let out = c.run(&["down"], 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = eventually(Duration::from_secs(10), || {
+        pids.iter().all(|p| !common::alive(*p)).then_some(())
+    });
+    assert!(gone.is_some(), "still running after down: {pids:?}");
 }
 
 #[test]

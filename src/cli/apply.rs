@@ -129,15 +129,8 @@ fn diff(old: &EnsembleSpec, new: &EnsembleSpec) -> Vec<Change> {
 }
 
 pub async fn run(g: &Global, a: ApplyArgs) -> Result<u8> {
-    // The running spec from --dir without reading the edited file, which may not parse.
-    let current = match g
-        .dir
-        .as_deref()
-        .and_then(crate::supervisor::load_effective_spec)
-    {
-        Some(s) => s,
-        None => super::resolve_cluster(g).context("nothing was applied")?,
-    };
+    // With --dir, the running spec without reading the edited file, which may not parse.
+    let current = super::resolve_cluster(g).context("nothing was applied")?;
     if super::supervisor_jobs(&current.dir).await?.is_none() {
         bail!(
             "no supervisor is running for cluster {} ({}); `zkherd up` reads the spec anyway",

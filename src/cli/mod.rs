@@ -237,6 +237,15 @@ fn resolve_spec(g: &Global, mut overrides: Overrides) -> Result<EnsembleSpec> {
 /// The cluster a command other than `up` acts on: the effective spec saved by the last `up`
 /// in the cluster directory, else the spec as written.
 fn resolve_cluster(g: &Global) -> Result<EnsembleSpec> {
+    // With --dir, the running cluster's own record, so that a spec file with a bad edit in
+    // it does not keep `status` or `down` from working.
+    if let Some(s) = g
+        .dir
+        .as_deref()
+        .and_then(crate::supervisor::load_effective_spec)
+    {
+        return Ok(s);
+    }
     let spec = resolve_spec(g, Overrides::default())?;
     Ok(crate::supervisor::load_effective_spec(&spec.dir).unwrap_or(spec))
 }

@@ -352,11 +352,17 @@ pub struct Started {
 /// Watch the spec file (its folder, since editors replace files by renaming) and run
 /// `zkherd apply` on each change, its output going to supervisor.log. Changes are debounced,
 /// and applied one at a time.
-async fn watch_spec(source: PathBuf, files: ClusterFiles, events: mpsc::UnboundedSender<String>) {
+async fn watch_spec(
+    source: PathBuf,
+    files: ClusterFiles,
+    events: mpsc::WeakUnboundedSender<String>,
+) {
     // What a foreground `up` prints too; the details stay in supervisor.log.
     let say = |line: &str| {
         log_line(&files, line);
-        let _ = events.send(line.to_string());
+        if let Some(events) = events.upgrade() {
+            let _ = events.send(line.to_string());
+        }
     };
     use notify::Watcher;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -509,7 +515,9 @@ pub async fn start(
     let down_written = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(serve_control(listener, req_tx, down_written.clone()));
     if let (Some(source), false) = (running.spec.source.clone(), running.spec.no_watch) {
-        tokio::spawn(watch_spec(source, files.clone(), events_tx.clone()));
+        // A weak sender: the watcher must not keep the event stream open after the
+        // supervisor ends (`up` reads events until every sender is gone).
+        tokio::spawn(watch_spec(source, files.clone(), events_tx.downgrade()));
     }
 
     let starts: Vec<JobHandle> = running.jobs.values().cloned().collect();
