@@ -32,6 +32,8 @@ pub enum ExportError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path} exists and is not empty; export writes into a new or empty directory, so remove it or choose another --out")]
     NotEmpty { path: PathBuf },
+    #[error("cannot build the node's command line: {0}")]
+    Backend(#[from] crate::backend::BackendError),
     #[error("{what} {value:?} contains a quote, backslash or line break, which the unit and the init script cannot carry; choose a plainer path")]
     Unquotable { what: String, value: String },
 }
@@ -64,12 +66,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
 
 /// The host as the spec names it: its host name when it gives one, else its address.
 fn host_label(spec: &EnsembleSpec, node: &NodePorts) -> String {
-    spec.members
-        .iter()
-        .flatten()
-        .find(|m| m.id == node.id)
-        .and_then(|m| m.name.clone())
-        .unwrap_or_else(|| node.host.to_string())
+    spec.host_name(node.id)
+        .map_or_else(|| node.host.to_string(), str::to_string)
 }
 
 /// The bundle directory name of a member: `<name>-node<N>-<host>` (IPv6 colons as dashes).
@@ -136,7 +134,7 @@ pub fn export(
             render::LOG4J_TEMPLATE,
         )?;
         write(&staged.data_dir.join("myid"), &format!("{}\n", node.id))?;
-        let argv = command_line(backend.as_ref(), &installed);
+        let argv = command_line(backend.as_ref(), &installed)?;
         let service = service_name(spec, node.id);
         write(
             &dir.join(format!("{service}.service")),
@@ -167,14 +165,12 @@ fn set_executable(path: &Path) -> Result<(), ExportError> {
 }
 
 /// The backend's own command for the node, as words.
-fn command_line(backend: &dyn Backend, node: &NodeLayout) -> Vec<String> {
-    let cmd = backend
-        .command(node)
-        .expect("commands for another host need no local install");
-    std::iter::once(cmd.get_program())
+fn command_line(backend: &dyn Backend, node: &NodeLayout) -> Result<Vec<String>, ExportError> {
+    let cmd = backend.command(node)?;
+    Ok(std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())
-        .collect()
+        .collect())
 }
 
 /// Quote a word for sh and for systemd's ExecStart (both take single quotes).

@@ -239,11 +239,6 @@ pub fn listening_ports_at(host: IpAddr) -> std::collections::BTreeSet<u16> {
         .collect()
 }
 
-/// The process that holds a listening socket on `port`, if this user can see it.
-pub fn find_listener(port: u16) -> Option<PortHolder> {
-    holder_of(&listening_inodes(port))
-}
-
 /// The process listening on `host:port` (or on the wildcard address at `port`): members of a
 /// multi-host spec may share a port on different addresses of one machine.
 pub fn find_listener_at(host: IpAddr, port: u16) -> Option<PortHolder> {
@@ -311,15 +306,6 @@ pub fn process_command(pid: u32) -> Option<String> {
         s.push_str("...");
     }
     Some(s)
-}
-
-/// Socket inodes in LISTEN state (0A) on `port`.
-fn listening_inodes(port: u16) -> Vec<u64> {
-    listening_sockets()
-        .into_iter()
-        .filter(|(_, p, _)| *p == port)
-        .map(|(_, _, inode)| inode)
-        .collect()
 }
 
 /// (address, port, socket inode) of every listening socket, from `/proc/net/tcp` and

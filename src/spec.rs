@@ -729,6 +729,15 @@ impl EnsembleSpec {
         Ok(())
     }
 
+    /// The host name the spec gives member `id`, if it names its host rather than its address.
+    pub fn host_name(&self, id: u16) -> Option<&str> {
+        self.members
+            .iter()
+            .flatten()
+            .find(|m| m.id == id)
+            .and_then(|m| m.name.as_deref())
+    }
+
     /// Total number of nodes (voters and observers).
     pub fn total_nodes(&self) -> u16 {
         self.nodes + self.observers

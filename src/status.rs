@@ -204,9 +204,7 @@ pub async fn collect(
                 }
                 None => None,
             };
-            let mut s = node_status(n.id, n.membership, n.client, pid, job, probes.get(&n.id));
-            s.host = n.host.to_string();
-            s
+            node_status(n, pid, job, probes.get(&n.id))
         })
         .collect::<Vec<_>>();
     judge(
@@ -221,9 +219,7 @@ pub async fn collect(
 }
 
 fn node_status(
-    id: u16,
-    membership: Membership,
-    client_port: u16,
+    n: &crate::ports::NodePorts,
     pid: Option<u32>,
     job: Option<&JobInfo>,
     probe: Option<&NodeProbe>,
@@ -252,13 +248,13 @@ fn node_status(
         .and_then(|j| j.started_at_ms)
         .map(|t| unix_ms().saturating_sub(t) / 1000);
     NodeStatus {
-        id,
-        membership,
+        id: n.id,
+        membership: n.membership,
         role,
         state: job.map(|j| j.state),
         pid,
-        host: default_host(),
-        client_port,
+        host: n.host.to_string(),
+        client_port: n.client,
         zxid: srvr.map(|s| format!("{:#x}", s.zxid)),
         epoch: srvr.map(|s| s.epoch()),
         connections: srvr.map(|s| s.connections),

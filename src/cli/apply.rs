@@ -81,12 +81,11 @@ fn field(name: &str) -> Option<(&'static str, Reach)> {
 
 /// What differs between the running spec and the reloaded one, key by key (tables by
 /// their own keys, so `restart.policy` rather than all of `restart`).
-fn diff(old: &EnsembleSpec, new: &EnsembleSpec) -> Vec<Change> {
-    let (Value::Object(a), Value::Object(b)) = (
-        serde_json::to_value(old).expect("spec serializes"),
-        serde_json::to_value(new).expect("spec serializes"),
-    ) else {
-        unreachable!("a spec serializes to an object")
+fn diff(old: &EnsembleSpec, new: &EnsembleSpec) -> Result<Vec<Change>> {
+    let (Value::Object(a), Value::Object(b)) =
+        (serde_json::to_value(old)?, serde_json::to_value(new)?)
+    else {
+        bail!("a spec did not serialize to a JSON object; nothing was applied");
     };
     let mut out = Vec::new();
     for (k, va) in &a {
@@ -125,7 +124,7 @@ fn diff(old: &EnsembleSpec, new: &EnsembleSpec) -> Vec<Change> {
             }),
         }
     }
-    out
+    Ok(out)
 }
 
 pub async fn run(g: &Global, a: ApplyArgs) -> Result<u8> {
@@ -152,7 +151,7 @@ pub async fn run(g: &Global, a: ApplyArgs) -> Result<u8> {
     new.apply(&current.flags, &cwd)
         .context("nothing was applied")?;
     new.no_watch = current.no_watch;
-    let changes = diff(&current, &new);
+    let changes = diff(&current, &new)?;
     if changes.is_empty() {
         println!("{}: nothing to apply", file.display());
         return Ok(0);
@@ -223,7 +222,7 @@ mod tests {
             "[zookeeper]\ntickTime = 1000\n[zookeeper.extra]\nmaxClientCnxns = 5\n\
              [restart]\npolicy = \"never\"\n",
         );
-        let d = diff(&old, &new);
+        let d = diff(&old, &new).unwrap();
         let keys: Vec<(&str, Reach)> = d.iter().map(|c| (c.key.as_str(), c.reach)).collect();
         assert!(
             keys.contains(&("zookeeper.tickTime", Reach::Rolling)),
@@ -238,12 +237,12 @@ mod tests {
             "{keys:?}"
         );
         assert_eq!(d.len(), 3, "{d:?}");
-        let d = diff(&old, &spec("[cluster]\nnodes = 5\n"));
+        let d = diff(&old, &spec("[cluster]\nnodes = 5\n")).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(
             (d[0].key.as_str(), d[0].reach),
             ("cluster.nodes", Reach::Fixed)
         );
-        assert!(diff(&old, &spec("")).is_empty());
+        assert!(diff(&old, &spec("")).unwrap().is_empty());
     }
 }

@@ -41,12 +41,7 @@ pub async fn run(g: &Global, a: EnvArgs) -> Result<u8> {
                         "id": n.id,
                         "membership": n.membership,
                         "host": n.host.to_string(),
-                        "host_name": spec
-                            .members
-                            .iter()
-                            .flatten()
-                            .find(|m| m.id == n.id)
-                            .and_then(|m| m.name.clone()),
+                        "host_name": spec.host_name(n.id),
                         "client_port": n.client,
                         "quorum_port": n.quorum,
                         "election_port": n.election,

@@ -334,7 +334,7 @@ async fn wait_member_started(
     let plan = PortPlan::new(spec);
     let node = plan
         .node(member)
-        .expect("--member was checked against the spec");
+        .with_context(|| format!("the spec has no member {member}"))?;
     let addr = std::net::SocketAddr::new(node.host, node.client);
     let t0 = Instant::now();
     loop {
@@ -354,10 +354,12 @@ async fn wait_member_started(
         }
         let probe = crate::probe::probe_node(addr, Duration::from_secs(1)).await;
         if probe.reachable {
-            let role = status::collect(spec, jobs, Duration::from_secs(1))
-                .await
-                .node(member)
-                .map_or("starting", |n| n.role.as_str());
+            // The member's own answer: other members may not run yet, so no ensemble status.
+            let role = if probe.srvr.is_some() {
+                "serving"
+            } else {
+                "waiting for a quorum"
+            };
             println!(
                 "member {member} started in {:.2}s on {addr} ({role}), supervisor pid {supervisor_pid}",
                 t0.elapsed().as_secs_f64()
