@@ -56,6 +56,9 @@ pub struct ZooCfg {
     /// `quorumListenOnAllIPs`: bind the quorum and election ports on the wildcard address
     /// instead of the address in this server's own `server.N` line.
     pub quorum_listen_on_all_ips: bool,
+    /// `reconfigEnabled`: whether clients may change the membership (off by default, as in
+    /// Apache since 3.5.3).
+    pub reconfig_enabled: bool,
     pub snap_count: u64,
     pub snap_retain_count: usize,
     /// Hours between purges; 0 = off.
@@ -205,6 +208,7 @@ impl ZooCfg {
             .unwrap_or(false);
         let force_sync = bool_of("forceSync")?.unwrap_or(true);
         let quorum_listen_on_all_ips = bool_of("quorumListenOnAllIPs")?.unwrap_or(false);
+        let reconfig_enabled = bool_of("reconfigEnabled")?.unwrap_or(false);
         let whitelist = match raw.get("4lw.commands.whitelist") {
             None => vec!["srvr".to_string()],
             Some(v) => v
@@ -240,6 +244,7 @@ impl ZooCfg {
                 .cloned(),
             force_sync,
             quorum_listen_on_all_ips,
+            reconfig_enabled,
             snap_count: num(&raw, "snapCount", 100_000, &err)?.max(2),
             snap_retain_count: num(&raw, "autopurge.snapRetainCount", 3usize, &err)?.max(3),
             purge_interval_h: num(&raw, "autopurge.purgeInterval", 0, &err)?,

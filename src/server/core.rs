@@ -20,7 +20,8 @@ use openraft::Instant as _;
 
 use super::consensus::network::{LeaderContact, Raft};
 use super::consensus::state_machine::SmEvent;
-use super::consensus::{Origin, Proposal};
+use super::consensus::{Origin, Proposal, ReconfigJob};
+use super::dynconfig::ReconfigRequest;
 use super::persist::{self, Log, PersistError};
 use super::proto::{
     self, encode_connect_response, op, perms, xid, Acl, ConnectRequest, ErrorCode, ReadOp, Request,
@@ -154,6 +155,8 @@ pub(super) enum WriteKind {
     Close,
     /// Answer with this error code (a refused reconfig).
     Error(i32),
+    /// A reconfig: the new config (GetDataResponse), or the error the leader found.
+    Reconfig,
     /// Close the connection without answering (a top-level check).
     CloseConnection,
 }
@@ -175,6 +178,12 @@ pub(super) struct Ensemble {
     pub proposals: mpsc::UnboundedSender<Proposal>,
     /// To the task that answers `sync` through a read index (pending ids).
     pub syncs: mpsc::UnboundedSender<u64>,
+    /// To the task that runs reconfigs (on the leader, or forwarded to it).
+    pub reconfigs: mpsc::UnboundedSender<ReconfigJob>,
+    /// Whether this node has been a member of the Raft membership during this run, and whether
+    /// it said so when it stopped being one.
+    pub was_member: bool,
+    pub said_removed: bool,
     /// When the leader was last heard from, and how long a silence means it is gone.
     pub contact: Arc<LeaderContact>,
     pub leader_silence: Duration,
@@ -437,6 +446,11 @@ impl Core {
                 // Called every tick and for every 4lw: read the metrics in place, no clone.
                 let metrics = e.raft.metrics();
                 let m = metrics.borrow_watched();
+                // A node outside the membership (removed by a reconfig, or not added yet)
+                // serves nobody.
+                if m.membership_config.membership().get_node(&e.me).is_none() {
+                    return false;
+                }
                 match m.current_leader {
                     None => false,
                     Some(l) if l == e.me => m
@@ -456,11 +470,33 @@ impl Core {
         let min_timeout = Duration::from_millis(self.cfg.min_session_timeout.max(0) as u64);
         let mut close_all = false;
         if let Backing::Ensemble(e) = &mut self.backing {
+            let member = e
+                .raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .get_node(&e.me)
+                .is_some();
+            if member {
+                e.was_member = true;
+                e.said_removed = false;
+            } else if e.was_member && !e.said_removed {
+                e.said_removed = true;
+                close_all = true;
+                tracing::warn!(
+                    "node {} was removed from the ensemble by a reconfig: it serves no clients \
+                     and takes no part in elections; a reconfig joining it (or `zkherd add {}`) \
+                     brings it back",
+                    e.me,
+                    e.me
+                );
+            }
             if serving {
                 e.leaderless_since = None;
             } else {
                 let since = *e.leaderless_since.get_or_insert_with(Instant::now);
-                close_all = since.elapsed() > min_timeout;
+                close_all |= since.elapsed() > min_timeout;
             }
         }
         if close_all && !self.conns.is_empty() {
@@ -600,6 +636,42 @@ impl Core {
         Ok(())
     }
 
+    /// Hand a reconfig to the reconfig task; its outcome arrives as this node's applied entry.
+    fn submit_reconfig(
+        &mut self,
+        session: i64,
+        auth: Vec<AuthId>,
+        request: ReconfigRequest,
+        allowed: bool,
+        pending: Pending,
+    ) {
+        let Backing::Ensemble(ens) = &mut self.backing else {
+            return;
+        };
+        if let Some(c) = pending.conn().and_then(|conn| self.conns.get_mut(&conn)) {
+            c.in_flight += 1;
+            c.barriers += u32::from(pending.is_barrier());
+        }
+        ens.next_pending += 1;
+        let id = ens.next_pending;
+        let _ = ens.reconfigs.send(ReconfigJob {
+            // Reconfigs reach the log by another path than writes, so possibly after later
+            // writes of this node: their ids are deduplicated in a sequence of their own.
+            origin: Origin {
+                node: ens.me,
+                incarnation: ens.incarnation.wrapping_add(1),
+                conn: id,
+                xid: 0,
+            },
+            session,
+            auth: auth.into_iter().map(|a| (a.scheme, a.id)).collect(),
+            time_ms: now_ms(),
+            request,
+            allowed,
+        });
+        self.pending.insert(id, pending);
+    }
+
     /// Queue the notifications of an applied entry.
     fn fire(&mut self, applied: &Applied) {
         for ev in &applied.events {
@@ -625,7 +697,7 @@ impl Core {
                 received,
             } => {
                 match kind {
-                    WriteKind::Single => {
+                    WriteKind::Single | WriteKind::Reconfig => {
                         let (err, body) = match &a.result {
                             TxnResult::Single(Ok(r)) => (0, encode_op_result(r)),
                             TxnResult::Single(Err(code)) => (code.code(), vec![]),
@@ -767,7 +839,11 @@ impl Core {
 
     fn is_mine(&self, o: &Origin) -> bool {
         match &self.backing {
-            Backing::Ensemble(e) => o.node == e.me && o.incarnation == e.incarnation,
+            Backing::Ensemble(e) => {
+                o.node == e.me
+                    && (o.incarnation == e.incarnation
+                        || o.incarnation == e.incarnation.wrapping_add(1))
+            }
             Backing::Standalone(_) => false,
         }
     }
@@ -995,15 +1071,31 @@ impl Core {
                 );
                 self.close(conn);
             }
-            Request::Reconfig => {
-                // Apache turns the refused reconfig into an error txn: it takes a zxid.
-                let code = ErrorCode::ReconfigDisabled.code();
-                self.submit(
-                    session,
-                    auth,
-                    Txn::Error(code),
-                    reply_to(WriteKind::Error(code)),
-                )?;
+            Request::Reconfig(r) => {
+                // Apache turns a refused reconfig into an error txn: it takes a zxid.
+                // Disabled is checked first, then standalone; the rest on the leader.
+                let refused = if !self.cfg.reconfig_enabled {
+                    Some(ErrorCode::ReconfigDisabled)
+                } else if matches!(self.backing, Backing::Standalone(_)) {
+                    Some(ErrorCode::Unimplemented)
+                } else {
+                    None
+                };
+                if let Some(code) = refused {
+                    let code = code.code();
+                    self.submit(
+                        session,
+                        auth,
+                        Txn::Error(code),
+                        reply_to(WriteKind::Error(code)),
+                    )?;
+                } else {
+                    let allowed = self
+                        .state
+                        .get("/zookeeper/config")
+                        .is_some_and(|n| State::check_acl(&n.acl, &auth, perms::WRITE));
+                    self.submit_reconfig(session, auth, r, allowed, reply_to(WriteKind::Reconfig));
+                }
             }
             Request::Auth { scheme, auth: data } => match scheme.as_str() {
                 "digest" => {
@@ -1389,6 +1481,9 @@ fn encode_op_result(r: &OpResult) -> Vec<u8> {
             }
         }
         OpResult::Delete | OpResult::Check => {}
+        OpResult::Config { data, stat } => {
+            w.buffer(Some(data)).stat(stat);
+        }
         OpResult::SetData { stat } | OpResult::SetAcl { stat } => {
             w.stat(stat);
         }
@@ -1413,6 +1508,7 @@ fn encode_multi_result(r: &Result<Vec<OpResult>, (usize, ErrorCode)>, n: usize) 
                     OpResult::SetData { .. } => (op::SET_DATA, encode_op_result(res)),
                     OpResult::SetAcl { .. } => (op::SET_ACL, encode_op_result(res)),
                     OpResult::Check => (op::CHECK, vec![]),
+                    OpResult::Config { .. } => (op::RECONFIG, encode_op_result(res)),
                 };
                 w.int(t).boolean(false).int(0);
                 w.buf.extend_from_slice(&body);

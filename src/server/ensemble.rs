@@ -8,16 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::BasicNode;
+use openraft::{BasicNode, ChangeMembers};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::config::ZooCfg;
 use super::consensus::log_store::LogStore;
-use super::consensus::network::{self, Hooks, Network, Peer, Raft};
-use super::consensus::state_machine::{SmEvent, StateMachine};
-use super::consensus::Proposal;
+use super::consensus::network::{self, ForwardedReconfig, Hooks, Network, Peer, Raft, Reversions};
+use super::consensus::state_machine::{SmData, SmEvent, StateMachine};
+use super::consensus::{Proposal, ReconfigJob};
 use super::core::{Backing, Core, Ensemble};
+use super::dynconfig::{DynConfig, Member};
+use super::persist;
+use super::proto::ErrorCode;
+use super::tree::{AuthId, Entry, Txn};
 use super::{handle_batch, listen, reap_interval, tick_interval, ServerError};
 
 /// Raft timing from zoo.cfg: the election timeout is a thirtieth of ZooKeeper's
@@ -37,12 +41,11 @@ fn raft_config(cfg: &ZooCfg) -> openraft::Config {
         // log held in memory stays bounded. A follower further behind catches up by snapshot.
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snap_count),
         max_in_snapshot_log_to_keep: cfg.snap_count.min(1000),
-        // A member whose data dir was wiped comes back with an empty log; the leader must be
-        // allowed to start its replication over (by snapshot) instead of refusing. The cost,
-        // acceptable for a local development ensemble and documented in the README: a wiped
-        // node has also forgotten its vote, so in a rare interleaving it could vote twice in
-        // one term.
-        allow_log_reversion: Some(true),
+        // A member whose data dir was wiped comes back with an empty log. openraft's replication
+        // progress never moves backwards (allow_log_reversion stays off): the leader's network
+        // layer catches the wiped member (`Reversions`), and the reconciler removes it and
+        // adds it back as a new member, caught up by snapshot. Until then it refuses votes, so
+        // it never votes twice in a term.
         // A member that was paused or cut off asks first whether it could win, so it does
         // not bump the term and depose a healthy leader when it comes back.
         enable_pre_vote: Some(true),
@@ -77,14 +80,6 @@ pub async fn run(
         .filter(|s| !s.observer)
         .map(|s| (s.id, BasicNode { addr: addr_of(s) }))
         .collect();
-    // `server.N=…:observer` lines become Raft learners: they replicate and serve reads, forward
-    // writes, and never vote or campaign. The leader adds them once it is elected.
-    let observers: BTreeMap<u64, BasicNode> = cfg
-        .servers
-        .iter()
-        .filter(|s| s.observer)
-        .map(|s| (s.id, BasicNode { addr: addr_of(s) }))
-        .collect();
     if voters.is_empty() {
         return Err(quorum_err(
             "every server line is an observer; at least one must be a voter".into(),
@@ -108,12 +103,19 @@ pub async fn run(
     )
     .map_err(raft_err)?;
     let initial = sm.data.lock().expect("state machine lock").state.clone();
+    let sm_data = sm.data.clone();
     let config = Arc::new(
         raft_config(&cfg)
             .validate()
             .map_err(|e| quorum_err(format!("Raft timing: {e}")))?,
     );
-    let network = Network { dying: killed };
+    let network = Network {
+        dying: killed,
+        reversions: Arc::default(),
+    };
+    let (lost_tx, lost_rx) = mpsc::unbounded_channel();
+    network.reversions.notify_to(lost_tx);
+    let (forward_tx, forward_rx) = mpsc::unbounded_channel();
     // Dropping this node's future (an in-process kill) or stopping it marks it dying, so its
     // connections close as a crashed process's would.
     let _dying = SetOnDrop(network.dying.clone());
@@ -158,6 +160,7 @@ pub async fn run(
             touches: Some(touch_tx),
             my_id: me,
             contact: contact.clone(),
+            reconfigs: Some(forward_tx),
         },
     ));
     tasks.spawn(network::serve(
@@ -167,6 +170,7 @@ pub async fn run(
             touches: None,
             my_id: me,
             contact: contact.clone(),
+            reconfigs: None,
         },
     ));
 
@@ -180,10 +184,19 @@ pub async fn run(
     let (touch_out_tx, touch_out_rx) = mpsc::unbounded_channel();
     tasks.spawn(send_touches(raft.clone(), me, peers.clone(), touch_out_rx));
     let (sync_tx, sync_rx) = mpsc::unbounded_channel();
-    tasks.spawn(serve_syncs(raft.clone(), me, peers, sync_rx, sm_tx));
-    if !observers.is_empty() {
-        tasks.spawn(add_observers(raft.clone(), me, observers));
-    }
+    tasks.spawn(serve_syncs(raft.clone(), me, peers.clone(), sync_rx, sm_tx));
+    let (reconfig_tx, reconfig_rx) = mpsc::unbounded_channel();
+    tasks.spawn(
+        Reconfigurer {
+            raft: raft.clone(),
+            me,
+            peers: peers.clone(),
+            data: sm_data,
+            initial: initial_config(&cfg),
+            reversions: network.reversions.clone(),
+        }
+        .run(reconfig_rx, forward_rx, lost_rx),
+    );
     if !mine.observer {
         tasks.spawn(watch_leader(
             raft.clone(),
@@ -218,6 +231,9 @@ pub async fn run(
             raft: raft.clone(),
             proposals: prop_tx,
             syncs: sync_tx,
+            reconfigs: reconfig_tx,
+            was_member: false,
+            said_removed: false,
             contact,
             // Twice the longest election timeout: a leader that is still there has sent
             // several heartbeats by then, even on a loaded machine.
@@ -384,7 +400,7 @@ async fn propose(
                 continue;
             }
             if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
-                to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
+                to_leader = member_addr(&raft, &peers, l).map(|a| (l, Peer::to(l, &a)));
             }
             let Some((_, peer)) = to_leader.as_mut() else {
                 break;
@@ -443,7 +459,7 @@ async fn serve_syncs(
                     .map_err(std::io::Error::other)
             } else {
                 if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
-                    to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
+                    to_leader = member_addr(&raft, &peers, l).map(|a| (l, Peer::to(l, &a)));
                 }
                 match to_leader.as_mut() {
                     Some((_, peer)) => peer.read_index().await,
@@ -510,39 +526,6 @@ async fn watch_leader(
     }
 }
 
-/// Leader: make every observer of zoo.cfg a learner. The membership is replicated, so once it
-/// holds every observer this task ends, on every member.
-async fn add_observers(raft: Raft, me: u64, observers: BTreeMap<u64, BasicNode>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let (leading, missing): (bool, Vec<(u64, BasicNode)>) = {
-            let metrics = raft.metrics();
-            let m = metrics.borrow_watched();
-            let membership = m.membership_config.membership();
-            (
-                m.current_leader == Some(me),
-                observers
-                    .iter()
-                    .filter(|(id, _)| membership.get_node(id).is_none())
-                    .map(|(id, n)| (*id, n.clone()))
-                    .collect(),
-            )
-        };
-        if missing.is_empty() {
-            return;
-        }
-        if !leading {
-            continue;
-        }
-        for (id, node) in missing {
-            match raft.add_learner(id, node, false).await {
-                Ok(_) => tracing::info!("observer {id} added as a Raft learner"),
-                Err(e) => tracing::debug!("adding observer {id}: {e}"),
-            }
-        }
-    }
-}
-
 /// Report this follower's active sessions to the leader.
 async fn send_touches(
     raft: Raft,
@@ -559,7 +542,7 @@ async fn send_touches(
             continue;
         }
         if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
-            to_leader = peers.get(&l).map(|a| (l, Peer::to(l, a)));
+            to_leader = member_addr(&raft, &peers, l).map(|a| (l, Peer::to(l, &a)));
         }
         if let Some((_, peer)) = to_leader.as_mut() {
             let _ = peer.touch(sessions).await;
@@ -573,5 +556,421 @@ pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Where member `id` listens: its address in the Raft membership (members added by reconfig
+/// are there only), else its zoo.cfg line.
+fn member_addr(raft: &Raft, peers: &BTreeMap<u64, String>, id: u64) -> Option<String> {
+    raft.metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .map(|n| n.addr.clone())
+        .or_else(|| peers.get(&id).cloned())
+}
+
+/// The config zoo.cfg's server lines describe: what `/zookeeper/config` starts as, before any
+/// reconfig (Apache's static config, version 0x<epoch>00000000).
+fn initial_config(cfg: &ZooCfg) -> DynConfig {
+    let mut c = DynConfig::default();
+    for s in &cfg.servers {
+        let client = s
+            .client
+            .map(|a| (a.ip().to_string(), a.port()))
+            .or_else(|| {
+                (Some(s.id) == cfg.myid).then(|| {
+                    let a = cfg.client_addr();
+                    (a.ip().to_string(), a.port())
+                })
+            });
+        c.members.insert(
+            s.id,
+            Member {
+                id: s.id,
+                host: s.host.clone(),
+                quorum: s.quorum_port,
+                election: s.election_port,
+                observer: s.observer,
+                client,
+            },
+        );
+    }
+    c
+}
+
+/// The committed config in `/zookeeper/config` (None before the first leader published it)
+/// and its version (the znode's mzxid).
+fn committed_config(data: &std::sync::Mutex<SmData>) -> Result<(Option<DynConfig>, i64), String> {
+    let d = data.lock().expect("state machine lock");
+    let Some(n) = d.state.get("/zookeeper/config") else {
+        return Ok((None, 0));
+    };
+    let text = String::from_utf8_lossy(n.data.as_deref().unwrap_or_default()).into_owned();
+    if DynConfig::parse(&text).is_ok_and(|c| c.members.is_empty()) {
+        return Ok((None, n.stat.mzxid));
+    }
+    DynConfig::parse(&text)
+        .map(|c| (Some(c), n.stat.mzxid))
+        .map_err(|e| format!("/zookeeper/config does not parse: {e}"))
+}
+
+/// Runs reconfigs and keeps openraft's membership equal to the committed config.
+///
+/// On the leader, a reconfig is checked in Apache's order against the committed config —
+/// version (BadVersion), the new member list (BadArguments / MarshallingError, fewer than two
+/// voters), a reachable quorum of the new voters (NewConfigNoQuorum), WRITE on the config
+/// znode (NoAuth) — and its outcome is proposed as the origin's entry: the new config text
+/// (`Txn::Reconfig`), or an error txn. Other members forward reconfigs to the leader.
+///
+/// The committed text is the desired membership; every quarter second (and after each
+/// reconfig) the leader moves Raft toward it one step at a time: new members join as learners,
+/// the voter set is replaced (openraft's joint consensus), and members no longer listed are
+/// removed. A leader crash half way leaves nothing inconsistent: the next leader resumes from
+/// the same committed text. A leader that removes itself steps down once the new voters
+/// commit, and its successor finishes.
+struct Reconfigurer {
+    raft: Raft,
+    me: u64,
+    peers: BTreeMap<u64, String>,
+    data: Arc<std::sync::Mutex<SmData>>,
+    initial: DynConfig,
+    reversions: Arc<Reversions>,
+}
+
+const MEMBERSHIP_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Reconfigurer {
+    /// Leading as a voter: a leader that removed itself keeps leading until the new voters
+    /// commit, but must not change the membership again (openraft forbids it).
+    fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.current_leader == Some(self.me)
+            && m.state == openraft::ServerState::Leader
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.me)
+    }
+
+    async fn run(
+        self,
+        mut local: mpsc::UnboundedReceiver<ReconfigJob>,
+        mut forwarded: mpsc::UnboundedReceiver<ForwardedReconfig>,
+        mut lost: mpsc::UnboundedReceiver<u64>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut metrics = self.raft.metrics();
+        let mut was_leader = false;
+        loop {
+            tokio::select! {
+                // A new leader publishes the initial config before clients' writes reach it.
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let leader = self.is_leader();
+                    if leader && !was_leader {
+                        self.reconcile().await;
+                    }
+                    was_leader = leader;
+                }
+                Some(job) = local.recv() => self.submit(job).await,
+                Some((job, done)) = forwarded.recv() => {
+                    let r = if self.is_leader() {
+                        self.execute(job).await;
+                        Ok(())
+                    } else {
+                        Err(format!("node {} is not the leader", self.me))
+                    };
+                    let _ = done.send(r);
+                }
+                Some(_) = lost.recv() => self.reconcile().await,
+                _ = tick.tick() => self.reconcile().await,
+            }
+        }
+    }
+
+    /// A reconfig from this node's client: run it here when leading, else hand it to the
+    /// leader. Handing it over again after a failure is safe: the outcome is proposed under the
+    /// job's origin id, and the state machine applies an origin id once.
+    async fn submit(&self, job: ReconfigJob) {
+        let mut to_leader: Option<(u64, Peer)> = None;
+        for _ in 0..50 {
+            let Some(l) = self.raft.metrics().borrow_watched().current_leader else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            if l == self.me {
+                if self.is_leader() {
+                    self.execute(job).await;
+                    return;
+                }
+                // Stepping down after removing itself: wait for the next leader.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            if to_leader.as_ref().map(|(id, _)| *id) != Some(l) {
+                to_leader = member_addr(&self.raft, &self.peers, l).map(|a| (l, Peer::to(l, &a)));
+            }
+            let Some((_, peer)) = to_leader.as_mut() else {
+                break;
+            };
+            match peer.reconfig(job.clone()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!("reconfig: leader {l}: {e}");
+                    to_leader = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        tracing::warn!("reconfig: no leader took it; its client times out and retries");
+    }
+
+    /// Leader: check a reconfig, propose its outcome, and start moving the membership.
+    async fn execute(&self, job: ReconfigJob) {
+        let (current, version) = match committed_config(&self.data) {
+            Ok((c, v)) => (c.unwrap_or_else(|| self.initial.clone()), v),
+            Err(e) => {
+                tracing::error!("reconfig refused: {e}");
+                (DynConfig::default(), -1)
+            }
+        };
+        let r = &job.request;
+        let mut outcome = if r.from_config != -1 && r.from_config != version {
+            Err(ErrorCode::BadVersion)
+        } else {
+            current.plan(r)
+        };
+        if let Ok(next) = &outcome {
+            if !self.quorum_reachable(next).await {
+                outcome = Err(ErrorCode::NewConfigNoQuorum);
+            }
+        }
+        if outcome.is_ok() && !job.allowed {
+            outcome = Err(ErrorCode::NoAuth);
+        }
+        let txn = match &outcome {
+            Ok(next) => {
+                tracing::info!("reconfig: new config\n{}", next.lines());
+                Txn::Reconfig {
+                    servers: next.lines(),
+                }
+            }
+            Err(code) => {
+                tracing::info!("reconfig refused: {code:?}");
+                Txn::Error(code.code())
+            }
+        };
+        let entry = Entry {
+            zxid: 0,
+            time_ms: job.time_ms,
+            session_id: job.session,
+            auth: job
+                .auth
+                .iter()
+                .map(|(scheme, id)| AuthId {
+                    scheme: scheme.clone(),
+                    id: id.clone(),
+                })
+                .collect(),
+            txn,
+        };
+        let p = Proposal {
+            origin: Some(job.origin),
+            entry: persist::encode_entry(&entry),
+        };
+        match self.raft.client_write(p).await {
+            Ok(_) if outcome.is_ok() => self.reconcile().await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reconfig: proposing its outcome failed: {e}"),
+        }
+    }
+
+    /// Whether a majority of `next`'s voters answers (this node counts if it stays a voter at
+    /// the same address), as Apache requires a connected quorum of the new config.
+    async fn quorum_reachable(&self, next: &DynConfig) -> bool {
+        let mine = member_addr(&self.raft, &self.peers, self.me);
+        let checks = next.voters().map(|m| {
+            let addr = m.raft_addr();
+            let me = m.id == self.me && mine.as_deref() == Some(addr.as_str());
+            async move { me || Peer::to(m.id, &addr).hello().await.is_ok() }
+        });
+        let up = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+        up >= next.quorum()
+    }
+
+    async fn change(&self, what: &str, change: ChangeMembers<u64, BasicNode>, retain: bool) {
+        match tokio::time::timeout(
+            MEMBERSHIP_STEP_TIMEOUT,
+            self.raft.change_membership(change, retain),
+        )
+        .await
+        {
+            Ok(Ok(_)) => tracing::info!("membership: {what}"),
+            Ok(Err(e)) => tracing::debug!("membership: {what}: {e}"),
+            Err(_) => tracing::warn!(
+                "membership: {what} not committed after {MEMBERSHIP_STEP_TIMEOUT:?}; retrying"
+            ),
+        }
+    }
+
+    /// A leader that removed itself from the voters: the voter that replicated the most,
+    /// to hand the leadership to.
+    fn successor(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        if m.current_leader != Some(self.me) || membership.voter_ids().any(|v| v == self.me) {
+            return None;
+        }
+        let matched = |id: &u64| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index())
+        };
+        membership.voter_ids().max_by_key(|id| (matched(id), *id))
+    }
+
+    /// Leader: one step of moving openraft's membership toward the committed config.
+    async fn reconcile(&self) {
+        if let Some(to) = self.successor() {
+            tracing::info!("no longer a voter: handing the leadership to node {to}");
+            let _ = self.raft.trigger().transfer_leader(to).await;
+            return;
+        }
+        if !self.is_leader() {
+            return;
+        }
+        let desired = match committed_config(&self.data) {
+            Ok((Some(c), _)) => c,
+            Ok((None, _)) => {
+                // The first leader of the ensemble publishes zoo.cfg's servers.
+                let entry = Entry {
+                    zxid: 0,
+                    time_ms: super::core::now_ms(),
+                    session_id: 0,
+                    auth: vec![],
+                    txn: Txn::Reconfig {
+                        servers: self.initial.lines(),
+                    },
+                };
+                let p = Proposal {
+                    origin: None,
+                    entry: persist::encode_entry(&entry),
+                };
+                if let Err(e) = self.raft.client_write(p).await {
+                    tracing::debug!("publishing the initial config: {e}");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!("membership left as it is: {e}");
+                return;
+            }
+        };
+        let membership = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .clone();
+        let nodes: BTreeMap<u64, BasicNode> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        // A member that lost its log leaves first; it is added back below, next round.
+        for id in self.reversions.lost() {
+            if !nodes.contains_key(&id) {
+                self.reversions.clear(id);
+                continue;
+            }
+            if voters.contains(&id) {
+                let rest: std::collections::BTreeSet<u64> =
+                    voters.iter().copied().filter(|v| *v != id).collect();
+                if !rest.is_empty() {
+                    self.change(
+                        &format!("node {id} removed, to be added back"),
+                        ChangeMembers::ReplaceAllVoters(rest),
+                        false,
+                    )
+                    .await;
+                }
+            } else {
+                self.change(
+                    &format!("node {id} removed, to be added back"),
+                    ChangeMembers::RemoveNodes([id].into()),
+                    false,
+                )
+                .await;
+            }
+            return;
+        }
+        let mut added = false;
+        for m in desired.members.values() {
+            let node = BasicNode {
+                addr: m.raft_addr(),
+            };
+            match nodes.get(&m.id) {
+                None => {
+                    added = true;
+                    match tokio::time::timeout(
+                        MEMBERSHIP_STEP_TIMEOUT,
+                        self.raft.add_learner(m.id, node, false),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => tracing::info!("membership: node {} added as a learner", m.id),
+                        Ok(Err(e)) => tracing::debug!("adding node {}: {e}", m.id),
+                        Err(_) => tracing::warn!("adding node {}: timed out", m.id),
+                    }
+                }
+                Some(n) if n.addr != node.addr => {
+                    added = true;
+                    self.change(
+                        &format!("node {} now at {}", m.id, node.addr),
+                        ChangeMembers::SetNodes([(m.id, node)].into()),
+                        false,
+                    )
+                    .await;
+                }
+                Some(_) => {}
+            }
+        }
+        if added {
+            return;
+        }
+        let want: std::collections::BTreeSet<u64> = desired.voters().map(|m| m.id).collect();
+        if want != voters {
+            self.change(
+                &format!("voters {want:?}"),
+                ChangeMembers::ReplaceAllVoters(want),
+                true,
+            )
+            .await;
+            return;
+        }
+        let extra: std::collections::BTreeSet<u64> = nodes
+            .keys()
+            .copied()
+            .filter(|id| !desired.members.contains_key(id))
+            .collect();
+        if !extra.is_empty() {
+            self.change(
+                &format!("nodes {extra:?} removed"),
+                ChangeMembers::RemoveNodes(extra),
+                false,
+            )
+            .await;
+        }
     }
 }

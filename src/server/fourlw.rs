@@ -127,6 +127,17 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
                     "initLimit={}\nsyncLimit={}\n",
                     c.init_limit, c.sync_limit
                 ));
+                // The committed dynamic config, as Apache prints its quorum verifier.
+                let config = core
+                    .state
+                    .get("/zookeeper/config")
+                    .and_then(|n| n.data.clone())
+                    .unwrap_or_default();
+                if !config.is_empty() {
+                    out.push_str("membership: \n");
+                    out.push_str(&String::from_utf8_lossy(&config));
+                    out.push('\n');
+                }
             }
             out
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod consensus;
 pub mod core;
+pub mod dynconfig;
 mod ensemble;
 pub mod fourlw;
 pub mod persist;

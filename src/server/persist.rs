@@ -63,6 +63,9 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
         Txn::Error(code) => {
             w.int(6).int(*code);
         }
+        Txn::Reconfig { servers } => {
+            w.int(7).string(servers);
+        }
     }
     w.buf
 }
@@ -101,6 +104,9 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
         },
         5 => Txn::Reap { path: r.string()? },
         6 => Txn::Error(r.int()?),
+        7 => Txn::Reconfig {
+            servers: r.string()?,
+        },
         t => return Err(DecodeError(format!("unknown txn tag {t}"))),
     };
     Ok(Entry {

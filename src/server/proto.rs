@@ -20,6 +20,8 @@ pub enum ErrorCode {
     MarshallingError = -5,
     Unimplemented = -6,
     BadArguments = -8,
+    NewConfigNoQuorum = -13,
+    ReconfigInProgress = -14,
     NoNode = -101,
     NoAuth = -102,
     BadVersion = -103,
@@ -48,6 +50,8 @@ impl ErrorCode {
             -5 => MarshallingError,
             -6 => Unimplemented,
             -8 => BadArguments,
+            -13 => NewConfigNoQuorum,
+            -14 => ReconfigInProgress,
             -101 => NoNode,
             -102 => NoAuth,
             -103 => BadVersion,
@@ -583,7 +587,7 @@ pub enum Request {
     },
     Ping,
     MultiRead(Vec<ReadOp>),
-    Reconfig,
+    Reconfig(super::dynconfig::ReconfigRequest),
     CheckWatches {
         path: String,
         kind: i32,
@@ -747,7 +751,12 @@ pub fn decode_request(opcode: i32, body: &[u8]) -> DResult<Request> {
             }
             Request::MultiRead(ops)
         }
-        op::RECONFIG => Request::Reconfig,
+        op::RECONFIG => Request::Reconfig(super::dynconfig::ReconfigRequest {
+            joining: r.ustring()?,
+            leaving: r.ustring()?,
+            new_members: r.ustring()?,
+            from_config: r.long()?,
+        }),
         op::CHECK_WATCHES | op::REMOVE_WATCHES => {
             let path = r.string()?;
             let kind = r.int()?;

@@ -52,6 +52,12 @@ pub enum Txn {
     /// A request the leader refused but Apache still turns into a txn (a disabled reconfig, a
     /// top-level check): it only takes a zxid. Holds the error code.
     Error(i32),
+    /// A committed reconfig: `/zookeeper/config` gets these `server.N=…` lines and
+    /// `version=<this txn's zxid>` (the ensemble's membership follows it, see
+    /// `server::ensemble`).
+    Reconfig {
+        servers: String,
+    },
 }
 
 /// Result of one write op.
@@ -71,6 +77,11 @@ pub enum OpResult {
         stat: Stat,
     },
     Check,
+    /// A reconfig: the new config text and the Stat of `/zookeeper/config`.
+    Config {
+        data: Vec<u8>,
+        stat: Stat,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,6 +406,33 @@ impl State {
             Txn::Error(code) => TxnResult::Single(Err(
                 ErrorCode::from_code(*code).unwrap_or(ErrorCode::SystemError)
             )),
+            Txn::Reconfig { servers } => {
+                let text = if servers.is_empty() {
+                    format!("version={:x}", e.zxid)
+                } else {
+                    format!("{servers}\nversion={:x}", e.zxid)
+                };
+                let path = "/zookeeper/config";
+                match self.nodes.get_mut(path) {
+                    Some(n) => {
+                        // As Apache: version stays -1, mzxid is the config's version.
+                        n.data = Some(text.clone().into_bytes());
+                        n.stat.version = -1;
+                        n.stat.mzxid = e.zxid;
+                        n.stat.mtime = e.time_ms;
+                        let stat = n.visible_stat();
+                        events.push(Event {
+                            kind: EventType::NodeDataChanged,
+                            path: path.into(),
+                        });
+                        TxnResult::Single(Ok(OpResult::Config {
+                            data: text.into_bytes(),
+                            stat,
+                        }))
+                    }
+                    None => TxnResult::Single(Err(ErrorCode::SystemError)),
+                }
+            }
             Txn::Write(op) => {
                 // A single op validates before it mutates: nothing to undo.
                 let mut undo = Undo::disabled();

@@ -7,9 +7,9 @@
 //! Raft's own blank and membership entries take none — and runs the same pure
 //! [`State::apply`](super::tree::State::apply) as the standalone server.
 //!
-//! Status: storage (this module's log store and state machine) is in place and passes
-//! openraft's storage suite; the network on the quorum/election ports and the wiring into the
-//! server core come next (see the ensemble issue).
+//! Membership follows `/zookeeper/config`: a reconfig commits the new config text as a
+//! ZooKeeper txn, and the leader then moves openraft's membership to it (see
+//! `server::ensemble::reconcile`).
 
 pub mod codec;
 pub mod log_store;
@@ -43,6 +43,21 @@ impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "proposal({} bytes)", self.entry.len())
     }
+}
+
+/// A client's `reconfig`, on its way to the leader, which checks it against the committed
+/// config and proposes the outcome (the new config, or an error txn) as this origin's entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconfigJob {
+    pub origin: Origin,
+    pub session: i64,
+    /// The connection's auth ids, as (scheme, id).
+    pub auth: Vec<(String, String)>,
+    pub time_ms: i64,
+    pub request: crate::server::dynconfig::ReconfigRequest,
+    /// Whether the caller holds WRITE on `/zookeeper/config` (or is super), checked where its
+    /// auth ids are known; Apache checks it last, after the quorum check.
+    pub allowed: bool,
 }
 
 /// What the state machine answers the proposer.

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::state_machine::StateMachine;
-use super::{codec, Proposal, ZkRaft};
+use super::{codec, Proposal, ReconfigJob, ZkRaft};
 
 pub type Raft = openraft::Raft<ZkRaft, StateMachine>;
 
@@ -54,6 +54,8 @@ enum Rpc {
     ReadIndex,
     /// A fresh member asks whether the ensemble already exists (see `ensemble::first_start`).
     Hello,
+    /// A client's reconfig, for the leader to check and commit.
+    Reconfig(ReconfigJob),
     /// The sender closes this connection on purpose (it is alive): not a sign of its death.
     Bye,
 }
@@ -161,7 +163,15 @@ pub struct Hooks {
     pub my_id: u64,
     /// When an append (or heartbeat) last arrived from a leader.
     pub contact: Arc<LeaderContact>,
+    /// Reconfigs forwarded by followers, with where to say that they were handled.
+    pub reconfigs: Option<tokio::sync::mpsc::UnboundedSender<ForwardedReconfig>>,
 }
+
+/// A reconfig a follower forwarded, and the answer it waits for.
+pub type ForwardedReconfig = (
+    ReconfigJob,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
 
 /// When this node last heard from a leader. Followers notice a lost leader through Raft's
 /// election timer; observers (learners) have none, so they check this instead.
@@ -324,6 +334,20 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                         hooks.contact.heard();
                         Reply::Append(raft.append_entries(r).await.map_err(|e| e.to_string()))
                     }
+                    // A node with an empty log asked by a candidate of an existing ensemble
+                    // (its log goes beyond the initial membership) is a member whose data was
+                    // wiped: it has forgotten how it voted, so it votes again only after the
+                    // leader has re-added it and replicated to it.
+                    Rpc::Vote(r) | Rpc::PreVote(r)
+                        if r.last_log_id.is_some_and(|l| l.index() > 0)
+                            && !raft.is_initialized().await.unwrap_or(true) =>
+                    {
+                        Reply::Vote(Err(
+                            "this node's log is empty (its data was wiped?): it votes once the \
+                             leader has re-added it"
+                                .into(),
+                        ))
+                    }
                     Rpc::Vote(mut r) => {
                         // This node saw its leader die: the leader's lease protects nothing
                         // any more, so the vote may be granted at once (as for a leadership
@@ -368,6 +392,14 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                         Reply::Done(r)
                     }
                     Rpc::ReadIndex => Reply::ReadIndex(read_index(&raft).await),
+                    Rpc::Reconfig(job) => match &hooks.reconfigs {
+                        Some(tx) => {
+                            let (done, wait) = tokio::sync::oneshot::channel();
+                            let _ = tx.send((job, done));
+                            Reply::Done(wait.await.unwrap_or_else(|_| Err("stopping".into())))
+                        }
+                        None => Reply::Done(Err("this port takes no reconfigs".into())),
+                    },
                     Rpc::Touch(sessions) => {
                         if let Some(t) = &hooks.touches {
                             let _ = t.send(sessions);
@@ -408,6 +440,79 @@ pub struct Network {
     /// Set when this node is being stopped or killed: its connections then close without a
     /// goodbye, so the others elect a new leader at once.
     pub dying: Arc<AtomicBool>,
+    pub reversions: Arc<Reversions>,
+}
+
+/// On the leader: which log entries each target acknowledged, to catch a target that lost
+/// them (its data dir was wiped and it restarted empty). openraft must never see such a
+/// target's conflict (it would move its replication progress backwards, which it refuses);
+/// instead the target counts as unreachable and the ensemble's reconciler removes it from the
+/// membership and adds it back, so it starts over from a snapshot as a new member.
+#[derive(Default)]
+pub struct Reversions {
+    /// Per target: (leader term, highest log index it acknowledged to this leader).
+    acked: std::sync::Mutex<std::collections::BTreeMap<u64, (u64, u64)>>,
+    /// Targets found to have lost acknowledged entries.
+    lost: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    notify: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<u64>>>,
+}
+
+impl Reversions {
+    /// Where to report a target that lost its log.
+    pub fn notify_to(&self, tx: tokio::sync::mpsc::UnboundedSender<u64>) {
+        *self.notify.lock().expect("reversions lock") = Some(tx);
+    }
+
+    pub fn is_lost(&self, target: u64) -> bool {
+        self.lost.lock().expect("reversions lock").contains(&target)
+    }
+
+    /// Targets currently known to have lost their log.
+    pub fn lost(&self) -> Vec<u64> {
+        self.lost
+            .lock()
+            .expect("reversions lock")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn acked(&self, target: u64, term: u64, index: Option<u64>) {
+        let Some(index) = index else { return };
+        let mut acked = self.acked.lock().expect("reversions lock");
+        let e = acked.entry(target).or_insert((term, index));
+        if e.0 != term {
+            *e = (term, index);
+        } else {
+            e.1 = e.1.max(index);
+        }
+    }
+
+    /// A conflict at `prev`: whether the target lost an entry it had acknowledged this term.
+    fn reverted(&self, target: u64, term: u64, prev: Option<u64>) -> bool {
+        let lost = self
+            .acked
+            .lock()
+            .expect("reversions lock")
+            .get(&target)
+            .is_some_and(|(t, i)| *t == term && prev.is_some_and(|p| p <= *i));
+        if lost && self.lost.lock().expect("reversions lock").insert(target) {
+            tracing::warn!(
+                "node {target} lost log entries it had acknowledged (its data dir was wiped?): \
+                 it is removed from the membership and added back, to catch up from a snapshot"
+            );
+            if let Some(tx) = &*self.notify.lock().expect("reversions lock") {
+                let _ = tx.send(target);
+            }
+        }
+        lost
+    }
+
+    /// The target left the membership: it starts over when it is added again.
+    pub fn clear(&self, target: u64) {
+        self.acked.lock().expect("reversions lock").remove(&target);
+        self.lost.lock().expect("reversions lock").remove(&target);
+    }
 }
 
 impl RaftNetworkFactory<ZkRaft> for Network {
@@ -423,6 +528,7 @@ impl RaftNetworkFactory<ZkRaft> for Network {
             quorum_conn: None,
             election_conn: None,
             dying: self.dying.clone(),
+            reversions: Some(self.reversions.clone()),
         }
     }
 }
@@ -435,6 +541,8 @@ pub struct Peer {
     quorum_conn: Option<TcpStream>,
     election_conn: Option<TcpStream>,
     dying: Arc<AtomicBool>,
+    /// The leader's replication targets only.
+    reversions: Option<Arc<Reversions>>,
 }
 
 impl Drop for Peer {
@@ -506,6 +614,19 @@ impl Peer {
         }
     }
 
+    /// Hand a reconfig to this peer (the leader); it answers once it has proposed the outcome
+    /// (which then reaches the origin as an applied entry).
+    pub async fn reconfig(&mut self, job: ReconfigJob) -> io::Result<()> {
+        match self
+            .call(false, &Rpc::Reconfig(job), Duration::from_secs(30))
+            .await?
+        {
+            Reply::Done(Ok(())) => Ok(()),
+            Reply::Done(Err(e)) => Err(io::Error::other(e)),
+            _ => Err(io::Error::other("unexpected reply")),
+        }
+    }
+
     /// Report active sessions to this peer (the leader).
     pub async fn touch(&mut self, sessions: Vec<i64>) -> io::Result<()> {
         match self
@@ -527,6 +648,7 @@ impl Peer {
             quorum_conn: None,
             election_conn: None,
             dying: Arc::default(),
+            reversions: None,
         }
     }
 
@@ -580,11 +702,39 @@ impl RaftNetworkV2<ZkRaft> for Peer {
         rpc: AppendEntriesRequest<ZkRaft>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ZkRaft>, RPCError<ZkRaft>> {
+        let Some(guard) = self.reversions.clone() else {
+            let r = self.call(false, &Rpc::Append(rpc), option.soft_ttl()).await;
+            return self.answer(r, |reply| match reply {
+                Reply::Append(r) => Some(r),
+                _ => None,
+            });
+        };
+        if guard.is_lost(self.target) {
+            return Err(RPCError::Unreachable(self.unreachable(
+                "it lost its log and is being removed, to be added back",
+            )));
+        }
+        let term = rpc.vote.leader_id.term;
+        let prev = rpc.prev_log_id.map(|l| l.index());
+        let last = rpc.entries.last().map(|e| e.log_id.index()).or(prev);
         let r = self.call(false, &Rpc::Append(rpc), option.soft_ttl()).await;
-        self.answer(r, |reply| match reply {
+        let res = self.answer(r, |reply| match reply {
             Reply::Append(r) => Some(r),
             _ => None,
-        })
+        });
+        match &res {
+            Ok(AppendEntriesResponse::Success) => guard.acked(self.target, term, last),
+            Ok(AppendEntriesResponse::PartialSuccess(l)) => {
+                guard.acked(self.target, term, l.map(|l| l.index()))
+            }
+            Ok(AppendEntriesResponse::Conflict) if guard.reverted(self.target, term, prev) => {
+                return Err(RPCError::Unreachable(
+                    self.unreachable("it lost log entries it had acknowledged"),
+                ));
+            }
+            _ => {}
+        }
+        res
     }
 
     async fn vote(
@@ -612,6 +762,8 @@ impl RaftNetworkV2<ZkRaft> for Peer {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<ZkRaft>, StreamingError<ZkRaft>> {
+        let term = vote.leader_id.term;
+        let last = snapshot.meta.last_log_id.map(|l| l.index());
         let rpc = Rpc::Snapshot {
             vote,
             meta: snapshot.meta,
@@ -621,7 +773,12 @@ impl RaftNetworkV2<ZkRaft> for Peer {
         let timeout = option.hard_ttl().max(Duration::from_secs(60));
         tokio::select! {
             r = self.call(false, &rpc, timeout) => match r {
-                Ok(Reply::Snapshot(Ok(r))) => Ok(r),
+                Ok(Reply::Snapshot(Ok(r))) => {
+                    if let Some(g) = &self.reversions {
+                        g.acked(self.target, term, last);
+                    }
+                    Ok(r)
+                }
                 Ok(Reply::Snapshot(Err(e))) => Err(StreamingError::Unreachable(self.unreachable(e))),
                 Ok(_) => Err(StreamingError::Unreachable(self.unreachable("unexpected reply"))),
                 Err(e) => Err(StreamingError::Unreachable(self.unreachable(e))),

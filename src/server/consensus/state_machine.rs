@@ -234,12 +234,20 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
                             d.seen.insert((o.node, o.incarnation), o.conn);
                         }
                         let term = entry.log_id.committed_leader_id().term;
-                        if term != d.term {
+                        let mut e = decode_entry(&p.entry).map_err(|e| other(e.0))?;
+                        let first_of_term = term != d.term;
+                        if first_of_term {
                             d.term = term;
                             d.counter = 0;
                         }
-                        d.counter += 1;
-                        let mut e = decode_entry(&p.entry).map_err(|e| other(e.0))?;
+                        // A leader's own config publication, first of its term, takes the
+                        // epoch's zxid 0, as Apache's initial config (version=100000000).
+                        let epoch_mark = first_of_term
+                            && p.origin.is_none()
+                            && matches!(e.txn, crate::server::tree::Txn::Reconfig { .. });
+                        if !epoch_mark {
+                            d.counter += 1;
+                        }
                         e.zxid = zxid(term, d.counter);
                         let applied = d.state.apply(&e);
                         let ack = ApplyAck { zxid: applied.zxid };
