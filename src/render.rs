@@ -29,6 +29,79 @@ pub const LOG4J_TEMPLATE: &str = include_str!("../templates/log4j.properties");
 /// The name of the marker file that proves zkherd created a cluster directory.
 pub const MARKER: &str = ".zkherd-cluster";
 
+/// The file, in the cluster directory, holding the password of zkherd's super user.
+pub const SUPER_SECRET: &str = "super.secret";
+const SUPER_USER: &str = "zkherd";
+
+/// Whether the spec turns reconfig on (`reconfigEnabled = true` under [zookeeper.extra]).
+pub fn reconfig_enabled(spec: &EnsembleSpec) -> bool {
+    spec.extra
+        .get("reconfigEnabled")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+fn user_super_digest(spec: &EnsembleSpec) -> bool {
+    spec.extra
+        .keys()
+        .any(|k| k.ends_with("DigestAuthenticationProvider.superDigest"))
+}
+
+/// `user:base64(sha1(user:password))`, ZooKeeper's digest form.
+pub fn super_digest(user: &str, password: &str) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+/// zkherd's own super password, when reconfig is on and the spec sets no super digest of its
+/// own (the file is made by `render`).
+fn own_super_secret(spec: &EnsembleSpec) -> Option<String> {
+    if !reconfig_enabled(spec) || user_super_digest(spec) {
+        return None;
+    }
+    fs::read_to_string(spec.dir.join(SUPER_SECRET))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The `digest` auth (`user:password`) that makes a client the super user, for reconfig:
+/// zkherd's own, or `$ZKHERD_SUPER_AUTH` when the spec sets its own super digest.
+pub fn super_auth(spec: &EnsembleSpec) -> Option<String> {
+    if user_super_digest(spec) {
+        return std::env::var("ZKHERD_SUPER_AUTH").ok();
+    }
+    own_super_secret(spec).map(|s| format!("{SUPER_USER}:{s}"))
+}
+
+fn ensure_super_secret(spec: &EnsembleSpec) -> Result<(), RenderError> {
+    if !reconfig_enabled(spec) || user_super_digest(spec) {
+        return Ok(());
+    }
+    let path = spec.dir.join(SUPER_SECRET);
+    if path.exists() {
+        return Ok(());
+    }
+    use base64::Engine;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut raw = [0u8; 18];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(io_err(Path::new("/dev/urandom")))?;
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
+        .map_err(io_err(&path))
+}
+
 /// Four-letter words the probe and users rely on; always whitelisted.
 pub const REQUIRED_4LW: &[&str] = &[
     "srvr", "mntr", "ruok", "stat", "conf", "cons", "envi", "isro", "wchs", "dirs",
@@ -169,6 +242,7 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
     write_if_changed(&dir.join(MARKER), &marker, &mut changes, false)?;
     let spec_json = serde_json::to_string_pretty(spec).expect("spec serializes");
     write_if_changed(&dir.join("spec.json"), &spec_json, &mut changes, false)?;
+    ensure_super_secret(spec)?;
 
     let plan = PortPlan::new(spec);
     // `up --member N` lays out member N only: the others live on their own hosts.
@@ -263,6 +337,14 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
             continue;
         }
         extra.push_str(&format!("{k}={v}\n"));
+    }
+    if let Some(secret) = own_super_secret(spec) {
+        // zkherd's own super user, so `zkherd scale` may reconfig (Apache allows only the
+        // super user by default).
+        extra.push_str(&format!(
+            "DigestAuthenticationProvider.superDigest={}\n",
+            super_digest(SUPER_USER, &secret)
+        ));
     }
     let text = fill(
         ZOO_CFG_TEMPLATE,

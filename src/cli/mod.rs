@@ -11,6 +11,7 @@ mod logs;
 mod node;
 mod node_server;
 mod rolling;
+mod scale;
 mod status;
 mod up;
 mod wait;
@@ -89,6 +90,13 @@ enum Command {
     /// Restart every node one at a time, followers and observers first, the leader last, each
     /// once the ensemble is healthy again; aborts, naming the node, if one does not come back.
     RollingRestart(rolling::RollingArgs),
+    /// Change the number of voters (and observers) of the running ensemble through
+    /// ZooKeeper's reconfig: new nodes are started first, leaving ones stopped after.
+    Scale(scale::ScaleArgs),
+    /// Add one voter (or, with --observer, one observer) to the running ensemble.
+    Add(scale::AddArgs),
+    /// Remove the last voter or observer from the running ensemble (reconfig, then stop it).
+    Remove(scale::RemoveArgs),
     /// Kill a node with SIGKILL (a real crash; the restart policy applies).
     Kill(node::NodeArgs),
     /// Pause a node with SIGSTOP (it hangs with its sockets open).
@@ -156,6 +164,9 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Stop(a) => node::run(&g, control::NodeAction::Stop, a).await,
         Command::Restart(a) => node::run(&g, control::NodeAction::Restart, a).await,
         Command::RollingRestart(a) => rolling::run(&g, a).await,
+        Command::Scale(a) => scale::scale(&g, a).await,
+        Command::Add(a) => scale::add(&g, a).await,
+        Command::Remove(a) => scale::remove(&g, a).await,
         Command::Apply(a) => apply::run(&g, a).await,
         Command::Kill(a) => node::run(&g, control::NodeAction::Kill, a).await,
         Command::Pause(a) => node::run(&g, control::NodeAction::Pause, a).await,

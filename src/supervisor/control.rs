@@ -58,6 +58,11 @@ pub enum Request {
     SetRestart {
         restart: crate::spec::RestartSettings,
     },
+    /// Supervise the nodes of this (resized) spec: start new ones, stop and drop those it no
+    /// longer has (`zkherd scale`, after or before the reconfig that moves the membership).
+    Resize {
+        spec: Box<crate::spec::EnsembleSpec>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -210,6 +210,8 @@ struct Running {
     files: ClusterFiles,
     jobs: BTreeMap<u16, JobHandle>,
     records: BTreeMap<u16, ProcessRecord>,
+    backend: Arc<dyn Backend>,
+    job_events: mpsc::UnboundedSender<JobEvent>,
 }
 
 impl Running {
@@ -280,6 +282,58 @@ impl Running {
                     restart.crash_loop_limit,
                     restart.crash_loop_window_s
                 );
+                log_line(&self.files, &message);
+                Response::Done { message }
+            }
+            Request::Resize { spec } => {
+                let plan = PortPlan::new(&spec);
+                let wanted: BTreeMap<u16, crate::ports::NodePorts> = plan
+                    .local_nodes(&spec)
+                    .into_iter()
+                    .map(|p| (p.id, p.clone()))
+                    .collect();
+                let mut lines = Vec::new();
+                let gone: Vec<u16> = self
+                    .jobs
+                    .keys()
+                    .copied()
+                    .filter(|id| !wanted.contains_key(id))
+                    .collect();
+                for id in gone {
+                    if let Some(job) = self.jobs.remove(&id) {
+                        if let Err(message) = job.ask(JobCommand::Stop).await {
+                            self.jobs.insert(id, job);
+                            return Response::Error { message };
+                        }
+                        lines.push(format!("node {id} stopped and no longer supervised"));
+                    }
+                    self.records.remove(&id);
+                }
+                write_records(&self.files, &self.records);
+                for (id, ports) in &wanted {
+                    if self.jobs.contains_key(id) {
+                        continue;
+                    }
+                    let job = job::spawn_job(
+                        NodeLayout::new(&spec.dir, ports),
+                        ports.host,
+                        self.backend.clone(),
+                        spec.restart.clone(),
+                        self.job_events.clone(),
+                    );
+                    let started = job.ask(JobCommand::Start).await;
+                    self.jobs.insert(*id, job);
+                    match started {
+                        Ok(m) => lines.push(m),
+                        Err(message) => return Response::Error { message },
+                    }
+                }
+                self.spec = *spec;
+                let message = if lines.is_empty() {
+                    "no node to start or stop".to_string()
+                } else {
+                    lines.join("; ")
+                };
                 log_line(&self.files, &message);
                 Response::Done { message }
             }
@@ -506,6 +560,8 @@ pub async fn start(
         files: files.clone(),
         jobs,
         records: BTreeMap::new(),
+        backend: backend.clone(),
+        job_events: job_events_tx.clone(),
     };
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
