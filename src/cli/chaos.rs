@@ -27,6 +27,9 @@ pub enum FaultKind {
     Restart,
     /// `zkherd rolling-restart`: every node in turn, the leader last (the target is ignored).
     RollingRestart,
+    /// `zkherd scale`: two more voters, then back (3 -> 5 -> 3), each until healthy (the
+    /// target is ignored; needs reconfigEnabled).
+    Scale,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,13 +219,23 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
             FaultKind::Kill => NodeAction::Kill,
             FaultKind::Pause => NodeAction::Pause,
             FaultKind::Restart => NodeAction::Restart,
-            FaultKind::RollingRestart => {
-                println!("{} rolling restart", stamp(fault_at));
-                if let Err(e) =
+            FaultKind::RollingRestart | FaultKind::Scale => {
+                let done = if kind == FaultKind::Scale {
+                    println!(
+                        "{} scale {} -> {} -> {} voters",
+                        stamp(fault_at),
+                        spec.nodes,
+                        spec.nodes + 2,
+                        spec.nodes
+                    );
+                    scale_and_back(&spec).await
+                } else {
+                    println!("{} rolling restart", stamp(fault_at));
                     super::rolling::roll(&spec, Duration::ZERO, Duration::from_secs(120)).await
-                {
+                };
+                if let Err(e) = done {
                     never_recovered += 1;
-                    println!("{} rolling restart failed: {e:#}", stamp(Instant::now()));
+                    println!("{} {kind:?} failed: {e:#}", stamp(Instant::now()));
                 }
                 faults += 1;
                 slowest = slowest.max(fault_at.elapsed());
@@ -386,4 +399,13 @@ async fn ask(dir: &std::path::Path, action: NodeAction, target: Target) -> Resul
         Some(other) => bail!("supervisor: unexpected answer {other:?}"),
         None => bail!("the supervisor is gone"),
     }
+}
+
+/// Two more voters, then back to the spec's own size.
+async fn scale_and_back(spec: &crate::spec::EnsembleSpec) -> Result<()> {
+    let timeout = Duration::from_secs(120);
+    super::scale::resize(spec, spec.nodes + 2, spec.observers, timeout).await?;
+    let grown = crate::supervisor::load_effective_spec(&spec.dir)
+        .context("the scaled cluster's spec.json is unreadable")?;
+    super::scale::resize(&grown, spec.nodes, spec.observers, timeout).await
 }

@@ -212,7 +212,15 @@ pub async fn resize(
         current.nodes + current.observers,
         next.nodes + next.observers,
     );
-    let connect = PortPlan::new(current).connect_string();
+    // Through voters that stay: a leaving node drops its clients when the reconfig commits.
+    let stay = current.nodes.min(voters);
+    let connect = PortPlan::new(current)
+        .nodes
+        .iter()
+        .filter(|n| n.id <= stay)
+        .map(|n| format!("{}:{}", n.host, n.client))
+        .collect::<Vec<_>>()
+        .join(",");
     let lines = member_lines(&next);
     println!(
         "cluster {}: {} voters + {} observers -> {voters} voters + {observers} observers",
@@ -289,15 +297,41 @@ async fn wait_listening(host: std::net::IpAddr, port: u16, timeout: Duration) ->
 }
 
 /// A non-incremental reconfig to `lines`, as the super user, through the zookeeper-client
-/// crate (the same request zkCli.sh's `reconfig -members` sends).
+/// crate (the same request zkCli.sh's `reconfig -members` sends). A lost connection (the
+/// leader changing under the reconfig) is no failure if the committed config is the new one.
 async fn reconfig(connect: &str, auth: &str, lines: &[String]) -> Result<(), String> {
-    let client = zookeeper_client::Client::connector()
+    match reconfig_once(connect, auth, lines).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let client = connect_as(connect, auth).await?;
+            let (data, _) = client.get_config().await.map_err(|e| e.to_string())?;
+            let committed: Vec<String> = String::from_utf8_lossy(&data)
+                .lines()
+                .filter(|l| l.starts_with("server."))
+                .map(str::to_string)
+                .collect();
+            if committed == lines {
+                println!("reconfig answered {e}, but the new config is committed");
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn connect_as(connect: &str, auth: &str) -> Result<zookeeper_client::Client, String> {
+    zookeeper_client::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
         .with_connection_timeout(Duration::from_secs(3))
         .with_auth("digest", auth.as_bytes())
         .connect(connect)
         .await
-        .map_err(|e| format!("cannot connect to {connect}: {e}"))?;
+        .map_err(|e| format!("cannot connect to {connect}: {e}"))
+}
+
+async fn reconfig_once(connect: &str, auth: &str, lines: &[String]) -> Result<(), String> {
+    let client = connect_as(connect, auth).await?;
     let update = zookeeper_client::EnsembleUpdate::New {
         ensemble: lines.iter().map(String::as_str),
     };

@@ -180,10 +180,12 @@ pub(super) struct Ensemble {
     pub syncs: mpsc::UnboundedSender<u64>,
     /// To the task that runs reconfigs (on the leader, or forwarded to it).
     pub reconfigs: mpsc::UnboundedSender<ReconfigJob>,
-    /// Whether this node has been a member of the Raft membership during this run, and whether
-    /// it said so when it stopped being one.
+    /// Whether the config was read once already (the first read, at start, is no removal).
     pub was_member: bool,
-    pub said_removed: bool,
+    /// Whether the committed `/zookeeper/config` lists this node (true until one is
+    /// published): a node a reconfig removed knows it from the config txn, which it still
+    /// receives, even though the leader stops replicating to it afterwards.
+    pub in_config: bool,
     /// When the leader was last heard from, and how long a silence means it is gone.
     pub contact: Arc<LeaderContact>,
     pub leader_silence: Duration,
@@ -448,7 +450,7 @@ impl Core {
                 let m = metrics.borrow_watched();
                 // A node outside the membership (removed by a reconfig, or not added yet)
                 // serves nobody.
-                if m.membership_config.membership().get_node(&e.me).is_none() {
+                if !e.in_config || m.membership_config.membership().get_node(&e.me).is_none() {
                     return false;
                 }
                 match m.current_leader {
@@ -470,28 +472,6 @@ impl Core {
         let min_timeout = Duration::from_millis(self.cfg.min_session_timeout.max(0) as u64);
         let mut close_all = false;
         if let Backing::Ensemble(e) = &mut self.backing {
-            let member = e
-                .raft
-                .metrics()
-                .borrow_watched()
-                .membership_config
-                .membership()
-                .get_node(&e.me)
-                .is_some();
-            if member {
-                e.was_member = true;
-                e.said_removed = false;
-            } else if e.was_member && !e.said_removed {
-                e.said_removed = true;
-                close_all = true;
-                tracing::warn!(
-                    "node {} was removed from the ensemble by a reconfig: it serves no clients \
-                     and takes no part in elections; a reconfig joining it (or `zkherd add {}`) \
-                     brings it back",
-                    e.me,
-                    e.me
-                );
-            }
             if serving {
                 e.leaderless_since = None;
             } else {
@@ -765,6 +745,7 @@ impl Core {
         let a = match ev {
             SmEvent::Installed(state) => {
                 self.state = *state;
+                self.refresh_in_config();
                 return Ok(());
             }
             SmEvent::Synced(id, ok) => {
@@ -798,6 +779,9 @@ impl Core {
         }
         let applied = self.state.apply(&a.entry);
         self.fire(&applied);
+        if matches!(a.entry.txn, Txn::Reconfig { .. }) {
+            self.refresh_in_config();
+        }
         let session = a.entry.session_id;
         match &a.entry.txn {
             Txn::CreateSession { timeout_ms, .. } if self.is_leader() => {
@@ -835,6 +819,39 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Recompute whether the committed config lists this node.
+    pub fn refresh_in_config(&mut self) {
+        let Backing::Ensemble(e) = &mut self.backing else {
+            return;
+        };
+        let text = self
+            .state
+            .get("/zookeeper/config")
+            .and_then(|n| n.data.as_deref())
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let before = e.in_config;
+        e.in_config = match super::dynconfig::DynConfig::parse(&text) {
+            Ok(c) if !c.members.is_empty() => c.members.contains_key(&e.me),
+            _ => true,
+        };
+        if before && !e.in_config && e.was_member {
+            tracing::warn!(
+                "node {} was removed from the ensemble by a reconfig: it serves no clients \
+                 and takes no part in elections; a reconfig joining it (or `zkherd add`) \
+                 brings it back",
+                e.me
+            );
+            let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+            for c in conns {
+                self.close(c);
+            }
+        }
+        if let Backing::Ensemble(e) = &mut self.backing {
+            e.was_member = true;
+        }
     }
 
     fn is_mine(&self, o: &Origin) -> bool {

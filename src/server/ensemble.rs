@@ -233,7 +233,7 @@ pub async fn run(
             syncs: sync_tx,
             reconfigs: reconfig_tx,
             was_member: false,
-            said_removed: false,
+            in_config: true,
             contact,
             // Twice the longest election timeout: a leader that is still there has sent
             // several heartbeats by then, even on a loaded machine.
@@ -243,6 +243,13 @@ pub async fn run(
             leaderless_since: None,
         })),
     );
+    core.refresh_in_config();
+    if matches!(&core.backing, Backing::Ensemble(e) if !e.in_config) {
+        tracing::warn!(
+            "node {me} is not in the committed config (/zookeeper/config): it was removed by a \
+             reconfig, and serves no clients until a reconfig joins it again"
+        );
+    }
     let mut tick = tokio::time::interval(tick_interval(&cfg));
     let mut reaper = tokio::time::interval(reap_interval(&cfg));
     let mut was_leader = false;
@@ -951,10 +958,15 @@ impl Reconfigurer {
         }
         let want: std::collections::BTreeSet<u64> = desired.voters().map(|m| m.id).collect();
         if want != voters {
+            // Voters that leave the config entirely go at once (a leader among them then
+            // steps down by itself); those that become observers stay as learners.
+            let retain = voters
+                .iter()
+                .any(|v| !want.contains(v) && desired.members.contains_key(v));
             self.change(
                 &format!("voters {want:?}"),
                 ChangeMembers::ReplaceAllVoters(want),
-                true,
+                retain,
             )
             .await;
             return;

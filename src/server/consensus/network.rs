@@ -17,7 +17,8 @@ use std::time::Duration;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,8 @@ enum Rpc {
     Hello,
     /// A client's reconfig, for the leader to check and commit.
     Reconfig(ReconfigJob),
+    /// A leader that removed itself hands the leadership over.
+    TransferLeader(TransferLeaderRequest<ZkRaft>),
     /// The sender closes this connection on purpose (it is alive): not a sign of its death.
     Bye,
 }
@@ -71,6 +74,7 @@ enum Reply {
         initialized: bool,
         leader: Option<u64>,
     },
+    TransferLeader(Result<TransferLeaderResponse<ZkRaft>, String>),
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -392,6 +396,11 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                         Reply::Done(r)
                     }
                     Rpc::ReadIndex => Reply::ReadIndex(read_index(&raft).await),
+                    Rpc::TransferLeader(r) => Reply::TransferLeader(
+                        raft.handle_transfer_leader(r)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    ),
                     Rpc::Reconfig(job) => match &hooks.reconfigs {
                         Some(tx) => {
                             let (done, wait) = tokio::sync::oneshot::channel();
@@ -753,6 +762,20 @@ impl RaftNetworkV2<ZkRaft> for Peer {
     ) -> Result<VoteResponse<ZkRaft>, RPCError<ZkRaft>> {
         let r = self.call(true, &Rpc::PreVote(rpc), option.soft_ttl()).await;
         self.answer(r, Reply::into_vote)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<ZkRaft>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<ZkRaft>, RPCError<ZkRaft>> {
+        let r = self
+            .call(true, &Rpc::TransferLeader(req), option.soft_ttl())
+            .await;
+        self.answer(r, |reply| match reply {
+            Reply::TransferLeader(r) => Some(r),
+            _ => None,
+        })
     }
 
     async fn full_snapshot(
