@@ -116,6 +116,7 @@ pub async fn run(
     let (lost_tx, lost_rx) = mpsc::unbounded_channel();
     network.reversions.notify_to(lost_tx);
     let (forward_tx, forward_rx) = mpsc::unbounded_channel();
+    let published = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Dropping this node's future (an in-process kill) or stopping it marks it dying, so its
     // connections close as a crashed process's would.
     let _dying = SetOnDrop(network.dying.clone());
@@ -161,6 +162,7 @@ pub async fn run(
             my_id: me,
             contact: contact.clone(),
             reconfigs: Some(forward_tx),
+            published: published.clone(),
         },
     ));
     tasks.spawn(network::serve(
@@ -171,6 +173,7 @@ pub async fn run(
             my_id: me,
             contact: contact.clone(),
             reconfigs: None,
+            published: published.clone(),
         },
     ));
 
@@ -180,7 +183,13 @@ pub async fn run(
         tasks.spawn(first_start(raft.clone(), me, voters, peers.clone(), wait));
     }
     let (prop_tx, prop_rx) = mpsc::unbounded_channel();
-    tasks.spawn(propose(raft.clone(), me, peers.clone(), prop_rx));
+    tasks.spawn(propose(
+        raft.clone(),
+        me,
+        peers.clone(),
+        prop_rx,
+        published.clone(),
+    ));
     let (touch_out_tx, touch_out_rx) = mpsc::unbounded_channel();
     tasks.spawn(send_touches(raft.clone(), me, peers.clone(), touch_out_rx));
     let (sync_tx, sync_rx) = mpsc::unbounded_channel();
@@ -194,6 +203,7 @@ pub async fn run(
             data: sm_data,
             initial: initial_config(&cfg),
             reversions: network.reversions.clone(),
+            published,
         }
         .run(reconfig_rx, forward_rx, lost_rx),
     );
@@ -368,6 +378,7 @@ async fn propose(
     me: u64,
     peers: BTreeMap<u64, String>,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
+    published: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut to_leader: Option<(u64, Peer)> = None;
     while let Some(first) = rx.recv().await {
@@ -391,6 +402,7 @@ async fn propose(
                 continue;
             };
             if l == me {
+                network::wait_published(&published).await;
                 done = true;
                 for p in &batch {
                     if let Err(e) = raft.client_write_ff(p.clone(), None).await {
@@ -644,6 +656,8 @@ struct Reconfigurer {
     data: Arc<std::sync::Mutex<SmData>>,
     initial: DynConfig,
     reversions: Arc<Reversions>,
+    /// See [`network::wait_published`].
+    published: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const MEMBERSHIP_STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -859,7 +873,11 @@ impl Reconfigurer {
             return;
         }
         let desired = match committed_config(&self.data) {
-            Ok((Some(c), _)) => c,
+            Ok((Some(c), _)) => {
+                self.published
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                c
+            }
             Ok((None, _)) => {
                 // The first leader of the ensemble publishes zoo.cfg's servers.
                 let entry = Entry {
@@ -875,8 +893,11 @@ impl Reconfigurer {
                     origin: None,
                     entry: persist::encode_entry(&entry),
                 };
-                if let Err(e) = self.raft.client_write(p).await {
-                    tracing::debug!("publishing the initial config: {e}");
+                match self.raft.client_write(p).await {
+                    Ok(_) => self
+                        .published
+                        .store(true, std::sync::atomic::Ordering::Relaxed),
+                    Err(e) => tracing::debug!("publishing the initial config: {e}"),
                 }
                 return;
             }

@@ -169,6 +169,21 @@ pub struct Hooks {
     pub contact: Arc<LeaderContact>,
     /// Reconfigs forwarded by followers, with where to say that they were handled.
     pub reconfigs: Option<tokio::sync::mpsc::UnboundedSender<ForwardedReconfig>>,
+    /// Set once `/zookeeper/config` is published: the first leader holds clients' writes
+    /// back until then (see [`wait_published`]).
+    pub published: Arc<AtomicBool>,
+}
+
+/// A leader holds writes back (for at most half a second) until the ensemble's config is
+/// published, so the publication is the first entry of its term and takes the epoch's zxid
+/// 0 as Apache's initial config does (version=100000000).
+pub async fn wait_published(published: &AtomicBool) {
+    for _ in 0..500 {
+        if published.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// A reconfig a follower forwarded, and the answer it waits for.
@@ -383,6 +398,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                         )
                     }
                     Rpc::Forward(batch) => {
+                        wait_published(&hooks.published).await;
                         let mut r = Ok(());
                         for p in batch {
                             r = raft
