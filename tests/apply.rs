@@ -162,10 +162,22 @@ fn bad_edits_and_shape_changes_are_refused_and_nothing_is_applied() {
     let out = c.run(&["apply"], 60);
     assert!(!out.status.success());
     let err = stderr(&out);
+    // A new size goes by scale, which needs reconfig: refused here, and it says why.
     assert!(
-        err.contains(
-            "cluster.observers cannot change while the ensemble runs; nothing was applied"
-        ),
+        err.contains("cluster.observers: 0 -> 1 (by scale (reconfig))")
+            || stdout(&out).contains("cluster.observers: 0 -> 1 (by scale (reconfig))"),
+        "{err}"
+    );
+    assert!(
+        err.contains("has reconfig off") && err.contains("nothing was applied"),
+        "{err}"
+    );
+    write_spec(&c, "[cluster]\nname = \"other\"\n");
+    let out = c.run(&["apply"], 60);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cluster.name cannot change while the ensemble runs; nothing was applied"),
         "{err}"
     );
     assert_eq!(zoo_cfg(&c, 1), cfg);

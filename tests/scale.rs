@@ -347,6 +347,7 @@ assert stat2.mzxid > stat.mzxid
 assert fired.wait(10), "the watch on /zookeeper/config did not fire"
 data, _ = zk.reconfig(joining=None, leaving="4", new_members=None)
 assert "server.4=" not in data.decode(), data
+plain.sync("/zookeeper/config")
 current, _ = plain.get("/zookeeper/config")
 assert current == data, (current, data)
 print("kazoo reconfig ok")
@@ -362,4 +363,34 @@ print("kazoo reconfig ok")
         out.status.success() && text.contains("kazoo reconfig ok"),
         "{text}"
     );
+}
+
+#[test]
+fn apply_scales_when_the_spec_file_changes_the_node_count() {
+    // Started without -n, so the file's node count is the one in force.
+    let mut c = Cluster::new(3);
+    c.base = free_base_port(6);
+    std::fs::write(c.tmp.path().join("zkherd.toml"), RECONFIG_ON).unwrap();
+    let base = c.base.to_string();
+    let out = c.run(
+        &["up", "-d", "--base-port", &base, "--wait", "90", "--no-watch"],
+        120,
+    );
+    assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
+    std::fs::write(
+        c.tmp.path().join("zkherd.toml"),
+        format!("[cluster]\nnodes = 5\n{RECONFIG_ON}"),
+    )
+    .unwrap();
+    let out = c.run(&["apply"], 300);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("cluster.nodes: 3 -> 5 (by scale (reconfig))"), "{text}");
+    assert_eq!(roles(&c).len(), 5);
+    std::fs::write(c.tmp.path().join("zkherd.toml"), RECONFIG_ON).unwrap();
+    let out = c.run(&["apply"], 300);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(roles(&c).len(), 3);
+    let (status, code) = c.status_json();
+    assert_eq!(code, 0, "{status:#}");
 }

@@ -5,8 +5,10 @@
 //! - restart policy and backoff (`[restart]`): at once, for every node;
 //! - anything that ends up in zoo.cfg or on the node's command line (`[zookeeper]`, its
 //!   `extra` keys, `[apache]`): the instance dirs are re-rendered, then a rolling restart;
-//! - the shape of the ensemble (nodes, observers, hosts, ports, backend, runtime, name, dir):
-//!   refused, nothing applied.
+//! - the number of voters and observers (`cluster.nodes`, `cluster.observers`): by
+//!   `zkherd scale` (reconfig; needs reconfigEnabled), after the changes above;
+//! - the rest of the ensemble's shape (hosts, ports, backend, runtime, name, dir): refused,
+//!   nothing applied.
 //!
 //! A file that does not parse or validate is reported with file:line:column and nothing is
 //! applied.
@@ -40,6 +42,8 @@ enum Reach {
     Restart,
     /// Re-render zoo.cfg (or the command line), then a rolling restart.
     Rolling,
+    /// Voters and observers: `zkherd scale`.
+    Scale,
     /// Cannot change while the ensemble runs.
     Fixed,
 }
@@ -64,8 +68,8 @@ fn field(name: &str) -> Option<(&'static str, Reach)> {
         "sync_limit" => ("zookeeper.syncLimit", Reach::Rolling),
         "extra" => ("zookeeper.extra", Reach::Rolling),
         "apache" => ("apache", Reach::Rolling),
-        "nodes" => ("cluster.nodes", Reach::Fixed),
-        "observers" => ("cluster.observers", Reach::Fixed),
+        "nodes" => ("cluster.nodes", Reach::Scale),
+        "observers" => ("cluster.observers", Reach::Scale),
         "members" => ("cluster.members", Reach::Fixed),
         "local_member" => ("--member", Reach::Fixed),
         "listen_on_all_ips" => ("cluster.listen_on_all_ips", Reach::Fixed),
@@ -161,6 +165,7 @@ pub async fn run(g: &Global, a: ApplyArgs) -> Result<u8> {
         let how = match c.reach {
             Reach::Restart => "at once",
             Reach::Rolling => "by rolling restart",
+            Reach::Scale => "by scale (reconfig)",
             Reach::Fixed => "cannot change while running",
         };
         println!("  {}: {} -> {} ({how})", c.key, c.old, c.new);
@@ -176,6 +181,16 @@ pub async fn run(g: &Global, a: ApplyArgs) -> Result<u8> {
              and `zkherd up` to change them (the data is kept)",
             fixed.join(", ")
         );
+    }
+    // The other changes first, at today's size; then the new size.
+    let scale = changes.iter().any(|c| c.reach == Reach::Scale);
+    let (voters, observers) = (new.nodes, new.observers);
+    new.nodes = current.nodes;
+    new.observers = current.observers;
+    if scale {
+        if let Some(why) = super::scale::refusal(&new, voters, observers) {
+            bail!("{why}; nothing was applied");
+        }
     }
     if a.dry_run {
         println!("--dry-run: nothing applied");
@@ -201,6 +216,10 @@ pub async fn run(g: &Global, a: ApplyArgs) -> Result<u8> {
     if changes.iter().any(|c| c.reach == Reach::Rolling) {
         println!("rolling restart, so every node runs the new configuration:");
         super::rolling::roll(&new, Duration::ZERO, Duration::from_secs(a.timeout)).await?;
+    }
+    if scale {
+        super::scale::resize(&new, voters, observers, Duration::from_secs(a.timeout), false)
+            .await?;
     }
     println!("applied {}", file.display());
     Ok(0)
@@ -241,8 +260,10 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(
             (d[0].key.as_str(), d[0].reach),
-            ("cluster.nodes", Reach::Fixed)
+            ("cluster.nodes", Reach::Scale)
         );
+        let d = diff(&old, &spec("[ports]\nclient = 3000\n")).unwrap();
+        assert_eq!(d[0].reach, Reach::Fixed);
         assert!(diff(&old, &spec("")).unwrap().is_empty());
     }
 }

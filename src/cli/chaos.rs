@@ -404,8 +404,8 @@ async fn ask(dir: &std::path::Path, action: NodeAction, target: Target) -> Resul
 /// Two more voters, then back to the spec's own size.
 async fn scale_and_back(spec: &crate::spec::EnsembleSpec) -> Result<()> {
     let timeout = Duration::from_secs(120);
-    super::scale::resize(spec, spec.nodes + 2, spec.observers, timeout).await?;
+    super::scale::resize(spec, spec.nodes + 2, spec.observers, timeout, false).await?;
     let grown = crate::supervisor::load_effective_spec(&spec.dir)
         .context("the scaled cluster's spec.json is unreadable")?;
-    super::scale::resize(&grown, spec.nodes, spec.observers, timeout).await
+    super::scale::resize(&grown, spec.nodes, spec.observers, timeout, false).await
 }

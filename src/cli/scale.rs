@@ -63,7 +63,7 @@ pub async fn scale(g: &Global, a: ScaleArgs) -> Result<u8> {
         &current,
         a.voters,
         observers,
-        Duration::from_secs(a.timeout),
+        Duration::from_secs(a.timeout), true
     )
     .await?;
     Ok(0)
@@ -76,7 +76,7 @@ pub async fn add(g: &Global, a: AddArgs) -> Result<u8> {
     } else {
         (current.nodes + 1, current.observers)
     };
-    resize(&current, voters, observers, Duration::from_secs(a.timeout)).await?;
+    resize(&current, voters, observers, Duration::from_secs(a.timeout), true).await?;
     Ok(0)
 }
 
@@ -105,7 +105,7 @@ pub async fn remove(g: &Global, a: RemoveArgs) -> Result<u8> {
             a.node
         );
     };
-    resize(&current, voters, observers, Duration::from_secs(a.timeout)).await?;
+    resize(&current, voters, observers, Duration::from_secs(a.timeout), true).await?;
     Ok(0)
 }
 
@@ -129,7 +129,7 @@ fn member_lines(spec: &EnsembleSpec) -> Vec<String> {
 }
 
 /// Why `current` cannot become `voters` + `observers`, if it cannot.
-fn refusal(current: &EnsembleSpec, voters: u16, observers: u16) -> Option<String> {
+pub fn refusal(current: &EnsembleSpec, voters: u16, observers: u16) -> Option<String> {
     if current.members.is_some() || current.local_member.is_some() {
         return Some(
             "this ensemble is spread over several hosts (a member list); change its membership \
@@ -171,11 +171,14 @@ fn refusal(current: &EnsembleSpec, voters: u16, observers: u16) -> Option<String
 }
 
 /// Move the running ensemble of `current` to `voters` + `observers`.
+/// `pin`: record the size as an override (`zkherd scale`), so reloading a spec file that
+/// names another size (`apply`, the watcher) keeps it; `apply` itself does not pin.
 pub async fn resize(
     current: &EnsembleSpec,
     voters: u16,
     observers: u16,
     timeout: Duration,
+    pin: bool,
 ) -> Result<()> {
     if (voters, observers) == (current.nodes, current.observers) {
         println!(
@@ -205,9 +208,10 @@ pub async fn resize(
     let mut next = current.clone();
     next.nodes = voters;
     next.observers = observers;
-    // Kept as overrides, so a reload of the spec file (`apply`, the watcher) keeps this size.
-    next.flags.nodes = Some(i64::from(voters));
-    next.flags.observers = Some(i64::from(observers));
+    if pin {
+        next.flags.nodes = Some(i64::from(voters));
+        next.flags.observers = Some(i64::from(observers));
+    }
     let (old_total, new_total) = (
         current.nodes + current.observers,
         next.nodes + next.observers,
@@ -259,7 +263,7 @@ pub async fn resize(
         status.leader.map_or("-".into(), |l| l.to_string())
     );
     println!("connect: {}", status.connect_string);
-    if next.source.is_some() {
+    if pin && next.source.is_some() {
         println!(
             "the spec file still says its own size; `zkherd apply` keeps this one, but a later \
              `zkherd up` after `down` reads the file: set nodes = {voters} and observers = \
