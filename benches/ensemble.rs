@@ -593,7 +593,16 @@ async fn main() {
     // The hand-written analysis (targets met or not, and why) follows the generated table.
     let notes =
         std::fs::read_to_string(root.join("benches/BENCHMARKS-notes.md")).unwrap_or_default();
-    let _ = std::fs::write(root.join("BENCHMARKS.md"), format!("{md}\n{notes}"));
+    // The membership bench's block (`cargo bench --bench membership`) is kept as it is.
+    let old = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
+    let block = match (
+        old.find("<!-- membership -->"),
+        old.find("<!-- /membership -->"),
+    ) {
+        (Some(s), Some(e)) if e > s => format!("\n{}\n", &old[s..e + "<!-- /membership -->".len()]),
+        _ => String::new(),
+    };
+    let _ = std::fs::write(root.join("BENCHMARKS.md"), format!("{md}\n{notes}{block}"));
     let json = serde_json::json!({
         "command": "cargo bench --bench ensemble",
         "runs": runs,

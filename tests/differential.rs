@@ -661,7 +661,12 @@ fn builtin_matches_apache_standalone_on_every_scripted_case() {
 }
 
 /// A reconfig request: null fields are None.
-fn reconfig_body(joining: Option<&str>, leaving: Option<&str>, members: Option<&str>, from: i64) -> Vec<u8> {
+fn reconfig_body(
+    joining: Option<&str>,
+    leaving: Option<&str>,
+    members: Option<&str>,
+    from: i64,
+) -> Vec<u8> {
     let mut w = Writer::new();
     for f in [joining, leaving, members] {
         w.buffer(f.map(str::as_bytes));
@@ -698,28 +703,88 @@ fn reconfig_script(base: u16, auth: &str) -> Vec<(&'static str, i32, Vec<u8>)> {
     );
     vec![
         ("config at start", op::GET_DATA, get_watch.clone()),
-        ("config acl", op::GET_ACL, body(|w| {
-            w.string("/zookeeper/config");
-        })),
-        ("reconfig without auth", op::RECONFIG, reconfig_body(None, Some("3"), None, -1)),
-        ("auth as super", op::AUTH, body(|w| {
-            w.int(0).string("digest").buffer(Some(auth.as_bytes()));
-        })),
-        ("stale version", op::RECONFIG, reconfig_body(None, Some("3"), None, 5)),
-        ("joiner without '='", op::RECONFIG, reconfig_body(Some("server.5"), None, None, -1)),
-        ("joiner without client port", op::RECONFIG, reconfig_body(Some(&no_client), None, None, -1)),
-        ("leaving not a number", op::RECONFIG, reconfig_body(None, Some("abc"), None, -1)),
-        ("leaving two of three", op::RECONFIG, reconfig_body(None, Some("2,3"), None, -1)),
-        ("new members unreachable", op::RECONFIG, reconfig_body(None, None, Some(&unreachable), -1)),
-        ("leaving an unknown server", op::RECONFIG, reconfig_body(None, Some("9"), None, -1)),
-        ("joining an unreachable voter", op::RECONFIG, reconfig_body(Some(&p4), None, None, -1)),
+        (
+            "config acl",
+            op::GET_ACL,
+            body(|w| {
+                w.string("/zookeeper/config");
+            }),
+        ),
+        (
+            "reconfig without auth",
+            op::RECONFIG,
+            reconfig_body(None, Some("3"), None, -1),
+        ),
+        (
+            "auth as super",
+            op::AUTH,
+            body(|w| {
+                w.int(0).string("digest").buffer(Some(auth.as_bytes()));
+            }),
+        ),
+        (
+            "stale version",
+            op::RECONFIG,
+            reconfig_body(None, Some("3"), None, 5),
+        ),
+        (
+            "joiner without '='",
+            op::RECONFIG,
+            reconfig_body(Some("server.5"), None, None, -1),
+        ),
+        (
+            "joiner without client port",
+            op::RECONFIG,
+            reconfig_body(Some(&no_client), None, None, -1),
+        ),
+        (
+            "leaving not a number",
+            op::RECONFIG,
+            reconfig_body(None, Some("abc"), None, -1),
+        ),
+        (
+            "leaving two of three",
+            op::RECONFIG,
+            reconfig_body(None, Some("2,3"), None, -1),
+        ),
+        (
+            "new members unreachable",
+            op::RECONFIG,
+            reconfig_body(None, None, Some(&unreachable), -1),
+        ),
+        (
+            "leaving an unknown server",
+            op::RECONFIG,
+            reconfig_body(None, Some("9"), None, -1),
+        ),
+        (
+            "joining an unreachable voter",
+            op::RECONFIG,
+            reconfig_body(Some(&p4), None, None, -1),
+        ),
         ("config after the join", op::GET_DATA, get_watch),
-        ("voter 4 becomes an observer", op::RECONFIG, reconfig_body(Some(&o4), None, None, -1)),
-        ("observer 4 leaves", op::RECONFIG, reconfig_body(None, Some("4"), None, -1)),
-        ("no change at all", op::RECONFIG, reconfig_body(None, None, None, -1)),
-        ("config at the end", op::GET_DATA, body(|w| {
-            w.string("/zookeeper/config").boolean(false);
-        })),
+        (
+            "voter 4 becomes an observer",
+            op::RECONFIG,
+            reconfig_body(Some(&o4), None, None, -1),
+        ),
+        (
+            "observer 4 leaves",
+            op::RECONFIG,
+            reconfig_body(None, Some("4"), None, -1),
+        ),
+        (
+            "no change at all",
+            op::RECONFIG,
+            reconfig_body(None, None, None, -1),
+        ),
+        (
+            "config at the end",
+            op::GET_DATA,
+            body(|w| {
+                w.string("/zookeeper/config").boolean(false);
+            }),
+        ),
     ]
 }
 
@@ -739,7 +804,10 @@ fn normalize_config(text: &str, ports: u16, base: i64) -> String {
         let mut l = line.to_string();
         for i in (0..10u16).rev() {
             for (off, tag) in [(1700u16, "e"), (700, "q"), (0, "c")] {
-                l = l.replace(&format!(":{}", ports + off + i), &format!(":{tag}{}", i + 1));
+                l = l.replace(
+                    &format!(":{}", ports + off + i),
+                    &format!(":{tag}{}", i + 1),
+                );
             }
         }
         out.push(l);
@@ -748,11 +816,22 @@ fn normalize_config(text: &str, ports: u16, base: i64) -> String {
 }
 
 async fn run_reconfig_script(addr: SocketAddr, ports: u16, auth: &str) -> Vec<(String, String)> {
+    run_config_steps(addr, ports, reconfig_script(ports, auth)).await
+}
+
+async fn run_config_steps(
+    addr: SocketAddr,
+    ports: u16,
+    steps: Vec<(&'static str, i32, Vec<u8>)>,
+) -> Vec<(String, String)> {
     let (mut s, hello) = raw::connect(addr, 0, vec![0; 16], 0, 30000).await;
     let (_, sid, _) = hello.expect("handshake");
-    let base = raw::request(&mut s, -2, op::PING, &[]).await.expect("ping").zxid;
+    let base = raw::request(&mut s, -2, op::PING, &[])
+        .await
+        .expect("ping")
+        .zxid;
     let mut out = Vec::new();
-    for (i, (what, opcode, body)) in reconfig_script(ports, auth).into_iter().enumerate() {
+    for (i, (what, opcode, body)) in steps.into_iter().enumerate() {
         let r = raw::request(&mut s, i as i32 + 1, opcode, &body)
             .await
             .unwrap_or_else(|| panic!("{addr}: connection closed at {what:?}"));
@@ -764,10 +843,11 @@ async fn run_reconfig_script(addr: SocketAddr, ports: u16, auth: &str) -> Vec<(S
             events.sort();
             let s = rd.stat().unwrap();
             format!(
-                "err 0 events {events:?} | {text} | v{} av{} cz{} mz-version-match={} len{}",
+                "err 0 events {events:?} | {text} | v{} av{} cz{} mz{} mz-version-match={} len{}",
                 s.version,
                 s.aversion,
                 s.czxid,
+                if s.mzxid == 0 { "0" } else { "set" },
                 String::from_utf8_lossy(&data)
                     .lines()
                     .last()
@@ -786,13 +866,13 @@ async fn run_reconfig_script(addr: SocketAddr, ports: u16, auth: &str) -> Vec<(S
 }
 
 fn reconfig_cluster(backend: &str) -> Cluster {
+    quorum_cluster(backend, "[zookeeper.extra]\nreconfigEnabled = true\n")
+}
+
+fn quorum_cluster(backend: &str, spec: &str) -> Cluster {
     let mut c = Cluster::new(3);
     c.base = free_base_port(8);
-    std::fs::write(
-        c.tmp.path().join("zkherd.toml"),
-        "[zookeeper.extra]\nreconfigEnabled = true\n",
-    )
-    .unwrap();
+    std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
     let out = c.up(&["--backend", backend]);
     assert!(
         out.status.success(),
@@ -847,4 +927,50 @@ fn builtin_matches_apache_quorum_on_every_reconfig_case() {
         mismatches.len(),
         mismatches.join("\n")
     );
+}
+
+/// With reconfig off (the default), a quorum still shows its static config in
+/// /zookeeper/config (`version=0`, mzxid 0), and a reconfig is refused with ReconfigDisabled.
+#[test]
+fn builtin_matches_apache_quorum_config_znode_with_reconfig_off() {
+    if !apache_available("builtin_matches_apache_quorum_config_znode_with_reconfig_off") {
+        return;
+    }
+    let apache = quorum_cluster("apache", "");
+    let builtin = quorum_cluster("builtin", "");
+    let steps = || {
+        vec![
+            (
+                "config",
+                op::GET_DATA,
+                body(|w| {
+                    w.string("/zookeeper/config").boolean(false);
+                }),
+            ),
+            (
+                "reconfig while disabled",
+                op::RECONFIG,
+                reconfig_body(None, Some("3"), None, -1),
+            ),
+        ]
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = rt.block_on(run_config_steps(
+        apache.connect_to(1).parse().unwrap(),
+        apache.base,
+        steps(),
+    ));
+    let b = rt.block_on(run_config_steps(
+        builtin.connect_to(1).parse().unwrap(),
+        builtin.base,
+        steps(),
+    ));
+    assert!(
+        a[0].1.contains("version=(initial)") && a[0].1.contains("mz0"),
+        "{a:?}"
+    );
+    assert_eq!(a, b);
 }

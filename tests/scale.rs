@@ -373,7 +373,15 @@ fn apply_scales_when_the_spec_file_changes_the_node_count() {
     std::fs::write(c.tmp.path().join("zkherd.toml"), RECONFIG_ON).unwrap();
     let base = c.base.to_string();
     let out = c.run(
-        &["up", "-d", "--base-port", &base, "--wait", "90", "--no-watch"],
+        &[
+            "up",
+            "-d",
+            "--base-port",
+            &base,
+            "--wait",
+            "90",
+            "--no-watch",
+        ],
         120,
     );
     assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
@@ -385,7 +393,10 @@ fn apply_scales_when_the_spec_file_changes_the_node_count() {
     let out = c.run(&["apply"], 300);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(text.contains("cluster.nodes: 3 -> 5 (by scale (reconfig))"), "{text}");
+    assert!(
+        text.contains("cluster.nodes: 3 -> 5 (by scale (reconfig))"),
+        "{text}"
+    );
     assert_eq!(roles(&c).len(), 5);
     std::fs::write(c.tmp.path().join("zkherd.toml"), RECONFIG_ON).unwrap();
     let out = c.run(&["apply"], 300);
@@ -415,7 +426,11 @@ fn clients_lose_no_acknowledged_write_across_scale_and_a_rolling_restart() {
     });
     rt.block_on(workload.prepare()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = rt.spawn(workload.clone().run(stop.clone(), std::time::Instant::now()));
+    let clients = rt.spawn(
+        workload
+            .clone()
+            .run(stop.clone(), std::time::Instant::now()),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let mut outs = Vec::new();
     for args in [

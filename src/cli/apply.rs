@@ -218,8 +218,14 @@ pub async fn run(g: &Global, a: ApplyArgs) -> Result<u8> {
         super::rolling::roll(&new, Duration::ZERO, Duration::from_secs(a.timeout)).await?;
     }
     if scale {
-        super::scale::resize(&new, voters, observers, Duration::from_secs(a.timeout), false)
-            .await?;
+        super::scale::resize(
+            &new,
+            voters,
+            observers,
+            Duration::from_secs(a.timeout),
+            false,
+        )
+        .await?;
     }
     println!("applied {}", file.display());
     Ok(0)

@@ -63,7 +63,8 @@ pub async fn scale(g: &Global, a: ScaleArgs) -> Result<u8> {
         &current,
         a.voters,
         observers,
-        Duration::from_secs(a.timeout), true
+        Duration::from_secs(a.timeout),
+        true,
     )
     .await?;
     Ok(0)
@@ -76,7 +77,14 @@ pub async fn add(g: &Global, a: AddArgs) -> Result<u8> {
     } else {
         (current.nodes + 1, current.observers)
     };
-    resize(&current, voters, observers, Duration::from_secs(a.timeout), true).await?;
+    resize(
+        &current,
+        voters,
+        observers,
+        Duration::from_secs(a.timeout),
+        true,
+    )
+    .await?;
     Ok(0)
 }
 
@@ -105,7 +113,14 @@ pub async fn remove(g: &Global, a: RemoveArgs) -> Result<u8> {
             a.node
         );
     };
-    resize(&current, voters, observers, Duration::from_secs(a.timeout), true).await?;
+    resize(
+        &current,
+        voters,
+        observers,
+        Duration::from_secs(a.timeout),
+        true,
+    )
+    .await?;
     Ok(0)
 }
 

@@ -204,6 +204,7 @@ pub async fn run(
             initial: initial_config(&cfg),
             reversions: network.reversions.clone(),
             published,
+            reconfig_enabled: cfg.reconfig_enabled,
         }
         .run(reconfig_rx, forward_rx, lost_rx),
     );
@@ -658,6 +659,8 @@ struct Reconfigurer {
     reversions: Arc<Reversions>,
     /// See [`network::wait_published`].
     published: Arc<std::sync::atomic::AtomicBool>,
+    /// zoo.cfg's reconfigEnabled: off, the initial config is published as Apache's static one.
+    reconfig_enabled: bool,
 }
 
 const MEMBERSHIP_STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -780,6 +783,7 @@ impl Reconfigurer {
                 tracing::info!("reconfig: new config\n{}", next.lines());
                 Txn::Reconfig {
                     servers: next.lines(),
+                    static_config: false,
                 }
             }
             Err(code) => {
@@ -887,6 +891,7 @@ impl Reconfigurer {
                     auth: vec![],
                     txn: Txn::Reconfig {
                         servers: self.initial.lines(),
+                        static_config: !self.reconfig_enabled,
                     },
                 };
                 let p = Proposal {

@@ -63,8 +63,11 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
         Txn::Error(code) => {
             w.int(6).int(*code);
         }
-        Txn::Reconfig { servers } => {
-            w.int(7).string(servers);
+        Txn::Reconfig {
+            servers,
+            static_config,
+        } => {
+            w.int(7).string(servers).boolean(*static_config);
         }
     }
     w.buf
@@ -106,6 +109,7 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
         6 => Txn::Error(r.int()?),
         7 => Txn::Reconfig {
             servers: r.string()?,
+            static_config: r.boolean()?,
         },
         t => return Err(DecodeError(format!("unknown txn tag {t}"))),
     };

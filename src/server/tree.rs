@@ -55,8 +55,12 @@ pub enum Txn {
     /// A committed reconfig: `/zookeeper/config` gets these `server.N=…` lines and
     /// `version=<this txn's zxid>` (the ensemble's membership follows it, see
     /// `server::ensemble`).
+    ///
+    /// `static_config`: the first leader publishing zoo.cfg's servers while reconfig is off;
+    /// Apache shows that config as `version=0` with mzxid 0.
     Reconfig {
         servers: String,
+        static_config: bool,
     },
 }
 
@@ -406,11 +410,15 @@ impl State {
             Txn::Error(code) => TxnResult::Single(Err(
                 ErrorCode::from_code(*code).unwrap_or(ErrorCode::SystemError)
             )),
-            Txn::Reconfig { servers } => {
+            Txn::Reconfig {
+                servers,
+                static_config,
+            } => {
+                let version = if *static_config { 0 } else { e.zxid };
                 let text = if servers.is_empty() {
-                    format!("version={:x}", e.zxid)
+                    format!("version={version:x}")
                 } else {
-                    format!("{servers}\nversion={:x}", e.zxid)
+                    format!("{servers}\nversion={version:x}")
                 };
                 let path = "/zookeeper/config";
                 match self.nodes.get_mut(path) {
@@ -418,7 +426,7 @@ impl State {
                         // As Apache: version stays -1, mzxid is the config's version.
                         n.data = Some(text.clone().into_bytes());
                         n.stat.version = -1;
-                        n.stat.mzxid = e.zxid;
+                        n.stat.mzxid = version;
                         n.stat.mtime = e.time_ms;
                         let stat = n.visible_stat();
                         events.push(Event {

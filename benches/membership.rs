@@ -1,0 +1,181 @@
+//! Changing a running 3-node ensemble, builtin beside Apache ZooKeeper, in one run:
+//!
+//! ```sh
+//! cargo bench --bench membership          # ZKHERD_BENCH_RUNS=5 by default
+//! ```
+//!
+//! Per run and backend (runs alternate backends): `zkherd up -d`, then the wall time of
+//! `zkherd scale --voters 5` (it returns once the five are healthy and a write went through),
+//! of `zkherd scale --voters 3`, and of `zkherd rolling-restart` of the three. Medians with
+//! min and max. Writes the table into `BENCHMARKS.md` between the `membership` markers (the
+//! ensemble bench keeps that block when it rewrites the file).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zkherd");
+const START: &str = "<!-- membership -->";
+const END: &str = "<!-- /membership -->";
+const ROWS: [&str; 3] = [
+    "scale 3 → 5 voters, until healthy (s)",
+    "scale 5 → 3 voters, until healthy (s)",
+    "rolling restart of 3 nodes (s)",
+];
+
+struct Cluster {
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn new(backend: &str, base: u16) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "zkherd-bench-membership-{}-{backend}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("bench dir");
+        let (backend, runtime) = match backend {
+            "in-process" => ("builtin", "tasks"),
+            b => (b, "processes"),
+        };
+        std::fs::write(
+            dir.join("zkherd.toml"),
+            format!(
+                "[cluster]\nbackend = \"{backend}\"\nruntime = \"{runtime}\"\n[ports]\n\
+                 client = {base}\nquorum = {}\nelection = {}\n[zookeeper.extra]\n\
+                 reconfigEnabled = true\n",
+                base + 700,
+                base + 1700
+            ),
+        )
+        .expect("spec");
+        Cluster { dir }
+    }
+
+    /// Run a command; its wall time in seconds, or its output on failure.
+    fn timed(&self, args: &[&str]) -> Result<f64, String> {
+        let t = Instant::now();
+        let out = Command::new(BIN)
+            .arg("-f")
+            .arg(self.dir.join("zkherd.toml"))
+            .args(args)
+            .env("ZKHERD_DIR", self.dir.join("cluster"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let secs = t.elapsed().as_secs_f64();
+        if out.status.success() {
+            Ok(secs)
+        } else {
+            Err(format!(
+                "zkherd {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.timed(&["down"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn one_run(backend: &str, base: u16) -> Result<Vec<f64>, String> {
+    let c = Cluster::new(backend, base);
+    c.timed(&["up", "-d", "--no-watch", "--wait", "120"])?;
+    let up = c.timed(&["scale", "--voters", "5"])?;
+    let down = c.timed(&["scale", "--voters", "3"])?;
+    let roll = c.timed(&["rolling-restart"])?;
+    Ok(vec![up, down, roll])
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+fn main() {
+    let runs: usize = std::env::var("ZKHERD_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut backends = vec!["builtin", "in-process"];
+    let java = Command::new("java").arg("-version").output().is_ok();
+    if java && Path::new("/usr/share/java/zookeeper.jar").is_file() {
+        backends.push("apache");
+    } else {
+        eprintln!("apache: not measured (java or /usr/share/java/zookeeper.jar missing)");
+    }
+    let mut results: Vec<(&str, Vec<Vec<f64>>)> =
+        backends.iter().map(|b| (*b, Vec::new())).collect();
+    let started = Instant::now();
+    for run in 1..=runs {
+        for (backend, r) in results.iter_mut() {
+            match one_run(backend, 26181) {
+                Ok(f) => {
+                    eprintln!("run {run}/{runs} {backend}: {f:.3?}");
+                    r.push(f);
+                }
+                Err(e) => {
+                    eprintln!("run {run}/{runs} {backend}: FAILED: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    let cell = |backend: &str, row: usize| -> Option<(f64, f64, f64)> {
+        let (_, r) = results.iter().find(|(b, _)| *b == backend)?;
+        let v: Vec<f64> = r.iter().map(|f| f[row]).collect();
+        (!v.is_empty()).then(|| stats(&v))
+    };
+    let show = |c: Option<(f64, f64, f64)>| {
+        c.map(|(m, lo, hi)| format!("{m:.2} ({lo:.2}–{hi:.2})"))
+            .unwrap_or_else(|| "–".into())
+    };
+    let ratio = |x: Option<(f64, f64, f64)>, a: Option<(f64, f64, f64)>| match (x, a) {
+        (Some((xm, _, _)), Some((am, _, _))) if xm > 0.0 => {
+            format!("{:.3} ({:.1}× less)", xm / am, am / xm)
+        }
+        _ => "–".into(),
+    };
+    let mut md = format!(
+        "{START}\n## Changing a running ensemble\n\nCommand: `cargo bench --bench membership` \
+         (ZKHERD_BENCH_RUNS={runs}). Wall time of each `zkherd` command on a 3-node ensemble \
+         with `reconfigEnabled = true`, started by `zkherd up -d`; `scale` returns once every \
+         member follows the new config and a write succeeded, `rolling-restart` once the last \
+         node is back and the ensemble healthy. Median of {runs} runs (min–max), runs \
+         alternating backends. Total time: {:.0} s.\n\n\
+         | figure | builtin | apache | ratio builtin/apache | builtin in-process | ratio \
+         in-process/apache |\n|---|---|---|---|---|---|\n",
+        started.elapsed().as_secs_f64()
+    );
+    for (i, row) in ROWS.iter().enumerate() {
+        let (b, a, t) = (cell("builtin", i), cell("apache", i), cell("in-process", i));
+        md += &format!(
+            "| {row} | {} | {} | {} | {} | {} |\n",
+            show(b),
+            show(a),
+            ratio(b, a),
+            show(t),
+            ratio(t, a)
+        );
+    }
+    md += &format!("\n{END}\n");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let new = match (old.find(START), old.find(END)) {
+        (Some(s), Some(e)) if e > s => {
+            format!("{}{}{}", &old[..s], md.trim_end(), &old[e + END.len()..])
+        }
+        _ => format!("{}\n{md}", old.trim_end()),
+    };
+    let _ = std::fs::write(&path, new);
+    println!("{md}");
+}
