@@ -129,6 +129,12 @@ pub fn export(
         }
         let write = |path: &Path, text: &str| fs::write(path, text).map_err(io_err(path));
         write(&staged.zoo_cfg, &render::zoo_cfg(spec, &plan, &installed))?;
+        if render::uses_dynamic_file(spec) {
+            write(
+                &staged.conf_dir.join(render::DYNAMIC_CFG),
+                &render::dynamic_cfg(spec, &plan),
+            )?;
+        }
         write(
             &staged.conf_dir.join("log4j.properties"),
             render::LOG4J_TEMPLATE,

@@ -102,6 +102,42 @@ fn ensure_super_secret(spec: &EnsembleSpec) -> Result<(), RenderError> {
         .map_err(io_err(&path))
 }
 
+/// Apache with reconfig on gets its members from a dynamic config file, as Apache documents
+/// for 3.5+ (`dynamicConfigFile=`, server lines with their roles and client ports, and no
+/// clientPort in zoo.cfg); Apache writes the next versions of it itself after each reconfig.
+pub fn uses_dynamic_file(spec: &EnsembleSpec) -> bool {
+    spec.backend == crate::spec::BackendKind::Apache && reconfig_enabled(spec)
+}
+
+/// The name of the dynamic config file zkherd renders, in each node's conf dir.
+pub const DYNAMIC_CFG: &str = "zoo.cfg.dynamic";
+
+/// The dynamic config file: `server.N=host:quorum:election:role;host:client` per member.
+pub fn dynamic_cfg(spec: &EnsembleSpec, plan: &PortPlan) -> String {
+    let bind = |host: std::net::IpAddr| match (spec.listen_on_all_ips, host) {
+        (false, h) => h,
+        (true, std::net::IpAddr::V4(_)) => std::net::IpAddr::from([0u8; 4]),
+        (true, std::net::IpAddr::V6(_)) => std::net::IpAddr::from([0u16; 8]),
+    };
+    let mut out = String::new();
+    for n in &plan.nodes {
+        let role = if n.membership == Membership::Observer {
+            "observer"
+        } else {
+            "participant"
+        };
+        out.push_str(&format!(
+            "server.{}={}:{}:{}:{role};{}\n",
+            n.id,
+            n.host,
+            n.quorum,
+            n.election,
+            std::net::SocketAddr::new(bind(n.host), n.client)
+        ));
+    }
+    out
+}
+
 /// Four-letter words the probe and users rely on; always whitelisted.
 pub const REQUIRED_4LW: &[&str] = &[
     "srvr", "mntr", "ruok", "stat", "conf", "cons", "envi", "isro", "wchs", "dirs",
@@ -267,6 +303,10 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
             Err(e) => return Err(io_err(&myid_path)(e)),
         }
         write_if_changed(&l.zoo_cfg, &zoo_cfg(spec, &plan, &l), &mut changes, true)?;
+        if uses_dynamic_file(spec) {
+            let path = l.conf_dir.join(DYNAMIC_CFG);
+            write_if_changed(&path, &dynamic_cfg(spec, &plan), &mut changes, true)?;
+        }
         write_if_changed(
             &l.conf_dir.join("log4j.properties"),
             LOG4J_TEMPLATE,
@@ -360,14 +400,27 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
             ("host", bind.to_string()),
             ("admin", admin),
             ("whitelist", whitelist.join(",")),
-            ("servers", format!("{role_lines}{servers}")),
+            (
+                "servers",
+                if uses_dynamic_file(spec) {
+                    format!(
+                        "{role_lines}dynamicConfigFile={}",
+                        node.conf_dir.join(DYNAMIC_CFG).display()
+                    )
+                } else {
+                    format!("{role_lines}{servers}")
+                },
+            ),
             ("extra", extra),
         ],
     );
-    // Empty placeholders leave blank lines; keep the file tidy.
+    // Empty placeholders leave blank lines; keep the file tidy. With a dynamic file the client
+    // port is its server line's.
+    let dynamic = uses_dynamic_file(spec);
     let mut out = text
         .lines()
         .filter(|l| !l.trim().is_empty())
+        .filter(|l| !(dynamic && l.starts_with("clientPort")))
         .collect::<Vec<_>>()
         .join("\n");
     out.push('\n');
@@ -601,6 +654,60 @@ mod tests {
         assert!(
             matches!(e, RenderError::MyidMismatch { expected: 2, .. }),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn reconfig_gives_a_super_user_and_apache_a_dynamic_config_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let text = "[cluster]\nbackend = \"apache\"\nobservers = 1\n[zookeeper.extra]\nreconfigEnabled = true\n";
+        render(&spec(text, &dir)).unwrap();
+        let secret = fs::read_to_string(dir.join(SUPER_SECRET)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join(SUPER_SECRET))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let cfg = fs::read_to_string(dir.join("node1/conf/zoo.cfg")).unwrap();
+        assert!(cfg.contains(&format!(
+            "DigestAuthenticationProvider.superDigest={}\n",
+            super_digest("zkherd", secret.trim())
+        )));
+        assert!(cfg.contains(&format!(
+            "dynamicConfigFile={}\n",
+            dir.join("node1/conf/zoo.cfg.dynamic").display()
+        )));
+        assert!(
+            !cfg.contains("clientPort") && !cfg.contains("server."),
+            "{cfg}"
+        );
+        let dynamic = fs::read_to_string(dir.join("node1/conf/zoo.cfg.dynamic")).unwrap();
+        assert_eq!(
+            dynamic,
+            "server.1=127.0.0.1:2881:3881:participant;127.0.0.1:2181\n\
+             server.2=127.0.0.1:2882:3882:participant;127.0.0.1:2182\n\
+             server.3=127.0.0.1:2883:3883:participant;127.0.0.1:2183\n\
+             server.4=127.0.0.1:2884:3884:observer;127.0.0.1:2184\n"
+        );
+        assert_eq!(
+            super_auth(&spec(text, &dir)),
+            Some(format!("zkherd:{}", secret.trim()))
+        );
+        // Rendering again keeps the secret; builtin nodes keep their server lines.
+        let builtin = text.replace("apache", "builtin");
+        render(&spec(&builtin, &dir)).unwrap();
+        assert_eq!(fs::read_to_string(dir.join(SUPER_SECRET)).unwrap(), secret);
+        let cfg = fs::read_to_string(dir.join("node1/conf/zoo.cfg")).unwrap();
+        assert!(
+            cfg.contains("server.4=") && cfg.contains("clientPort="),
+            "{cfg}"
+        );
+        // Digest of a known password, as ZooKeeper's DigestAuthenticationProvider computes it.
+        assert_eq!(
+            super_digest("super", "secret"),
+            "super:lK75jTNcA+U9vtVEw5vB51mj/w4="
         );
     }
 }

@@ -297,13 +297,21 @@ async fn digest_auth_and_acls_are_enforced_on(s: Server) {
     );
 }
 
-async fn special_nodes_and_counts_look_like_apache_on(s: Server) {
+async fn special_nodes_and_counts_look_like_apache_on(s: Server, ensemble: bool) {
     let c = s.client().await;
+    c.sync("/zookeeper/config").await.unwrap();
     let (data, stat) = c.get_config().await.unwrap();
-    assert!(
-        data.is_empty(),
-        "Curator must not see servers in /zookeeper/config"
-    );
+    let text = String::from_utf8(data).unwrap();
+    if ensemble {
+        // As Apache 3.8 in quorum mode with reconfig off: the static config, version 0.
+        assert_eq!(text.matches("server.").count(), 3, "{text}");
+        assert!(text.ends_with("\nversion=0"), "{text}");
+        assert_eq!((stat.version, stat.mzxid), (-1, 0));
+    } else {
+        // A standalone server keeps it empty (Curator's EnsembleTracker then leaves the
+        // connect string alone).
+        assert!(text.is_empty(), "{text}");
+    }
     assert_eq!(stat.aversion, -1);
     let (_, z) = c.get_children("/zookeeper").await.unwrap();
     assert_eq!(z.cversion, -2);
@@ -628,12 +636,12 @@ async fn digest_auth_and_acls_are_enforced_on_a_follower_of_three() {
 
 #[tokio::test]
 async fn special_nodes_and_counts_look_like_apache() {
-    special_nodes_and_counts_look_like_apache_on(Server::start("").await).await;
+    special_nodes_and_counts_look_like_apache_on(Server::start("").await, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn special_nodes_and_counts_look_like_apache_on_a_follower_of_three() {
-    special_nodes_and_counts_look_like_apache_on(Server::ensemble("").await).await;
+    special_nodes_and_counts_look_like_apache_on(Server::ensemble("").await, true).await;
 }
 
 #[tokio::test]
