@@ -16,6 +16,10 @@
 //! `BENCHMARKS-latency.svg` (latency distributions at 32 outstanding) in the crate root.
 //! Apache is measured when `zkherd up --backend apache` works (Java and ZooKeeper installed).
 
+#[path = "shared.rs"]
+mod shared;
+use shared::stats;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -380,12 +384,6 @@ async fn one_run(
     Ok(f)
 }
 
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[s.len() / 2], s[0], s[s.len() - 1])
-}
-
 fn fmt(x: f64) -> String {
     if x >= 1000.0 {
         format!("{x:.0}")
@@ -473,13 +471,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2.0);
     let base: u16 = 24181;
-    let mut backends = vec!["builtin", "in-process"];
-    let java = Command::new("java").arg("-version").output().is_ok();
-    if java && Path::new("/usr/share/java/zookeeper.jar").is_file() {
-        backends.push("apache");
-    } else {
-        eprintln!("apache: not measured (java or /usr/share/java/zookeeper.jar missing)");
-    }
+    let backends = shared::backends();
     let mut results: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
     let mut latencies = BTreeMap::new();
     let started = Instant::now();

@@ -10,6 +10,10 @@
 //! min and max. Writes the table into `BENCHMARKS.md` between the `membership` markers (the
 //! ensemble bench keeps that block when it rewrites the file).
 
+#[path = "shared.rs"]
+mod shared;
+use shared::stats;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -95,24 +99,12 @@ fn one_run(backend: &str, base: u16) -> Result<Vec<f64>, String> {
     Ok(vec![up, down, roll])
 }
 
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[s.len() / 2], s[0], s[s.len() - 1])
-}
-
 fn main() {
     let runs: usize = std::env::var("ZKHERD_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let mut backends = vec!["builtin", "in-process"];
-    let java = Command::new("java").arg("-version").output().is_ok();
-    if java && Path::new("/usr/share/java/zookeeper.jar").is_file() {
-        backends.push("apache");
-    } else {
-        eprintln!("apache: not measured (java or /usr/share/java/zookeeper.jar missing)");
-    }
+    let backends = shared::backends();
     let mut results: Vec<(&str, Vec<Vec<f64>>)> =
         backends.iter().map(|b| (*b, Vec::new())).collect();
     let started = Instant::now();

@@ -50,18 +50,7 @@ fn run_with_stdin(cmd: &mut Command, input: &str, timeout: Duration) -> String {
 
 #[test]
 fn kazoo_scenarios_pass() {
-    let has_kazoo = Command::new("python3")
-        .args(["-c", "import kazoo"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !tool_available(
-        "kazoo_scenarios_pass",
-        "python3 with kazoo",
-        has_kazoo,
-        "`pip install kazoo`",
-    ) {
+    if !kazoo_available("kazoo_scenarios_pass") {
         return;
     }
     let c = builtin_node();

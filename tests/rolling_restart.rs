@@ -5,9 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::{stderr, stdout, Cluster};
 
@@ -141,46 +138,14 @@ fn clients_lose_no_acknowledged_write_during_a_rolling_restart() {
     let out = c.up(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let addrs: Vec<SocketAddr> = (1..=3).map(|i| c.connect_to(i).parse().unwrap()).collect();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let workload = Arc::new(zkherd::chaos::Workload {
-        addrs,
-        root: "/rolling".into(),
-        keys: 3,
-        clients: 6,
-        seed: 7,
-        op_timeout: Duration::from_secs(2),
+    let mut out = None;
+    let (acked, counts) = common::checked_clients_during(addrs, "/rolling", 7, || {
+        out = Some(c.run(&["rolling-restart", "--timeout", "90"], 400));
     });
-    rt.block_on(workload.prepare()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = rt.spawn(workload.clone().run(stop.clone(), Instant::now()));
-    std::thread::sleep(Duration::from_millis(500));
-    let out = c.run(&["rolling-restart", "--timeout", "90"], 400);
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
-    let history = rt.block_on(clients).unwrap();
+    let out = out.unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(order(&stdout(&out)).len(), 3);
-    let acked: usize = history
-        .ops
-        .values()
-        .flatten()
-        .filter(|o| matches!(o.output, zkherd::chaos::check::Output::Version(_)))
-        .count();
-    assert!(
-        acked > 20,
-        "only {acked} acknowledged writes: the clients did not run"
-    );
-    let v = zkherd::chaos::verdict(
-        &history,
-        100_000_000,
-        zkherd::chaos::check::ReadModel::Linearizable,
-    );
-    assert!(v.anomalies.is_empty(), "{:#?}", v.anomalies);
-    assert!(v.undecided.is_empty(), "undecided keys: {:?}", v.undecided);
-    eprintln!(
-        "rolling restart under load: {acked} acknowledged writes, counts {:?}",
-        history.counts
-    );
+    eprintln!("rolling restart under load: {acked} acknowledged writes, counts {counts:?}");
 }
 
 /// The same check from the command line: `zkherd chaos --check --faults rolling-restart`.

@@ -123,13 +123,7 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
         bail!("--check needs at least one client and one key");
     }
     let spec = super::resolve_cluster(g)?;
-    if super::supervisor_jobs(&spec.dir).await?.is_none() {
-        bail!(
-            "no supervisor is running for cluster {} ({}); start it with `zkherd up -d`",
-            spec.name,
-            spec.dir.display()
-        );
-    }
+    super::require_supervisor(&spec).await?;
     if spec.nodes < 3 {
         bail!(
             "cluster {} has {} voter(s): with fewer than 3 every fault takes the quorum away; \

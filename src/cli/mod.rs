@@ -261,6 +261,18 @@ fn resolve_cluster(g: &Global) -> Result<EnsembleSpec> {
     Ok(crate::supervisor::load_effective_spec(&spec.dir).unwrap_or(spec))
 }
 
+/// Fail, saying how to start one, unless a supervisor runs for `spec`'s cluster.
+async fn require_supervisor(spec: &EnsembleSpec) -> Result<()> {
+    if supervisor_jobs(&spec.dir).await?.is_none() {
+        anyhow::bail!(
+            "no supervisor is running for cluster {} ({}); start it with `zkherd up -d`",
+            spec.name,
+            spec.dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Ask the cluster's supervisor; `Ok(None)` when none runs.
 async fn ask_supervisor(dir: &Path, req: &Request, timeout: Duration) -> Result<Option<Response>> {
     let files = ClusterFiles::new(dir);

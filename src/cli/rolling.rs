@@ -54,13 +54,7 @@ pub async fn roll(spec: &EnsembleSpec, wait_between: Duration, timeout: Duration
              `zkherd restart {m}` on each host in turn, with `zkherd wait` between"
         );
     }
-    if super::supervisor_jobs(&spec.dir).await?.is_none() {
-        bail!(
-            "no supervisor is running for cluster {} ({}); start it with `zkherd up -d`",
-            spec.name,
-            spec.dir.display()
-        );
-    }
+    super::require_supervisor(spec).await?;
     let t0 = Instant::now();
     let mut status = match wait_ready(spec, Duration::from_secs(10), |_| {}).await {
         Ok(s) => s,

@@ -56,49 +56,59 @@ pub struct RemoveArgs {
     timeout: u64,
 }
 
-pub async fn scale(g: &Global, a: ScaleArgs) -> Result<u8> {
+/// Resize the cluster `g` names to the size `to` computes from its spec, recording the new
+/// size with the cluster.
+async fn resize_to(
+    g: &Global,
+    timeout: u64,
+    to: impl FnOnce(&EnsembleSpec) -> Result<(u16, u16)>,
+) -> Result<u8> {
     let current = super::resolve_cluster(g)?;
-    let observers = a.observers.unwrap_or(current.observers);
-    resize(
-        &current,
-        a.voters,
-        observers,
-        Duration::from_secs(a.timeout),
-        true,
-    )
-    .await?;
-    Ok(0)
-}
-
-pub async fn add(g: &Global, a: AddArgs) -> Result<u8> {
-    let current = super::resolve_cluster(g)?;
-    let (voters, observers) = if a.observer {
-        (current.nodes, current.observers + 1)
-    } else {
-        (current.nodes + 1, current.observers)
-    };
+    let (voters, observers) = to(&current)?;
     resize(
         &current,
         voters,
         observers,
-        Duration::from_secs(a.timeout),
+        Duration::from_secs(timeout),
         true,
     )
     .await?;
     Ok(0)
 }
 
+pub async fn scale(g: &Global, a: ScaleArgs) -> Result<u8> {
+    resize_to(g, a.timeout, |c| {
+        Ok((a.voters, a.observers.unwrap_or(c.observers)))
+    })
+    .await
+}
+
+pub async fn add(g: &Global, a: AddArgs) -> Result<u8> {
+    resize_to(g, a.timeout, |c| {
+        Ok(if a.observer {
+            (c.nodes, c.observers + 1)
+        } else {
+            (c.nodes + 1, c.observers)
+        })
+    })
+    .await
+}
+
 pub async fn remove(g: &Global, a: RemoveArgs) -> Result<u8> {
-    let current = super::resolve_cluster(g)?;
+    resize_to(g, a.timeout, |c| last_removed(c, a.node)).await
+}
+
+/// The size without `node`, which must be the last voter (no observers) or the last observer.
+fn last_removed(current: &EnsembleSpec, a_node: u16) -> Result<(u16, u16)> {
     let total = current.nodes + current.observers;
-    let (voters, observers) = if a.node == total && current.observers > 0 {
+    Ok(if a_node == total && current.observers > 0 {
         (current.nodes, current.observers - 1)
-    } else if a.node == current.nodes && current.observers == 0 {
+    } else if a_node == current.nodes && current.observers == 0 {
         (current.nodes - 1, current.observers)
-    } else if a.node == 0 || a.node > total {
+    } else if a_node == 0 || a_node > total {
         bail!(
             "there is no node {}; this cluster has nodes 1 to {total}",
-            a.node
+            a_node
         );
     } else {
         let last = if current.observers > 0 {
@@ -110,18 +120,9 @@ pub async fn remove(g: &Global, a: RemoveArgs) -> Result<u8> {
             "node {} cannot be removed alone: zkherd numbers voters 1..N and observers after \
              them, so only the last node ({last}) can go; `zkherd scale --voters N \
              --observers M` changes several at once",
-            a.node
+            a_node
         );
-    };
-    resize(
-        &current,
-        voters,
-        observers,
-        Duration::from_secs(a.timeout),
-        true,
-    )
-    .await?;
-    Ok(0)
+    })
 }
 
 /// The `server.N=…` lines of a spec, as a reconfig's new member list.
@@ -205,13 +206,7 @@ pub async fn resize(
     if let Some(why) = refusal(current, voters, observers) {
         bail!("{why}; nothing was changed");
     }
-    if super::supervisor_jobs(&current.dir).await?.is_none() {
-        bail!(
-            "no supervisor is running for cluster {} ({}); start it with `zkherd up -d`",
-            current.name,
-            current.dir.display()
-        );
-    }
+    super::require_supervisor(current).await?;
     let t0 = Instant::now();
     if let Err(e) = wait_ready(current, Duration::from_secs(10), |_| {}).await {
         bail!("the ensemble is not healthy, so changing its membership could cost the quorum; nothing was changed. {e}");

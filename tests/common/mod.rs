@@ -266,3 +266,69 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Whether python3 can import kazoo: else skip with a reason, or fail under
+/// `ZKHERD_REQUIRE_ALL=1`.
+pub fn kazoo_available(test: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import kazoo"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    tool_available(test, "python3 with kazoo", ok, "`pip install kazoo`")
+}
+
+/// Run the chaos workload's checked clients (6 clients, 3 keys under `root`: writes,
+/// compare-and-sets, sync+reads) against `addrs` while `during` runs, then check the history:
+/// panics on any anomaly or undecided key. Returns the number of acknowledged writes and the
+/// outcome counts.
+pub fn checked_clients_during(
+    addrs: Vec<std::net::SocketAddr>,
+    root: &str,
+    seed: u64,
+    during: impl FnOnce(),
+) -> (usize, std::collections::BTreeMap<String, u64>) {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let workload = Arc::new(zkherd::chaos::Workload {
+        addrs,
+        root: root.into(),
+        keys: 3,
+        clients: 6,
+        seed,
+        op_timeout: Duration::from_secs(2),
+    });
+    rt.block_on(workload.prepare()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = rt.spawn(workload.clone().run(stop.clone(), Instant::now()));
+    std::thread::sleep(Duration::from_millis(500));
+    during();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let history = rt.block_on(clients).unwrap();
+    let acked = history
+        .ops
+        .values()
+        .flatten()
+        .filter(|o| matches!(o.output, zkherd::chaos::check::Output::Version(_)))
+        .count();
+    assert!(
+        acked > 20,
+        "only {acked} acknowledged writes: the clients did not run"
+    );
+    let v = zkherd::chaos::verdict(
+        &history,
+        100_000_000,
+        zkherd::chaos::check::ReadModel::Linearizable,
+    );
+    assert!(v.anomalies.is_empty(), "{:#?}", v.anomalies);
+    assert!(v.undecided.is_empty(), "undecided keys: {:?}", v.undecided);
+    let counts = history
+        .counts
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    (acked, counts)
+}
