@@ -132,7 +132,7 @@ pub fn export(
         if render::uses_dynamic_file(spec) {
             write(
                 &staged.conf_dir.join(render::DYNAMIC_CFG),
-                &render::dynamic_cfg(spec, &plan),
+                &render::dynamic_cfg(spec, &plan, node.id),
             )?;
         }
         write(

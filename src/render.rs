@@ -112,15 +112,33 @@ pub fn uses_dynamic_file(spec: &EnsembleSpec) -> bool {
 /// The name of the dynamic config file zkherd renders, in each node's conf dir.
 pub const DYNAMIC_CFG: &str = "zoo.cfg.dynamic";
 
-/// The dynamic config file: `server.N=host:quorum:election:role;host:client` per member.
-pub fn dynamic_cfg(spec: &EnsembleSpec, plan: &PortPlan) -> String {
+/// The members as node `viewer` reaches them: with link proxies (`[network] faults`), every
+/// other member's quorum and election ports are the supervisor's proxies for that pair, on
+/// 127.0.0.1; its own and every client port are the real ones.
+pub fn peer_view(spec: &EnsembleSpec, plan: &PortPlan, viewer: u16) -> Vec<NodePorts> {
+    plan.nodes
+        .iter()
+        .map(|n| {
+            let mut n = n.clone();
+            if spec.network.faults && n.id != viewer {
+                n.quorum = spec.proxy_port(viewer, n.id, false);
+                n.election = spec.proxy_port(viewer, n.id, true);
+            }
+            n
+        })
+        .collect()
+}
+
+/// The dynamic config file: `server.N=host:quorum:election:role;host:client` per member, as
+/// node `viewer` reaches them.
+pub fn dynamic_cfg(spec: &EnsembleSpec, plan: &PortPlan, viewer: u16) -> String {
     let bind = |host: std::net::IpAddr| match (spec.listen_on_all_ips, host) {
         (false, h) => h,
         (true, std::net::IpAddr::V4(_)) => std::net::IpAddr::from([0u8; 4]),
         (true, std::net::IpAddr::V6(_)) => std::net::IpAddr::from([0u16; 8]),
     };
     let mut out = String::new();
-    for n in &plan.nodes {
+    for n in &peer_view(spec, plan, viewer) {
         let role = if n.membership == Membership::Observer {
             "observer"
         } else {
@@ -305,7 +323,7 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
         write_if_changed(&l.zoo_cfg, &zoo_cfg(spec, &plan, &l), &mut changes, true)?;
         if uses_dynamic_file(spec) {
             let path = l.conf_dir.join(DYNAMIC_CFG);
-            write_if_changed(&path, &dynamic_cfg(spec, &plan), &mut changes, true)?;
+            write_if_changed(&path, &dynamic_cfg(spec, &plan, l.id), &mut changes, true)?;
         }
         write_if_changed(
             &l.conf_dir.join("log4j.properties"),
@@ -327,8 +345,13 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
         (true, std::net::IpAddr::V4(_)) => std::net::IpAddr::from([0u8; 4]),
         (true, std::net::IpAddr::V6(_)) => std::net::IpAddr::from([0u16; 8]),
     };
-    let servers = plan
-        .nodes
+    // Apache dials the addresses of the server lines: with link proxies, its own view.
+    let view = if spec.backend == crate::spec::BackendKind::Apache {
+        peer_view(spec, plan, node.id)
+    } else {
+        plan.nodes.clone()
+    };
+    let servers = view
         .iter()
         .map(|n| {
             format!(
@@ -353,6 +376,19 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
     }
     if spec.listen_on_all_ips {
         role_lines.push_str("quorumListenOnAllIPs=true\n");
+    }
+    let builtin = spec.backend == crate::spec::BackendKind::Builtin;
+    if spec.network.faults && builtin {
+        // The builtin server keeps the true server lines (they become the Raft membership and
+        // /zookeeper/config) and dials the proxies named here.
+        for n in peer_view(spec, plan, node.id) {
+            if n.id != node.id {
+                role_lines.push_str(&format!(
+                    "zkherd.proxy.{}=127.0.0.1:{}:{}\n",
+                    n.id, n.quorum, n.election
+                ));
+            }
+        }
     }
     let bind = bind_of(node.ports.host);
     let admin = match node.ports.admin {

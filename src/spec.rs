@@ -119,6 +119,15 @@ struct RawSpec {
     apache: RawApache,
     #[serde(default)]
     restart: RawRestart,
+    #[serde(default)]
+    network: RawNetwork,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    faults: Option<bool>,
+    proxy_base: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +304,38 @@ pub struct EnsembleSpec {
     /// `up --no-watch`: do not reload the spec file when it changes.
     #[serde(default)]
     pub no_watch: bool,
+    /// `[network]`: links between nodes through the supervisor's proxies, for network faults.
+    #[serde(default)]
+    pub network: NetworkSettings,
+}
+
+/// `[network]`: with `faults`, every node reaches every other through a proxy of the
+/// supervisor's on 127.0.0.1 (one per directed pair and port kind), which `zkherd partition`,
+/// `isolate`, `heal` and `net delay|loss` control. Off by default: nothing in between.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSettings {
+    pub faults: bool,
+    /// First proxy port; default the quorum base + 10000.
+    pub proxy_base: Option<u16>,
+}
+
+/// At most this many nodes with link proxies (the proxy ports are laid out per pair).
+pub const MAX_PROXIED_NODES: u16 = 32;
+
+impl EnsembleSpec {
+    /// The first proxy port (see [`NetworkSettings`]).
+    pub fn proxy_base(&self) -> u16 {
+        self.network
+            .proxy_base
+            .unwrap_or(self.ports.quorum.saturating_add(10_000))
+    }
+
+    /// The proxy port that node `from` dials to reach `to`'s quorum (`election` false) or
+    /// election port.
+    pub fn proxy_port(&self, from: u16, to: u16, election: bool) -> u16 {
+        let n = MAX_PROXIED_NODES;
+        self.proxy_base() + ((from - 1) * n + (to - 1)) * 2 + u16::from(election)
+    }
 }
 
 /// zoo.cfg keys zkherd writes itself; setting them through `extra` would contradict the plan.
@@ -326,6 +367,9 @@ pub struct Overrides {
     pub base_port: Option<i64>,
     /// `--member N`: run only member N here.
     pub member: Option<u16>,
+    /// `--net faults|direct`: link proxies on or off.
+    #[serde(default)]
+    pub net_faults: Option<bool>,
 }
 
 impl EnsembleSpec {
@@ -518,6 +562,20 @@ impl EnsembleSpec {
             java: raw.apache.java,
             heap_mb: ranged(src, "apache.heap_mb", &raw.apache.heap_mb, 256, 32, 65_536)?,
         };
+        let network = NetworkSettings {
+            faults: raw.network.faults.unwrap_or(false),
+            proxy_base: match &raw.network.proxy_base {
+                Some(_) => Some(ranged(
+                    src,
+                    "network.proxy_base",
+                    &raw.network.proxy_base,
+                    0,
+                    1,
+                    65535 - 2 * i64::from(MAX_PROXIED_NODES * MAX_PROXIED_NODES),
+                )?),
+                None => None,
+            },
+        };
         let r = raw.restart;
         let restart = RestartSettings {
             policy: r.policy.unwrap_or_default(),
@@ -584,7 +642,17 @@ impl EnsembleSpec {
             source: src.path.clone(),
             flags: Overrides::default(),
             no_watch: false,
+            network,
         };
+        if spec.network.faults && spec.members.is_some() {
+            return Err(SpecError::Invalid {
+                origin: src.origin(0),
+                key: "network.faults".into(),
+                message: "link proxies run on one host; a spec whose members name their hosts \
+                          cannot use them"
+                    .into(),
+            });
+        }
         spec.check_port_ranges(&|key| match key {
             "ports.client" => raw
                 .ports
@@ -679,6 +747,18 @@ impl EnsembleSpec {
                 });
             }
             self.local_member = Some(id);
+        }
+        if let Some(faults) = o.net_faults {
+            if faults && self.members.is_some() {
+                return Err(SpecError::Invalid {
+                    origin: flag("--net"),
+                    key: "network.faults".into(),
+                    message: "link proxies run on one host; a spec whose members name their \
+                              hosts cannot use them"
+                        .into(),
+                });
+            }
+            self.network.faults = faults;
         }
         if let Some(n) = o.nodes {
             self.nodes = check_range(flag("--nodes"), "cluster.nodes", n, 1, 255)?;

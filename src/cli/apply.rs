@@ -79,6 +79,7 @@ fn field(name: &str) -> Option<(&'static str, Reach)> {
         "runtime" => ("cluster.runtime", Reach::Fixed),
         "name" => ("cluster.name", Reach::Fixed),
         "dir" => ("cluster.dir", Reach::Fixed),
+        "network" => ("network", Reach::Fixed),
         _ => ("(unknown)", Reach::Fixed),
     })
 }

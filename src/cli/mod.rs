@@ -8,6 +8,7 @@ mod env;
 mod export;
 mod init;
 mod logs;
+mod net;
 mod node;
 mod node_server;
 mod rolling;
@@ -97,6 +98,14 @@ enum Command {
     Add(scale::AddArgs),
     /// Remove the last voter or observer from the running ensemble (reconfig, then stop it).
     Remove(scale::RemoveArgs),
+    /// Cut the links between islands of nodes (needs link proxies: `up --net faults`).
+    Partition(net::PartitionArgs),
+    /// Cut one node off from every other.
+    Isolate(net::IsolateArgs),
+    /// Clear every link fault.
+    Heal,
+    /// Delay or slow down links (`net delay NODE|all 50ms±10ms`, `net loss NODE 10%`, `net show`).
+    Net(net::NetArgs),
     /// Kill a node with SIGKILL (a real crash; the restart policy applies).
     Kill(node::NodeArgs),
     /// Pause a node with SIGSTOP (it hangs with its sockets open).
@@ -165,6 +174,10 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Restart(a) => node::run(&g, control::NodeAction::Restart, a).await,
         Command::RollingRestart(a) => rolling::run(&g, a).await,
         Command::Scale(a) => scale::scale(&g, a).await,
+        Command::Partition(a) => net::partition(&g, a).await,
+        Command::Isolate(a) => net::isolate(&g, a).await,
+        Command::Heal => net::heal(&g).await,
+        Command::Net(a) => net::net(&g, a).await,
         Command::Add(a) => scale::add(&g, a).await,
         Command::Remove(a) => scale::remove(&g, a).await,
         Command::Apply(a) => apply::run(&g, a).await,

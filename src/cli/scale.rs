@@ -153,6 +153,13 @@ pub fn refusal(current: &EnsembleSpec, voters: u16, observers: u16) -> Option<St
                 .into(),
         );
     }
+    if current.network.faults {
+        return Some(
+            "this ensemble runs with link proxies (`[network] faults`), which are laid out for \
+             its nodes when it starts; scale it without them"
+                .into(),
+        );
+    }
     if !render::reconfig_enabled(current) {
         return Some(format!(
             "cluster {} has reconfig off: scaling moves the membership with ZooKeeper's reconfig. \

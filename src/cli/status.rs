@@ -43,6 +43,17 @@ pub async fn run(g: &Global, a: StatusArgs) -> Result<u8> {
             println!("{}", serde_json::to_string_pretty(&s)?);
         } else {
             print!("{}", status::render_table(&s));
+            if spec.network.faults {
+                let req = crate::supervisor::control::Request::Net {
+                    set: vec![],
+                    heal: false,
+                };
+                if let Ok(Some(crate::supervisor::control::Response::Links { links })) =
+                    super::ask_supervisor(&spec.dir, &req, Duration::from_secs(2)).await
+                {
+                    println!("links: {}", super::net::describe(&links));
+                }
+            }
         }
         if !a.watch {
             return Ok(s.verdict.exit_code() as u8);

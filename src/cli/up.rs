@@ -55,6 +55,10 @@ pub struct UpArgs {
     /// Do not watch the spec file: edits then take effect only through `zkherd apply`.
     #[arg(long)]
     no_watch: bool,
+    /// `faults`: route every link between nodes through the supervisor's proxies, so
+    /// `zkherd partition|isolate|heal|net` can break them (same as `[network] faults = true`).
+    #[arg(long, value_name = "MODE", value_parser = ["faults", "direct"])]
+    net: Option<String>,
 }
 
 pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
@@ -69,6 +73,7 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
             observers: a.observers,
             base_port: a.base_port,
             member: a.member,
+            net_faults: a.net.as_deref().map(|m| m == "faults"),
         },
     )?;
     let spec = EnsembleSpec {

@@ -59,6 +59,9 @@ pub struct ZooCfg {
     /// `reconfigEnabled`: whether clients may change the membership (off by default, as in
     /// Apache since 3.5.3).
     pub reconfig_enabled: bool,
+    /// `zkherd.proxy.N=host:quorumPort:electionPort`: dial member N there (zkherd's link
+    /// proxies, for network faults) instead of at its own address.
+    pub proxies: BTreeMap<u64, String>,
     pub snap_count: u64,
     pub snap_retain_count: usize,
     /// Hours between purges; 0 = off.
@@ -209,6 +212,13 @@ impl ZooCfg {
         let force_sync = bool_of("forceSync")?.unwrap_or(true);
         let quorum_listen_on_all_ips = bool_of("quorumListenOnAllIPs")?.unwrap_or(false);
         let reconfig_enabled = bool_of("reconfigEnabled")?.unwrap_or(false);
+        let proxies = raw
+            .iter()
+            .filter_map(|(k, v)| {
+                let id = k.strip_prefix("zkherd.proxy.")?.parse::<u64>().ok()?;
+                Some((id, v.trim().to_string()))
+            })
+            .collect();
         let whitelist = match raw.get("4lw.commands.whitelist") {
             None => vec!["srvr".to_string()],
             Some(v) => v
@@ -219,7 +229,11 @@ impl ZooCfg {
         };
         let unknown = raw
             .keys()
-            .filter(|k| !KNOWN.contains(&k.as_str()) && !k.starts_with("server."))
+            .filter(|k| {
+                !KNOWN.contains(&k.as_str())
+                    && !k.starts_with("server.")
+                    && !k.starts_with("zkherd.proxy.")
+            })
             .cloned()
             .collect();
         Ok(ZooCfg {
@@ -245,6 +259,7 @@ impl ZooCfg {
             force_sync,
             quorum_listen_on_all_ips,
             reconfig_enabled,
+            proxies,
             snap_count: num(&raw, "snapCount", 100_000, &err)?.max(2),
             snap_retain_count: num(&raw, "autopurge.snapRetainCount", 3usize, &err)?.max(3),
             purge_interval_h: num(&raw, "autopurge.purgeInterval", 0, &err)?,

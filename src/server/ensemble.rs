@@ -112,6 +112,7 @@ pub async fn run(
     let network = Network {
         dying: killed,
         reversions: Arc::default(),
+        overrides: Arc::new(cfg.proxies.clone()),
     };
     let (lost_tx, lost_rx) = mpsc::unbounded_channel();
     network.reversions.notify_to(lost_tx);
@@ -177,7 +178,10 @@ pub async fn run(
         },
     ));
 
-    let peers: BTreeMap<u64, String> = cfg.servers.iter().map(|s| (s.id, addr_of(s))).collect();
+    let peers = Peers {
+        addrs: cfg.servers.iter().map(|s| (s.id, addr_of(s))).collect(),
+        proxies: cfg.proxies.clone(),
+    };
     if !mine.observer && !raft.is_initialized().await.unwrap_or(true) {
         let wait = Duration::from_millis(config.election_timeout_max * 2);
         tasks.spawn(first_start(raft.clone(), me, voters, peers.clone(), wait));
@@ -331,7 +335,7 @@ async fn first_start(
     raft: Raft,
     me: u64,
     voters: BTreeMap<u64, BasicNode>,
-    peers: BTreeMap<u64, String>,
+    peers: Peers,
     wait: Duration,
 ) {
     let highest = voters.keys().next_back() == Some(&me);
@@ -377,7 +381,7 @@ async fn first_start(
 async fn propose(
     raft: Raft,
     me: u64,
-    peers: BTreeMap<u64, String>,
+    peers: Peers,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
     published: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -457,7 +461,7 @@ async fn propose(
 async fn serve_syncs(
     raft: Raft,
     me: u64,
-    peers: BTreeMap<u64, String>,
+    peers: Peers,
     mut rx: mpsc::UnboundedReceiver<u64>,
     done: mpsc::UnboundedSender<SmEvent>,
 ) {
@@ -550,7 +554,7 @@ async fn watch_leader(
 async fn send_touches(
     raft: Raft,
     me: u64,
-    peers: BTreeMap<u64, String>,
+    peers: Peers,
     mut rx: mpsc::UnboundedReceiver<Vec<i64>>,
 ) {
     let mut to_leader: Option<(u64, Peer)> = None;
@@ -581,7 +585,10 @@ impl Drop for AbortOnDrop {
 
 /// Where member `id` listens: its address in the Raft membership (members added by reconfig
 /// are there only), else its zoo.cfg line.
-fn member_addr(raft: &Raft, peers: &BTreeMap<u64, String>, id: u64) -> Option<String> {
+fn member_addr(raft: &Raft, peers: &Peers, id: u64) -> Option<String> {
+    if let Some(a) = peers.proxies.get(&id) {
+        return Some(a.clone());
+    }
     raft.metrics()
         .borrow_watched()
         .membership_config
@@ -589,6 +596,20 @@ fn member_addr(raft: &Raft, peers: &BTreeMap<u64, String>, id: u64) -> Option<St
         .get_node(&id)
         .map(|n| n.addr.clone())
         .or_else(|| peers.get(&id).cloned())
+}
+
+/// The members' addresses in this node's zoo.cfg.
+#[derive(Clone)]
+struct Peers {
+    addrs: BTreeMap<u64, String>,
+    /// `zkherd.proxy.N`: where this node dials member N instead (zkherd's link proxies).
+    proxies: BTreeMap<u64, String>,
+}
+
+impl Peers {
+    fn get(&self, id: &u64) -> Option<&String> {
+        self.addrs.get(id)
+    }
 }
 
 /// The config zoo.cfg's server lines describe: what `/zookeeper/config` starts as, before any
@@ -653,7 +674,7 @@ fn committed_config(data: &std::sync::Mutex<SmData>) -> Result<(Option<DynConfig
 struct Reconfigurer {
     raft: Raft,
     me: u64,
-    peers: BTreeMap<u64, String>,
+    peers: Peers,
     data: Arc<std::sync::Mutex<SmData>>,
     initial: DynConfig,
     reversions: Arc<Reversions>,

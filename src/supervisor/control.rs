@@ -63,14 +63,32 @@ pub enum Request {
     Resize {
         spec: Box<crate::spec::EnsembleSpec>,
     },
+    /// Link faults (`[network] faults`): clear all first when `heal`, then set each of `set`
+    /// (a clear fault removes one); answers the faults now in force. Empty and false: ask.
+    Net {
+        #[serde(default)]
+        set: Vec<super::netfault::LinkInfo>,
+        #[serde(default)]
+        heal: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "lowercase")]
 pub enum Response {
-    Status { pid: u32, jobs: Vec<JobInfo> },
-    Done { message: String },
-    Error { message: String },
+    Status {
+        pid: u32,
+        jobs: Vec<JobInfo>,
+    },
+    Links {
+        links: Vec<super::netfault::LinkInfo>,
+    },
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod job;
+pub mod netfault;
 pub(crate) mod task_node;
 
 use std::collections::BTreeMap;
@@ -212,6 +213,8 @@ struct Running {
     records: BTreeMap<u16, ProcessRecord>,
     backend: Arc<dyn Backend>,
     job_events: mpsc::UnboundedSender<JobEvent>,
+    /// Link faults, with `[network] faults` (the proxies run as long as the supervisor).
+    links: Option<Arc<netfault::Links>>,
 }
 
 impl Running {
@@ -336,6 +339,35 @@ impl Running {
                 };
                 log_line(&self.files, &message);
                 Response::Done { message }
+            }
+            Request::Net { set, heal } => {
+                let Some(links) = &self.links else {
+                    return Response::Error {
+                        message: format!(
+                            "cluster {} runs without link proxies; start it with `[network] \
+                             faults = true` in the spec (or `zkherd up --net faults`) to inject \
+                             network faults",
+                            self.spec.name
+                        ),
+                    };
+                };
+                if heal {
+                    links.heal();
+                }
+                links.set(&set);
+                let now = links.list();
+                if heal || !set.is_empty() {
+                    let message = if now.is_empty() {
+                        "every link is clear".to_string()
+                    } else {
+                        now.iter()
+                            .map(|l| format!("{}->{} {}", l.from, l.to, l.fault))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    };
+                    log_line(&self.files, &format!("links: {message}"));
+                }
+                Response::Links { links: now }
             }
             Request::Down => Response::Error {
                 message: "down is handled by the control loop".into(),
@@ -555,6 +587,21 @@ pub async fn start(
             spec.backend
         ),
     );
+    // Link proxies first, so the nodes find them when they start dialling.
+    let (links, proxies) = if spec.network.faults {
+        let links = Arc::new(netfault::Links::default());
+        match netfault::start(&spec, links.clone()).await {
+            Ok(tasks) => (Some(links), Some(tasks)),
+            Err((port, e)) => {
+                return Err(SupervisorError::Ports(vec![format!(
+                    "link proxy port {port} on 127.0.0.1: {e}; choose another range with \
+                     `[network] proxy_base`"
+                )]))
+            }
+        }
+    } else {
+        (None, None)
+    };
     let mut running = Running {
         spec,
         files: files.clone(),
@@ -562,6 +609,7 @@ pub async fn start(
         records: BTreeMap::new(),
         backend: backend.clone(),
         job_events: job_events_tx.clone(),
+        links,
     };
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -582,6 +630,7 @@ pub async fn start(
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::spawn(async move {
         let _lock = lock;
+        let _proxies = proxies;
         // Start every node at once; their events arrive through the loop below.
         let start_all = tokio::spawn(async move {
             let asks = starts.iter().map(|j| j.ask(JobCommand::Start));

@@ -466,6 +466,8 @@ pub struct Network {
     /// goodbye, so the others elect a new leader at once.
     pub dying: Arc<AtomicBool>,
     pub reversions: Arc<Reversions>,
+    /// Addresses to dial instead of the membership's (zkherd's link proxies), by node id.
+    pub overrides: Arc<std::collections::BTreeMap<u64, String>>,
 }
 
 /// On the leader: which log entries each target acknowledged, to catch a target that lost
@@ -544,8 +546,8 @@ impl RaftNetworkFactory<ZkRaft> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &openraft::BasicNode) -> Peer {
-        let (quorum, election) =
-            split_addr(&node.addr).unwrap_or_else(|| (node.addr.clone(), node.addr.clone()));
+        let addr = self.overrides.get(&target).unwrap_or(&node.addr);
+        let (quorum, election) = split_addr(addr).unwrap_or_else(|| (addr.clone(), addr.clone()));
         Peer {
             target,
             quorum,
@@ -742,7 +744,12 @@ impl RaftNetworkV2<ZkRaft> for Peer {
         let term = rpc.vote.leader_id.term;
         let prev = rpc.prev_log_id.map(|l| l.index());
         let last = rpc.entries.last().map(|e| e.log_id.index()).or(prev);
-        let r = self.call(false, &Rpc::Append(rpc), option.soft_ttl()).await;
+        // openraft allots a heartbeat interval (83 ms at the defaults) to a batch of entries;
+        // a slow link (zkherd's `net delay`) would then fail every append. A stream's appends
+        // may take longer (openraft does not cut them short); a paused follower only holds up
+        // its own stream.
+        let ttl = option.soft_ttl().max(Duration::from_secs(1));
+        let r = self.call(false, &Rpc::Append(rpc), ttl).await;
         let res = self.answer(r, |reply| match reply {
             Reply::Append(r) => Some(r),
             _ => None,

@@ -1,0 +1,388 @@
+//! Link proxies: with `[network] faults = true` every node reaches every other through a proxy
+//! of the supervisor's on 127.0.0.1, one per directed pair and port kind (quorum, election), so
+//! the supervisor can cut, delay or slow down the traffic from one node to another while the
+//! ensemble runs (`zkherd partition`, `isolate`, `heal`, `net delay|loss`).
+//!
+//! A fault applies to traffic *from* one node *to* another, on every connection between them,
+//! whichever side opened it. The proxies behave as TCP over a faulty network would:
+//! - a cut link holds its traffic (nothing is lost: TCP would retransmit it once the network
+//!   heals), and a connection opened across it is accepted but reaches the other node only
+//!   after the heal; nobody sees a reset, so a partition looks like silence, not a crash;
+//! - a delay holds each chunk for the delay ± jitter, without slowing the stream down: chunks
+//!   queue with their delivery time, in order;
+//! - loss delays a chunk by a retransmission timeout (200 ms) with the given probability.
+//!
+//! The proxies listen on 127.0.0.1 and connect only to the ensemble's own nodes, on the
+//! addresses of the spec's port plan (127.0.0.1 too).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::ports::PortPlan;
+use crate::spec::EnsembleSpec;
+
+/// What happens to the traffic of one directed link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkFault {
+    /// Nothing gets through (held until healed).
+    pub cut: bool,
+    pub delay_ms: u64,
+    pub jitter_ms: u64,
+    /// Percent of chunks delayed by a retransmission timeout.
+    pub loss_pct: u8,
+}
+
+impl LinkFault {
+    pub fn is_clear(&self) -> bool {
+        *self == LinkFault::default()
+    }
+}
+
+impl std::fmt::Display for LinkFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.cut {
+            parts.push("cut".to_string());
+        }
+        if self.delay_ms > 0 || self.jitter_ms > 0 {
+            parts.push(format!("delay {}ms±{}ms", self.delay_ms, self.jitter_ms));
+        }
+        if self.loss_pct > 0 {
+            parts.push(format!("loss {}%", self.loss_pct));
+        }
+        if parts.is_empty() {
+            parts.push("clear".into());
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// One directed link's fault, as the control socket reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    pub from: u16,
+    pub to: u16,
+    pub fault: LinkFault,
+}
+
+/// The faults of every directed link (absent = clear).
+#[derive(Default)]
+pub struct Links {
+    faults: Mutex<BTreeMap<(u16, u16), LinkFault>>,
+}
+
+impl Links {
+    pub fn get(&self, from: u16, to: u16) -> LinkFault {
+        self.faults
+            .lock()
+            .expect("links lock")
+            .get(&(from, to))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Set (or, with a clear fault, remove) the fault of each link given.
+    pub fn set(&self, links: &[LinkInfo]) {
+        let mut faults = self.faults.lock().expect("links lock");
+        for l in links {
+            if l.fault.is_clear() {
+                faults.remove(&(l.from, l.to));
+            } else {
+                faults.insert((l.from, l.to), l.fault);
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        self.faults.lock().expect("links lock").clear();
+    }
+
+    pub fn list(&self) -> Vec<LinkInfo> {
+        self.faults
+            .lock()
+            .expect("links lock")
+            .iter()
+            .map(|((from, to), fault)| LinkInfo {
+                from: *from,
+                to: *to,
+                fault: *fault,
+            })
+            .collect()
+    }
+}
+
+/// Bind every proxy of `spec` (one per directed pair and port kind) and serve them until the
+/// returned task set is dropped.
+pub async fn start(
+    spec: &EnsembleSpec,
+    links: Arc<Links>,
+) -> Result<tokio::task::JoinSet<()>, (u16, std::io::Error)> {
+    let plan = PortPlan::new(spec);
+    let mut tasks = tokio::task::JoinSet::new();
+    for from in &plan.nodes {
+        for to in &plan.nodes {
+            if from.id == to.id {
+                continue;
+            }
+            for (election, port) in [(false, to.quorum), (true, to.election)] {
+                let listen = spec.proxy_port(from.id, to.id, election);
+                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, listen))
+                    .await
+                    .map_err(|e| (listen, e))?;
+                let target = SocketAddr::new(to.host, port);
+                if !is_loopback(to.host) {
+                    return Err((
+                        listen,
+                        std::io::Error::other(format!(
+                            "node {} is at {}, not on 127.0.0.1: link proxies forward to \
+                             loopback only",
+                            to.id, to.host
+                        )),
+                    ));
+                }
+                tasks.spawn(serve(listener, target, from.id, to.id, links.clone()));
+            }
+        }
+    }
+    Ok(tasks)
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+async fn serve(listener: TcpListener, target: SocketAddr, from: u16, to: u16, links: Arc<Links>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    conns.spawn(relay(client, target, from, to, links.clone()));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// One connection from `from` to `to`.
+async fn relay(client: TcpStream, target: SocketAddr, from: u16, to: u16, links: Arc<Links>) {
+    // A connection opened across a cut reaches the other side once it heals (the SYN would
+    // be retransmitted meanwhile).
+    while links.get(from, to).cut {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The node is down: close, as its refused connection would.
+    let Ok(server) = TcpStream::connect(target).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let seed = (u64::from(from) << 32) ^ u64::from(to) ^ 0x9E37_79B9_7F4A_7C15;
+    tokio::select! {
+        _ = pump(cr, sw, from, to, links.clone(), seed) => {}
+        _ = pump(sr, cw, to, from, links, seed.rotate_left(17)) => {}
+    }
+}
+
+/// Traffic from `src` to `dst`: chunks are read at once and delivered in order, each at its
+/// own time (delay ± jitter, + a retransmission timeout when "lost"), and not while the link
+/// is cut.
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    src: u16,
+    dst: u16,
+    links: Arc<Links>,
+    mut rng: u64,
+) {
+    let (tx, mut rx) = mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(256);
+    let links_w = links.clone();
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let f = links.get(src, dst);
+            let mut ms = f.delay_ms;
+            if f.jitter_ms > 0 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let spread = rng % (2 * f.jitter_ms + 1);
+                ms = (ms + spread).saturating_sub(f.jitter_ms);
+            }
+            if f.loss_pct > 0 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if rng % 100 < u64::from(f.loss_pct) {
+                    ms += 200;
+                }
+            }
+            let at = tokio::time::Instant::now() + Duration::from_millis(ms);
+            if tx.send((at, buf[..n].to_vec())).await.is_err() {
+                return;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            // No timer for an undelayed chunk: a timer wakes a millisecond late at best.
+            if at > tokio::time::Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
+            while links_w.get(src, dst).cut {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if w.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(reader, writer);
+}
+
+/// Parse a delay: `50ms`, `1s`, `50ms±10ms` (or `50ms+-10ms`, `50ms~10ms`).
+pub fn parse_delay(s: &str) -> Result<(u64, u64), String> {
+    let ms = |t: &str| -> Result<u64, String> {
+        let t = t.trim();
+        let (n, unit) = t
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or((t, "ms"), |i| (&t[..i], &t[i..]));
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("{t:?} is not a duration like 50ms or 1s"))?;
+        match unit {
+            "ms" => Ok(n),
+            "s" => Ok(n * 1000),
+            _ => Err(format!("{t:?}: the unit must be ms or s")),
+        }
+    };
+    let (base, jitter) = match s.split_once('±').or_else(|| s.split_once("+-")) {
+        Some((b, j)) => (b, Some(j)),
+        None => match s.split_once('~') {
+            Some((b, j)) => (b, Some(j)),
+            None => (s, None),
+        },
+    };
+    let d = ms(base)?;
+    let j = jitter.map(ms).transpose()?.unwrap_or(0);
+    if d > 60_000 || j > 60_000 {
+        return Err(format!("{s:?}: at most 60s"));
+    }
+    Ok((d, j))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_parse_with_and_without_jitter() {
+        assert_eq!(parse_delay("50ms"), Ok((50, 0)));
+        assert_eq!(parse_delay("1s"), Ok((1000, 0)));
+        assert_eq!(parse_delay("50ms±10ms"), Ok((50, 10)));
+        assert_eq!(parse_delay("50ms+-10ms"), Ok((50, 10)));
+        assert_eq!(parse_delay("20"), Ok((20, 0)));
+        assert!(parse_delay("fast").is_err());
+        assert!(parse_delay("5m").is_err());
+        assert!(parse_delay("90s").is_err());
+    }
+
+    #[test]
+    fn links_keep_only_faults() {
+        let l = Links::default();
+        let cut = LinkFault {
+            cut: true,
+            ..Default::default()
+        };
+        l.set(&[LinkInfo {
+            from: 1,
+            to: 2,
+            fault: cut,
+        }]);
+        assert!(l.get(1, 2).cut && !l.get(2, 1).cut);
+        l.set(&[LinkInfo {
+            from: 1,
+            to: 2,
+            fault: LinkFault::default(),
+        }]);
+        assert!(l.list().is_empty());
+        assert_eq!(cut.to_string(), "cut");
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_holds_traffic_until_healed_and_a_delay_holds_it_that_long() {
+        // An echo server stands for node 2; the proxy carries node 1's traffic to it.
+        let echo = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let target = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = echo.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let links = Arc::new(Links::default());
+        let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = proxy.local_addr().unwrap();
+        tokio::spawn(serve(proxy, target, 1, 2, links.clone()));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut b = [0u8; 4];
+        c.write_all(b"ping").await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ping");
+        links.set(&[LinkInfo {
+            from: 1,
+            to: 2,
+            fault: LinkFault {
+                cut: true,
+                ..Default::default()
+            },
+        }]);
+        c.write_all(b"held").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_millis(300), c.read_exact(&mut b)).await;
+        assert!(r.is_err(), "traffic crossed a cut link");
+        links.heal();
+        tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&b, b"held");
+        links.set(&[LinkInfo {
+            from: 1,
+            to: 2,
+            fault: LinkFault {
+                delay_ms: 150,
+                ..Default::default()
+            },
+        }]);
+        let t = std::time::Instant::now();
+        c.write_all(b"slow").await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+}

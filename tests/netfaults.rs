@@ -1,0 +1,205 @@
+//! Network faults through the supervisor's link proxies (`[network] faults = true`): a
+//! partitioned leader is replaced and refuses writes, the healed minority catches up, a delay
+//! slows writes down, bad input is refused.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A proxy base with the ports of three nodes' proxies free (base .. base + 132), below the
+/// range `free_base_port` hands out.
+fn free_proxy_base() -> u16 {
+    // Each call moves on, so the tests of this process (run in parallel) never pick the same.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(31) % 40;
+    for _ in 0..40u16 {
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let base = 5000 + ((seed + i) % 40) * 150;
+        if (base..base + 132).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free proxy port range");
+}
+
+fn faulty_cluster() -> Cluster {
+    let c = Cluster::new(3);
+    std::fs::write(
+        c.tmp.path().join("zkherd.toml"),
+        format!(
+            "[network]\nfaults = true\nproxy_base = {}\n",
+            free_proxy_base()
+        ),
+    )
+    .unwrap();
+    let out = c.up(&["--backend", "builtin", "--no-watch"]);
+    assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
+    c
+}
+
+fn leader(c: &Cluster) -> Option<u64> {
+    c.status_json().0["leader"].as_u64()
+}
+
+fn srvr(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.write_all(b"srvr");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn create(connect: &str, path: &str) -> Result<(), String> {
+    let client = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(4))
+        .with_connection_timeout(Duration::from_secs(2))
+        .connect(connect)
+        .await
+        .map_err(|e| e.to_string())?;
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    tokio::time::timeout(Duration::from_secs(4), client.create(path, b"v", &opts))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_partitioned_leader_is_replaced_refuses_writes_and_catches_up_after_heal() {
+    let c = faulty_cluster();
+    let old = leader(&c).expect("a leader");
+    let out = c.run(&["partition", "leader"], 30);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains(&format!("<->{old} cut")), "{text}");
+    // The majority elects another leader; the old one stops serving.
+    let new = eventually(Duration::from_secs(20), || leader(&c).filter(|l| *l != old))
+        .expect("no new leader after partitioning the old one");
+    let old_addr = c.connect_to(old as u16);
+    assert!(
+        eventually(Duration::from_secs(10), || srvr(&old_addr)
+            .contains("not currently serving")
+            .then_some(()))
+        .is_some(),
+        "the partitioned leader still serves"
+    );
+    let rt = rt();
+    let new_addr = c.connect_to(new as u16);
+    rt.block_on(create(&new_addr, "/during"))
+        .expect("a write on the majority");
+    assert!(
+        rt.block_on(create(&old_addr, "/on-the-minority")).is_err(),
+        "the partitioned old leader acknowledged a write"
+    );
+    let (_, code) = c.status_json();
+    assert_eq!(code, 1, "degraded while partitioned");
+    let out = c.run(&["status"], 30);
+    assert!(stdout(&out).contains("links: "), "{}", stdout(&out));
+    // Healed, the old leader catches up with the write it missed.
+    let out = c.run(&["heal"], 30);
+    assert!(
+        stdout(&out).contains("every link is clear"),
+        "{}",
+        stdout(&out)
+    );
+    let out = c.run(&["wait", "--timeout", "30"], 60);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    rt.block_on(async {
+        let r = zookeeper_client::Client::connect(&old_addr).await.unwrap();
+        r.sync("/during").await.unwrap();
+        assert!(r.check_stat("/during").await.unwrap().is_some());
+        assert!(r.check_stat("/on-the-minority").await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_delay_slows_writes_down_by_at_least_the_delay() {
+    let c = faulty_cluster();
+    let l = leader(&c).unwrap();
+    let follower = (1..=3u16).find(|n| u64::from(*n) != l).unwrap();
+    let addr = c.connect_to(follower);
+    let rt = rt();
+    let median = |tag: &str| -> Duration {
+        rt.block_on(async {
+            let client = zookeeper_client::Client::connect(&addr).await.unwrap();
+            let opts = zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all());
+            let mut t = Vec::new();
+            for i in 0..9 {
+                let s = Instant::now();
+                client
+                    .create(&format!("/{tag}{i}"), b"v", &opts)
+                    .await
+                    .unwrap();
+                t.push(s.elapsed());
+            }
+            t.sort();
+            t[t.len() / 2]
+        })
+    };
+    let before = median("fast");
+    let out = c.run(&["net", "delay", "all", "30ms"], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("delay 30ms"), "{}", stdout(&out));
+    let after = median("slow");
+    eprintln!("write through a follower: {before:?} -> {after:?} with 30 ms on every link");
+    // Forwarded to the leader and committed by a quorum: at least one delayed hop each way.
+    assert!(
+        after >= before + Duration::from_millis(30),
+        "{before:?} -> {after:?}"
+    );
+    let out = c.run(&["heal"], 30);
+    assert!(out.status.success());
+}
+
+#[test]
+fn bad_network_commands_are_refused_with_the_reason() {
+    let c = faulty_cluster();
+    for (args, expect) in [
+        (vec!["partition", "1,2", "2"], "node 2 is in two islands"),
+        (vec!["partition", "1,2,3"], "nothing to cut"),
+        (vec!["isolate", "9"], "there is no node 9"),
+        (vec!["net", "delay", "2", "fast"], "not a duration"),
+        (vec!["net", "loss", "all", "140%"], "not a percentage"),
+        (
+            vec!["partition", "--from", "2", "--to", "2"],
+            "the same node",
+        ),
+    ] {
+        let out = c.run(&args, 30);
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains(expect), "{args:?}: {}", stderr(&out));
+    }
+    // A one-way cut, then heal.
+    let out = c.run(&["partition", "--from", "1", "--to", "3"], 30);
+    assert!(stdout(&out).contains("1->3 cut"), "{}", stdout(&out));
+    let out = c.run(&["net", "show"], 30);
+    assert!(stdout(&out).contains("1->3 cut"), "{}", stdout(&out));
+    assert!(c.run(&["heal"], 30).status.success());
+    // Without link proxies the commands say how to get them.
+    let plain = Cluster::new(3);
+    let out = plain.up(&["--backend", "builtin"]);
+    assert!(out.status.success());
+    let out = plain.run(&["isolate", "1"], 30);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("runs without link proxies"),
+        "{}",
+        stderr(&out)
+    );
+}
