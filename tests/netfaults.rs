@@ -203,3 +203,31 @@ fn bad_network_commands_are_refused_with_the_reason() {
         stderr(&out)
     );
 }
+
+#[test]
+fn chaos_with_partitions_isolations_and_delays_finds_no_anomaly() {
+    let c = faulty_cluster();
+    let out = c.run(
+        &[
+            "chaos",
+            "--check",
+            "--faults",
+            "partition,isolate,delay",
+            "--target",
+            "leader",
+            "--duration",
+            "25s",
+            "--every",
+            "6s",
+            "--seed",
+            "5",
+        ],
+        240,
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("anomalies: none"), "{text}");
+    assert!(text.contains("healed every link"), "{text}");
+    assert!(text.contains("ensemble healthy"), "{text}");
+    assert!(text.contains(" cut"), "{text}");
+}

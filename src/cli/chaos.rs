@@ -30,6 +30,30 @@ pub enum FaultKind {
     /// `zkherd scale`: two more voters, then back (3 -> 5 -> 3), each until healthy (the
     /// target is ignored; needs reconfigEnabled).
     Scale,
+    /// The target and a minority of the others cut off from the rest, for half the interval
+    /// (needs link proxies: `up --net faults`).
+    Partition,
+    /// The target cut off from every other node, for half the interval.
+    Isolate,
+    /// 50 ms ± 20 ms on every link, for half the interval.
+    Delay,
+}
+
+impl FaultKind {
+    /// Faults that last half the interval and are then undone.
+    fn lasts(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Pause | FaultKind::Partition | FaultKind::Isolate | FaultKind::Delay
+        )
+    }
+
+    fn is_network(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Partition | FaultKind::Isolate | FaultKind::Delay
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,6 +148,12 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
     }
     let spec = super::resolve_cluster(g)?;
     super::require_supervisor(&spec).await?;
+    if a.faults.iter().any(|f| f.is_network()) && !spec.network.faults {
+        bail!(
+            "--faults partition, isolate and delay need link proxies: start the cluster with \
+             `zkherd up --net faults` (or `[network] faults = true` in the spec)"
+        );
+    }
     if spec.nodes < 3 {
         bail!(
             "cluster {} has {} voter(s): with fewer than 3 every fault takes the quorum away; \
@@ -213,6 +243,8 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
             FaultKind::Kill => NodeAction::Kill,
             FaultKind::Pause => NodeAction::Pause,
             FaultKind::Restart => NodeAction::Restart,
+            // Not node actions: see `network_fault` below.
+            FaultKind::Partition | FaultKind::Isolate | FaultKind::Delay => NodeAction::Start,
             FaultKind::RollingRestart | FaultKind::Scale => {
                 let done = if kind == FaultKind::Scale {
                     println!(
@@ -240,7 +272,12 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
                 continue;
             }
         };
-        let outcome = ask(&spec.dir, action, target).await;
+        let outcome = if kind.is_network() {
+            let other = next();
+            network_fault(&spec, kind, target, other).await
+        } else {
+            ask(&spec.dir, action, target).await
+        };
         faults += 1;
         let victim = match &outcome {
             Ok(m) => {
@@ -259,9 +296,17 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
         // The ensemble's reaction: healthy again (a pause lasts half the interval first).
         let resume_at = fault_at + a.every / 2;
         let next_fault = fault_at + a.every;
-        let mut resumed = kind != FaultKind::Pause || victim.is_none();
+        let mut resumed =
+            !kind.lasts() || outcome.is_err() || (!kind.is_network() && victim.is_none());
         let mut healthy_at = None;
         while Instant::now() < next_fault {
+            if !resumed && Instant::now() >= resume_at && kind.is_network() {
+                match heal(&spec).await {
+                    Ok(()) => println!("{} healed every link", stamp(Instant::now())),
+                    Err(e) => println!("{} heal: {e}", stamp(Instant::now())),
+                }
+                resumed = true;
+            }
             if !resumed && Instant::now() >= resume_at {
                 if let Some(id) = victim {
                     match ask(&spec.dir, NodeAction::Resume, Target::Node(id)).await {
@@ -273,7 +318,7 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
             }
             if healthy_at.is_none() {
                 let st = status::collect(&spec, None, Duration::from_millis(500)).await;
-                if st.verdict == Verdict::Healthy && (resumed || kind != FaultKind::Pause) {
+                if st.verdict == Verdict::Healthy && (resumed || !kind.lasts()) {
                     let took = fault_at.elapsed();
                     slowest = slowest.max(took);
                     println!(
@@ -296,7 +341,10 @@ pub async fn run(g: &Global, a: ChaosArgs) -> Result<u8> {
             );
         }
     }
-    // Leave the cluster whole: nothing paused, everything running and in sync.
+    // Leave the cluster whole: no link cut, nothing paused, everything running and in sync.
+    if spec.network.faults {
+        let _ = heal(&spec).await;
+    }
     for id in 1..=spec.total_nodes() {
         let _ = ask(&spec.dir, NodeAction::Resume, Target::Node(id)).await;
         let _ = ask(&spec.dir, NodeAction::Start, Target::Node(id)).await;
@@ -392,6 +440,78 @@ async fn ask(dir: &std::path::Path, action: NodeAction, target: Target) -> Resul
         Some(Response::Error { message }) => bail!("{message}"),
         Some(other) => bail!("supervisor: unexpected answer {other:?}"),
         None => bail!("the supervisor is gone"),
+    }
+}
+
+/// A network fault through the link proxies: `target` (with, for a partition, a minority
+/// of the others chosen by `pick`) cut off, or every link delayed.
+async fn network_fault(
+    spec: &crate::spec::EnsembleSpec,
+    kind: FaultKind,
+    target: Target,
+    pick: u64,
+) -> Result<String> {
+    use crate::supervisor::netfault::{LinkFault, LinkInfo};
+    let total = spec.total_nodes();
+    let victim = match target {
+        Target::Node(id) => id,
+        Target::Leader => {
+            let st = status::collect(spec, None, Duration::from_millis(500)).await;
+            st.leader.context("no leader to cut off")?
+        }
+    };
+    let set: Vec<LinkInfo> = if kind == FaultKind::Delay {
+        let fault = LinkFault {
+            delay_ms: 50,
+            jitter_ms: 20,
+            ..Default::default()
+        };
+        (1..=total)
+            .flat_map(|a| (1..=total).map(move |b| (a, b)))
+            .filter(|(a, b)| a != b)
+            .map(|(from, to)| LinkInfo { from, to, fault })
+            .collect()
+    } else {
+        let mut island: std::collections::BTreeSet<u16> = [victim].into();
+        // A partition takes companions along while they stay a minority.
+        let others: Vec<u16> = (1..=total).filter(|id| *id != victim).collect();
+        if kind == FaultKind::Partition && total >= 5 {
+            let minority = (total - 1) / 2;
+            for k in 0..minority.saturating_sub(1) {
+                island.insert(others[((pick as usize) + k as usize) % others.len()]);
+            }
+        }
+        let cut = LinkFault {
+            cut: true,
+            ..Default::default()
+        };
+        super::net::island_cuts(&[island], total)?
+            .into_iter()
+            .map(|(from, to)| LinkInfo {
+                from,
+                to,
+                fault: cut,
+            })
+            .collect()
+    };
+    let req = Request::Net { set, heal: true };
+    match super::ask_supervisor(&spec.dir, &req, Duration::from_secs(10)).await? {
+        Some(Response::Links { links }) => Ok(format!("links: {}", super::net::describe(&links))),
+        Some(Response::Error { message }) => bail!("{message}"),
+        Some(other) => bail!("supervisor: unexpected answer {other:?}"),
+        None => bail!("the supervisor is gone"),
+    }
+}
+
+async fn heal(spec: &crate::spec::EnsembleSpec) -> Result<()> {
+    let req = Request::Net {
+        set: vec![],
+        heal: true,
+    };
+    match super::ask_supervisor(&spec.dir, &req, Duration::from_secs(10)).await? {
+        Some(Response::Links { .. }) => Ok(()),
+        Some(Response::Error { message }) => bail!("{message}"),
+        _ => bail!("the supervisor did not answer"),
     }
 }
 

@@ -136,7 +136,7 @@ fn cut(on: bool, from: u16, to: u16, current: &[LinkInfo]) -> LinkInfo {
 }
 
 /// The cuts that split `total` nodes into `islands` (the unnamed ones form one more).
-fn island_cuts(islands: &[BTreeSet<u16>], total: u16) -> Result<Vec<(u16, u16)>> {
+pub(super) fn island_cuts(islands: &[BTreeSet<u16>], total: u16) -> Result<Vec<(u16, u16)>> {
     let mut seen = BTreeSet::new();
     for island in islands {
         for id in island {
@@ -225,9 +225,12 @@ pub async fn heal(g: &Global) -> Result<u8> {
     Ok(0)
 }
 
+/// How `net delay|loss` changes a link's fault.
+type FaultChange = Box<dyn Fn(&mut LinkFault)>;
+
 pub async fn net(g: &Global, a: NetArgs) -> Result<u8> {
     let spec = super::resolve_cluster(g)?;
-    let (node, change): (&str, Box<dyn Fn(&mut LinkFault)>) = match &a.what {
+    let (node, change): (&str, FaultChange) = match &a.what {
         NetCommand::Show => {
             println!("links: {}", describe(&ask(&spec, vec![], false).await?));
             return Ok(0);
