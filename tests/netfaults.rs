@@ -231,3 +231,126 @@ fn chaos_with_partitions_isolations_and_delays_finds_no_anomaly() {
     assert!(text.contains("ensemble healthy"), "{text}");
     assert!(text.contains(" cut"), "{text}");
 }
+
+/// `readonlymode.enabled`: a node cut off from the quorum serves read-only sessions (reads
+/// answered, writes refused with NotReadOnly, `isro` = ro); healed, the client is moved back
+/// to a read-write server. kazoo's read-only client is the model.
+fn read_only_sessions_work_on_a_minority_node(backend: &str, with_kazoo: bool) {
+    // Apache 3.8.0 under the same test went read-only in a manual run (`isro` = ro about 17 s
+    // after the isolation) but not within 90 s in the suite on this 2-core machine, and kazoo
+    // cannot parse its read-only connect answer; only the builtin backend runs it for now.
+    let c = Cluster::new(3);
+    std::fs::write(
+        c.tmp.path().join("zkherd.toml"),
+        format!(
+            "[network]\nfaults = true\nproxy_base = {}\n[zookeeper.extra]\n\
+             \"readonlymode.enabled\" = true\n",
+            free_proxy_base()
+        ),
+    )
+    .unwrap();
+    let out = c.up(&["--backend", backend, "--no-watch"]);
+    assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
+    let l = leader(&c).unwrap();
+    let minority = (1..=3u16).find(|n| u64::from(*n) != l).unwrap();
+    let rt = rt();
+    rt.block_on(create(&c.connect_to(l as u16), "/before"))
+        .expect("a write before the partition");
+    // Every node has it before the cut.
+    assert!(c.run(&["wait", "--timeout", "30"], 60).status.success());
+    let out = c.run(&["isolate", &minority.to_string()], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let addr = c.connect_to(minority);
+    // Apache notices the lost leader after syncLimit × tickTime (10 s), then waits a tick.
+    let ro = eventually(Duration::from_secs(90), || {
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"isro").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        (out.trim() == "ro").then_some(())
+    });
+    assert!(ro.is_some(), "node {minority} never went read-only");
+    // The zookeeper-client crate's read-only session: reads answered, writes refused.
+    rt.block_on(async {
+        let client = zookeeper_client::Client::connector()
+            .with_readonly(true)
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&addr)
+            .await
+            .expect("a read-only session");
+        let (data, _) = client.get_data("/before").await.expect("a read");
+        assert_eq!(data, b"v");
+        let opts = zookeeper_client::CreateMode::Persistent
+            .with_acls(zookeeper_client::Acls::anyone_all());
+        let w = client.create("/during", b"x", &opts).await;
+        assert!(
+            matches!(w, Err(zookeeper_client::Error::NotReadOnly)),
+            "{w:?}"
+        );
+    });
+    if !with_kazoo {
+        let out = c.run(&["heal"], 30);
+        assert!(out.status.success());
+        return;
+    }
+    let script = r#"
+import sys, time
+from kazoo.client import KazooClient, KazooState
+from kazoo.protocol.states import KeeperState
+from kazoo.exceptions import NotReadOnlyCallError
+zk = KazooClient(hosts=sys.argv[1], read_only=True, timeout=10)
+zk.start(timeout=20)
+assert zk.client_state == KeeperState.CONNECTED_RO, zk.client_state
+data, _ = zk.get("/before")
+try:
+    zk.create("/during", b"x"); sys.exit("a write was accepted in read-only mode")
+except NotReadOnlyCallError:
+    pass
+print("read-only ok", flush=True)
+sys.stdin.readline()   # the test heals the network
+deadline = time.time() + 60
+while zk.client_state != KeeperState.CONNECTED and time.time() < deadline:
+    time.sleep(0.2)
+assert zk.client_state == KeeperState.CONNECTED, zk.client_state
+zk.create("/after", b"x")
+print("read-write again", flush=True)
+"#;
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, &addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    let heal = c.run(&["heal"], 30);
+    assert!(heal.status.success());
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = writeln!(stdin, "go");
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(first, "read-only ok", "{first}\n{rest:?}\n{err}");
+    assert!(
+        rest.iter().any(|l| l == "read-write again"),
+        "{rest:?}\n{err}"
+    );
+}
+
+#[test]
+fn read_only_sessions_work_on_a_builtin_minority_node() {
+    if !kazoo_available("read_only_sessions_work_on_a_builtin_minority_node") {
+        return;
+    }
+    read_only_sessions_work_on_a_minority_node("builtin", true);
+}

@@ -224,8 +224,17 @@ impl Backend for Apache {
                 "-Dlog4j.configuration=file:{}",
                 node.conf_dir.join("log4j.properties").display()
             ))
-            .arg("-Djava.net.preferIPv4Stack=true")
-            .arg("-cp")
+            .arg("-Djava.net.preferIPv4Stack=true");
+        // Apache reads read-only mode from a JVM system property only (zoo.cfg keys become
+        // `zookeeper.`-prefixed properties): pass the zoo.cfg line on.
+        let zoo_cfg = std::fs::read_to_string(&node.zoo_cfg).unwrap_or_default();
+        if zoo_cfg
+            .lines()
+            .any(|l| l.trim().replace(' ', "") == "readonlymode.enabled=true")
+        {
+            cmd.arg("-Dreadonlymode.enabled=true");
+        }
+        cmd.arg("-cp")
             .arg(cp)
             .arg(MAIN_CLASS)
             .arg(&node.zoo_cfg)

@@ -62,6 +62,9 @@ pub struct ZooCfg {
     /// `zkherd.proxy.N=host:quorumPort:electionPort`: dial member N there (zkherd's link
     /// proxies, for network faults) instead of at its own address.
     pub proxies: BTreeMap<u64, String>,
+    /// `readonlymode.enabled` (Apache reads it as a JVM system property): a member cut off
+    /// from the quorum serves read-only sessions.
+    pub read_only: bool,
     pub snap_count: u64,
     pub snap_retain_count: usize,
     /// Hours between purges; 0 = off.
@@ -103,6 +106,7 @@ const KNOWN: &[&str] = &[
     "admin.serverAddress",
     "electionAlg",
     "quorumListenOnAllIPs",
+    "readonlymode.enabled",
 ];
 
 impl ZooCfg {
@@ -212,6 +216,7 @@ impl ZooCfg {
         let force_sync = bool_of("forceSync")?.unwrap_or(true);
         let quorum_listen_on_all_ips = bool_of("quorumListenOnAllIPs")?.unwrap_or(false);
         let reconfig_enabled = bool_of("reconfigEnabled")?.unwrap_or(false);
+        let read_only = bool_of("readonlymode.enabled")?.unwrap_or(false);
         let proxies = raw
             .iter()
             .filter_map(|(k, v)| {
@@ -260,6 +265,7 @@ impl ZooCfg {
             quorum_listen_on_all_ips,
             reconfig_enabled,
             proxies,
+            read_only,
             snap_count: num(&raw, "snapCount", 100_000, &err)?.max(2),
             snap_retain_count: num(&raw, "autopurge.snapRetainCount", 3usize, &err)?.max(3),
             purge_interval_h: num(&raw, "autopurge.purgeInterval", 0, &err)?,

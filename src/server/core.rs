@@ -48,6 +48,9 @@ pub(super) struct Conn {
     pub tx: mpsc::UnboundedSender<Out>,
     pub remote: SocketAddr,
     pub session: Option<i64>,
+    /// A read-only session (`readonlymode.enabled`, the node cut off from the quorum): local
+    /// to this node, never replicated; writes are refused with NotReadOnly.
+    pub read_only: bool,
     pub auth: Vec<AuthId>,
     pub established_ms: i64,
     pub timeout_ms: i32,
@@ -388,6 +391,9 @@ impl Core {
 
     /// `Mode:` as `srvr` says it.
     pub fn mode(&self) -> &'static str {
+        if self.read_only_mode() {
+            return "read-only";
+        }
         match &self.backing {
             Backing::Standalone(_) => "standalone",
             Backing::Ensemble(e) => {
@@ -479,10 +485,32 @@ impl Core {
                 close_all |= since.elapsed() > min_timeout;
             }
         }
-        if close_all && !self.conns.is_empty() {
+        if close_all && self.conns.values().any(|c| !c.read_only) {
             tracing::warn!("no leader for {min_timeout:?}: closing client connections");
-            let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+            let conns: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.read_only)
+                .map(|(id, _)| *id)
+                .collect();
             for c in conns {
+                self.close(c);
+            }
+        }
+        if serving && self.conns.values().any(|c| c.read_only) {
+            // The quorum is back: read-only clients reconnect and find a read-write server,
+            // as Apache's do when it leaves read-only mode.
+            let ro: Vec<(ConnId, Option<i64>)> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.read_only)
+                .map(|(id, c)| (*id, c.session))
+                .collect();
+            tracing::info!("quorum back: closing {} read-only connection(s)", ro.len());
+            for (c, session) in ro {
+                if let Some(s) = session {
+                    self.live.remove(&s);
+                }
                 self.close(c);
             }
         }
@@ -714,7 +742,8 @@ impl Core {
                 read_only,
             } => {
                 self.attach(conn, session, timeout);
-                let frame = encode_connect_response(timeout, session, &passwd, read_only);
+                let frame =
+                    encode_connect_response(timeout, session, &passwd, read_only.map(|_| false));
                 self.push(conn, frame);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.in_flight = c.in_flight.saturating_sub(1);
@@ -900,6 +929,7 @@ impl Core {
                 tx,
                 remote,
                 session: None,
+                read_only: false,
                 auth: vec![AuthId {
                     scheme: "ip".into(),
                     id: remote.ip().to_string(),
@@ -923,6 +953,9 @@ impl Core {
         );
         self.stats.received += 1;
         if !self.serving() {
+            if self.read_only_mode() && req.read_only == Some(true) {
+                return self.connect_read_only(conn, req);
+            }
             // No quorum: ZooKeeper closes connections while it is LOOKING.
             self.close(conn);
             return Ok(());
@@ -977,16 +1010,107 @@ impl Core {
                     }
                 }
                 self.attach(conn, id, timeout);
-                let frame = encode_connect_response(timeout, id, &stored, req.read_only);
+                let frame =
+                    encode_connect_response(timeout, id, &stored, req.read_only.map(|_| false));
                 self.push(conn, frame);
             }
             _ => {
-                let frame = encode_connect_response(0, 0, &[0; 16], req.read_only);
+                let frame = encode_connect_response(0, 0, &[0; 16], req.read_only.map(|_| false));
                 self.push(conn, frame);
                 self.close(conn);
             }
         }
         Ok(())
+    }
+
+    /// Whether this node serves read-only sessions now: `readonlymode.enabled`, an ensemble
+    /// member still in the config, and no quorum to serve writes.
+    pub fn read_only_mode(&self) -> bool {
+        self.cfg.read_only
+            && matches!(&self.backing, Backing::Ensemble(e) if e.in_config)
+            && !self.serving()
+    }
+
+    /// A read-only session, as Apache's ReadOnlyZooKeeperServer gives one: a local session
+    /// (nothing to replicate without a quorum), answered with readOnly = true. A client that
+    /// asks to resume a session gets a new one here, as a local one.
+    fn connect_read_only(&mut self, conn: ConnId, req: ConnectRequest) -> Result<(), PersistError> {
+        let timeout = req
+            .timeout
+            .clamp(self.cfg.min_session_timeout, self.cfg.max_session_timeout);
+        self.session_counter += 1;
+        let id = self.session_base + self.session_counter;
+        let passwd = self.password(id);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.read_only = true;
+        }
+        self.attach(conn, id, timeout);
+        let frame = encode_connect_response(timeout, id, &passwd, Some(true));
+        self.push(conn, frame);
+        tracing::info!("read-only session {id:#x} (no quorum; readonlymode.enabled)");
+        Ok(())
+    }
+
+    /// A request on a read-only session: reads as usual, writes refused with NotReadOnly (as
+    /// Apache's ReadOnlyRequestProcessor, `sync` included), close answered locally.
+    fn read_only_request(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        session: i64,
+        req: Request,
+        received: Instant,
+    ) {
+        let last = self.state.last_zxid;
+        match req {
+            Request::Write(_)
+            | Request::Multi(_)
+            | Request::Sync { .. }
+            | Request::Reconfig(_)
+            | Request::Unimplemented(op::CHECK) => {
+                self.reply(
+                    conn,
+                    xid,
+                    last,
+                    ErrorCode::NotReadOnly.code(),
+                    &[],
+                    received,
+                );
+            }
+            Request::CloseSession => {
+                self.live.remove(&session);
+                self.reply(conn, xid, last, 0, &[], received);
+                self.close(conn);
+            }
+            Request::Ping => {
+                let mut w = Writer::frame();
+                w.reply_header(xid::PING, last, 0);
+                self.push(conn, w.into_frame());
+            }
+            Request::Unimplemented(_) | Request::Sasl => {
+                self.reply(
+                    conn,
+                    xid,
+                    -1,
+                    ErrorCode::Unimplemented.code(),
+                    &[],
+                    received,
+                );
+                self.close(conn);
+            }
+            Request::SetWatches(sw) => {
+                self.set_watches(conn, &sw);
+                self.reply(conn, xid, last, 0, &[], received);
+            }
+            read => {
+                let auth = self.conns[&conn].auth.clone();
+                let (err, body) = match self.read(conn, session, &auth, read) {
+                    Ok(b) => (0, b),
+                    Err(code) => (code.code(), vec![]),
+                };
+                self.reply(conn, xid, last, err, &body, received);
+            }
+        }
     }
 
     fn request(
@@ -1037,6 +1161,13 @@ impl Core {
                 return Ok(());
             }
         };
+        // Auth changes only the connection: the usual path serves read-only sessions too.
+        if self.conns.get(&conn).is_some_and(|c| c.read_only)
+            && !matches!(req, Request::Auth { .. })
+        {
+            self.read_only_request(conn, xid, session, req, received);
+            return Ok(());
+        }
         let auth = self.conns[&conn].auth.clone();
         let last = self.state.last_zxid;
         let reply_to = |kind| Pending::Reply {

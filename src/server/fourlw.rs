@@ -37,7 +37,8 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
     if !core.cfg.allows(cmd) {
         return format!("{cmd} is not executed because it is not in the whitelist.\n");
     }
-    if !core.serving() && !matches!(cmd, "ruok" | "isro" | "conf" | "envi" | "dirs") {
+    let read_only = core.read_only_mode();
+    if !core.serving() && !read_only && !matches!(cmd, "ruok" | "isro" | "conf" | "envi" | "dirs") {
         return "This ZooKeeper instance is not currently serving requests\n".into();
     }
     let (snap_dir, log_dir) = core.dirs();
@@ -65,7 +66,7 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
     };
     match cmd {
         "ruok" => "imok".into(),
-        "isro" => "rw".into(),
+        "isro" => if read_only { "ro" } else { "rw" }.into(),
         "srvr" => stats_block(None),
         "stat" => {
             let mut clients = String::new();

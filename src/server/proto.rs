@@ -31,6 +31,7 @@ pub enum ErrorCode {
     SessionExpired = -112,
     InvalidAcl = -114,
     AuthFailed = -115,
+    NotReadOnly = -119,
     NoWatcher = -121,
     ReconfigDisabled = -123,
 }
@@ -61,6 +62,7 @@ impl ErrorCode {
             -112 => SessionExpired,
             -114 => InvalidAcl,
             -115 => AuthFailed,
+            -119 => NotReadOnly,
             -121 => NoWatcher,
             -123 => ReconfigDisabled,
             _ => return None,
@@ -460,8 +462,10 @@ pub fn encode_connect_response(
 ) -> Vec<u8> {
     let mut w = Writer::frame();
     w.int(0).int(timeout).long(session_id).buffer(Some(passwd));
-    if read_only.is_some() {
-        w.boolean(false);
+    // Only for a client that sent the flag (older clients read no more): whether this is a
+    // read-only session.
+    if let Some(ro) = read_only {
+        w.boolean(ro);
     }
     w.into_frame()
 }
