@@ -1051,16 +1051,18 @@ impl Core {
         Ok(())
     }
 
-    /// A request on a read-only session: reads as usual, writes refused with NotReadOnly (as
-    /// Apache's ReadOnlyRequestProcessor, `sync` included), close answered locally.
+    /// A request on a read-only session that cannot take the usual path: writes (and
+    /// `sync`, reconfig, a top-level check) are refused with NotReadOnly, as Apache's
+    /// ReadOnlyRequestProcessor does, and a close is answered here. Returns whether it
+    /// answered; reads, pings, watches and auth go the usual way.
     fn read_only_request(
         &mut self,
         conn: ConnId,
         xid: i32,
         session: i64,
-        req: Request,
+        req: &Request,
         received: Instant,
-    ) {
+    ) -> bool {
         let last = self.state.last_zxid;
         match req {
             Request::Write(_)
@@ -1068,48 +1070,17 @@ impl Core {
             | Request::Sync { .. }
             | Request::Reconfig(_)
             | Request::Unimplemented(op::CHECK) => {
-                self.reply(
-                    conn,
-                    xid,
-                    last,
-                    ErrorCode::NotReadOnly.code(),
-                    &[],
-                    received,
-                );
+                let code = ErrorCode::NotReadOnly.code();
+                self.reply(conn, xid, last, code, &[], received);
+                true
             }
             Request::CloseSession => {
                 self.live.remove(&session);
                 self.reply(conn, xid, last, 0, &[], received);
                 self.close(conn);
+                true
             }
-            Request::Ping => {
-                let mut w = Writer::frame();
-                w.reply_header(xid::PING, last, 0);
-                self.push(conn, w.into_frame());
-            }
-            Request::Unimplemented(_) | Request::Sasl => {
-                self.reply(
-                    conn,
-                    xid,
-                    -1,
-                    ErrorCode::Unimplemented.code(),
-                    &[],
-                    received,
-                );
-                self.close(conn);
-            }
-            Request::SetWatches(sw) => {
-                self.set_watches(conn, &sw);
-                self.reply(conn, xid, last, 0, &[], received);
-            }
-            read => {
-                let auth = self.conns[&conn].auth.clone();
-                let (err, body) = match self.read(conn, session, &auth, read) {
-                    Ok(b) => (0, b),
-                    Err(code) => (code.code(), vec![]),
-                };
-                self.reply(conn, xid, last, err, &body, received);
-            }
+            _ => false,
         }
     }
 
@@ -1161,11 +1132,9 @@ impl Core {
                 return Ok(());
             }
         };
-        // Auth changes only the connection: the usual path serves read-only sessions too.
         if self.conns.get(&conn).is_some_and(|c| c.read_only)
-            && !matches!(req, Request::Auth { .. })
+            && self.read_only_request(conn, xid, session, &req, received)
         {
-            self.read_only_request(conn, xid, session, req, received);
             return Ok(());
         }
         let auth = self.conns[&conn].auth.clone();
