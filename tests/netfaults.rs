@@ -191,6 +191,21 @@ fn bad_network_commands_are_refused_with_the_reason() {
     let out = c.run(&["net", "show"], 30);
     assert!(stdout(&out).contains("1->3 cut"), "{}", stdout(&out));
     assert!(c.run(&["heal"], 30).status.success());
+    // Not with Apache's dynamic config file.
+    let apache = Cluster::new(3);
+    std::fs::write(
+        apache.tmp.path().join("zkherd.toml"),
+        "[cluster]\nbackend = \"apache\"\n[network]\nfaults = true\n[zookeeper.extra]\n\
+         reconfigEnabled = true\n",
+    )
+    .unwrap();
+    let out = apache.up(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("are not supported"),
+        "{}",
+        stderr(&out)
+    );
     // Without link proxies the commands say how to get them.
     let plain = Cluster::new(3);
     let out = plain.up(&["--backend", "builtin"]);
