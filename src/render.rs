@@ -129,30 +129,47 @@ pub fn peer_view(spec: &EnsembleSpec, plan: &PortPlan, viewer: u16) -> Vec<NodeP
         .collect()
 }
 
-/// The dynamic config file: `server.N=host:quorum:election:role;host:client` per member, as
-/// node `viewer` reaches them.
-pub fn dynamic_cfg(spec: &EnsembleSpec, plan: &PortPlan, viewer: u16) -> String {
-    let bind = |host: std::net::IpAddr| match (spec.listen_on_all_ips, host) {
+/// What a node binds: its host's address, or the wildcard when the spec says so
+/// (`listen_on_all_ips`).
+fn bind_addr(spec: &EnsembleSpec, host: std::net::IpAddr) -> std::net::IpAddr {
+    match (spec.listen_on_all_ips, host) {
         (false, h) => h,
         (true, std::net::IpAddr::V4(_)) => std::net::IpAddr::from([0u8; 4]),
         (true, std::net::IpAddr::V6(_)) => std::net::IpAddr::from([0u16; 8]),
-    };
-    let mut out = String::new();
-    for n in &peer_view(spec, plan, viewer) {
+    }
+}
+
+/// `server.N=host:quorum:election:role;host:client` per member, as node `viewer` reaches them
+/// (see [`peer_view`]), or at their own addresses (`None`): the dynamic config's lines, and a
+/// reconfig's new member list.
+pub fn member_lines(spec: &EnsembleSpec, plan: &PortPlan, viewer: Option<u16>) -> Vec<String> {
+    match viewer {
+        Some(v) => peer_view(spec, plan, v),
+        None => plan.nodes.clone(),
+    }
+    .iter()
+    .map(|n| {
         let role = if n.membership == Membership::Observer {
             "observer"
         } else {
             "participant"
         };
-        out.push_str(&format!(
-            "server.{}={}:{}:{}:{role};{}\n",
+        format!(
+            "server.{}={}:{}:{}:{role};{}",
             n.id,
             n.host,
             n.quorum,
             n.election,
-            std::net::SocketAddr::new(bind(n.host), n.client)
-        ));
-    }
+            std::net::SocketAddr::new(bind_addr(spec, n.host), n.client)
+        )
+    })
+    .collect()
+}
+
+/// The dynamic config file, as node `viewer` sees the ensemble.
+pub fn dynamic_cfg(spec: &EnsembleSpec, plan: &PortPlan, viewer: u16) -> String {
+    let mut out = member_lines(spec, plan, Some(viewer)).join("\n");
+    out.push('\n');
     out
 }
 
@@ -340,11 +357,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
     // What a node binds: its host's address, or the wildcard when the spec says so. Apache
     // binds the client address of its own server line (over clientPortAddress), so the
     // wildcard goes there too.
-    let bind_of = |host: std::net::IpAddr| match (spec.listen_on_all_ips, host) {
-        (false, h) => h,
-        (true, std::net::IpAddr::V4(_)) => std::net::IpAddr::from([0u8; 4]),
-        (true, std::net::IpAddr::V6(_)) => std::net::IpAddr::from([0u16; 8]),
-    };
+    let bind_of = |host| bind_addr(spec, host);
     // Apache dials the addresses of the server lines: with link proxies, its own view.
     let view = if spec.backend == crate::spec::BackendKind::Apache {
         peer_view(spec, plan, node.id)

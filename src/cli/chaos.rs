@@ -494,25 +494,12 @@ async fn network_fault(
             })
             .collect()
     };
-    let req = Request::Net { set, heal: true };
-    match super::ask_supervisor(&spec.dir, &req, Duration::from_secs(10)).await? {
-        Some(Response::Links { links }) => Ok(format!("links: {}", super::net::describe(&links))),
-        Some(Response::Error { message }) => bail!("{message}"),
-        Some(other) => bail!("supervisor: unexpected answer {other:?}"),
-        None => bail!("the supervisor is gone"),
-    }
+    let links = super::net::ask(spec, set, true).await?;
+    Ok(format!("links: {}", super::net::describe(&links)))
 }
 
 async fn heal(spec: &crate::spec::EnsembleSpec) -> Result<()> {
-    let req = Request::Net {
-        set: vec![],
-        heal: true,
-    };
-    match super::ask_supervisor(&spec.dir, &req, Duration::from_secs(10)).await? {
-        Some(Response::Links { .. }) => Ok(()),
-        Some(Response::Error { message }) => bail!("{message}"),
-        _ => bail!("the supervisor did not answer"),
-    }
+    super::net::ask(spec, vec![], true).await.map(|_| ())
 }
 
 /// Two more voters, then back to the spec's own size.

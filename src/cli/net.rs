@@ -68,7 +68,12 @@ enum NetCommand {
     Show,
 }
 
-async fn ask(spec: &EnsembleSpec, set: Vec<LinkInfo>, heal: bool) -> Result<Vec<LinkInfo>> {
+/// Ask the supervisor to change the link faults (see `Request::Net`); the faults in force.
+pub(super) async fn ask(
+    spec: &EnsembleSpec,
+    set: Vec<LinkInfo>,
+    heal: bool,
+) -> Result<Vec<LinkInfo>> {
     match super::ask_supervisor(
         &spec.dir,
         &Request::Net { set, heal },
@@ -125,12 +130,18 @@ pub fn describe(links: &[LinkInfo]) -> String {
     out.join("; ")
 }
 
-fn cut(on: bool, from: u16, to: u16, current: &[LinkInfo]) -> LinkInfo {
-    let mut fault = current
+/// The fault in force on the link from `from` to `to`.
+fn fault_of(current: &[LinkInfo], from: u16, to: u16) -> LinkFault {
+    current
         .iter()
         .find(|l| l.from == from && l.to == to)
         .map(|l| l.fault)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The link with its cut set to `on`, its other faults as they are.
+fn cut(on: bool, from: u16, to: u16, current: &[LinkInfo]) -> LinkInfo {
+    let mut fault = fault_of(current, from, to);
     fault.cut = on;
     LinkInfo { from, to, fault }
 }
@@ -269,12 +280,13 @@ pub async fn net(g: &Global, a: NetArgs) -> Result<u8> {
             if a == b || only.is_some_and(|n| n != a && n != b) {
                 continue;
             }
-            let mut link = cut(false, a, b, &current);
-            link.fault.cut = current
-                .iter()
-                .any(|l| l.from == a && l.to == b && l.fault.cut);
-            change(&mut link.fault);
-            set.push(link);
+            let mut fault = fault_of(&current, a, b);
+            change(&mut fault);
+            set.push(LinkInfo {
+                from: a,
+                to: b,
+                fault,
+            });
         }
     }
     let now = ask(&spec, set, false).await?;

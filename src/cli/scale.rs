@@ -20,7 +20,7 @@ use clap::Args;
 
 use super::wait::wait_ready;
 use super::Global;
-use crate::ports::{Membership, PortPlan};
+use crate::ports::PortPlan;
 use crate::render;
 use crate::spec::EnsembleSpec;
 use crate::supervisor::control::{Request, Response};
@@ -127,21 +127,7 @@ fn last_removed(current: &EnsembleSpec, a_node: u16) -> Result<(u16, u16)> {
 
 /// The `server.N=…` lines of a spec, as a reconfig's new member list.
 fn member_lines(spec: &EnsembleSpec) -> Vec<String> {
-    PortPlan::new(spec)
-        .nodes
-        .iter()
-        .map(|n| {
-            let role = if n.membership == Membership::Observer {
-                "observer"
-            } else {
-                "participant"
-            };
-            format!(
-                "server.{}={}:{}:{}:{role};{}:{}",
-                n.id, n.host, n.quorum, n.election, n.host, n.client
-            )
-        })
-        .collect()
+    render::member_lines(spec, &PortPlan::new(spec), None)
 }
 
 /// Why `current` cannot become `voters` + `observers`, if it cannot.

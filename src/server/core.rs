@@ -184,7 +184,7 @@ pub(super) struct Ensemble {
     /// To the task that runs reconfigs (on the leader, or forwarded to it).
     pub reconfigs: mpsc::UnboundedSender<ReconfigJob>,
     /// Whether the config was read once already (the first read, at start, is no removal).
-    pub was_member: bool,
+    pub config_seen: bool,
     /// Whether the committed `/zookeeper/config` lists this node (true until one is
     /// published): a node a reconfig removed knows it from the config txn, which it still
     /// receives, even though the leader stops replicating to it afterwards.
@@ -866,7 +866,7 @@ impl Core {
             Ok(c) if !c.members.is_empty() => c.members.contains_key(&e.me),
             _ => true,
         };
-        if before && !e.in_config && e.was_member {
+        if before && !e.in_config && e.config_seen {
             tracing::warn!(
                 "node {} was removed from the ensemble by a reconfig: it serves no clients \
                  and takes no part in elections; a reconfig joining it (or `zkherd add`) \
@@ -879,7 +879,7 @@ impl Core {
             }
         }
         if let Backing::Ensemble(e) = &mut self.backing {
-            e.was_member = true;
+            e.config_seen = true;
         }
     }
 

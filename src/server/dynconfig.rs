@@ -129,6 +129,13 @@ impl DynConfig {
     /// Parse config text: `server.N=…` lines (or comma separated); `version=` and blank lines
     /// are skipped.
     pub fn parse(text: &str) -> Result<DynConfig, String> {
+        Self::parse_coded(text).map_err(|(_, message)| message)
+    }
+
+    /// [`DynConfig::parse`], with the code Apache answers a reconfig whose member list fails
+    /// so: MarshallingError for a server id that is not a number, BadArguments otherwise.
+    fn parse_coded(text: &str) -> Result<DynConfig, (ErrorCode, String)> {
+        let bad = |m: String| (ErrorCode::BadArguments, m);
         let mut members = BTreeMap::new();
         for line in text.split(['\n', ',']) {
             let line = line.trim();
@@ -136,17 +143,18 @@ impl DynConfig {
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {
-                return Err(format!("{line:?} is not key=value"));
+                return Err(bad(format!("{line:?} is not key=value")));
             };
             let k = k.trim();
             if k == "version" {
                 continue;
             }
             if !k.starts_with("server.") {
-                return Err(format!("{k:?} is not a server.N key"));
+                return Err(bad(format!("{k:?} is not a server.N key")));
             }
-            let id = server_id(k).map_err(|_| format!("{k:?}: the server id is not a number"))?;
-            members.insert(id, Member::parse(id, v)?);
+            let id =
+                server_id(k).map_err(|c| (c, format!("{k:?}: the server id is not a number")))?;
+            members.insert(id, Member::parse(id, v).map_err(bad)?);
         }
         Ok(DynConfig { members })
     }
@@ -186,26 +194,7 @@ impl DynConfig {
     pub fn plan(&self, req: &ReconfigRequest) -> Result<DynConfig, ErrorCode> {
         let bad = |_| ErrorCode::BadArguments;
         let next = if let Some(members) = &req.new_members {
-            let mut next = DynConfig::default();
-            for line in members.split([',', '\n']) {
-                let line = line.trim();
-                if line.is_empty() {
-                    continue;
-                }
-                let Some((k, v)) = line.split_once('=') else {
-                    return Err(ErrorCode::BadArguments);
-                };
-                let k = k.trim();
-                if k == "version" {
-                    continue;
-                }
-                if !k.starts_with("server.") {
-                    return Err(ErrorCode::BadArguments);
-                }
-                let id = server_id(k)?;
-                next.members.insert(id, Member::parse(id, v).map_err(bad)?);
-            }
-            next
+            DynConfig::parse_coded(members).map_err(|(code, _)| code)?
         } else {
             let mut next = self.clone();
             if let Some(leaving) = &req.leaving {

@@ -247,7 +247,7 @@ pub async fn run(
             proposals: prop_tx,
             syncs: sync_tx,
             reconfigs: reconfig_tx,
-            was_member: false,
+            config_seen: false,
             in_config: true,
             contact,
             // Twice the longest election timeout: a leader that is still there has sent

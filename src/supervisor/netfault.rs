@@ -79,18 +79,20 @@ pub struct Links {
 }
 
 impl Links {
-    pub fn get(&self, from: u16, to: u16) -> LinkFault {
+    /// The faults; a panic elsewhere while they were held leaves plain data, still usable.
+    fn faults(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u16, u16), LinkFault>> {
         self.faults
             .lock()
-            .expect("links lock")
-            .get(&(from, to))
-            .copied()
-            .unwrap_or_default()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn get(&self, from: u16, to: u16) -> LinkFault {
+        self.faults().get(&(from, to)).copied().unwrap_or_default()
     }
 
     /// Set (or, with a clear fault, remove) the fault of each link given.
     pub fn set(&self, links: &[LinkInfo]) {
-        let mut faults = self.faults.lock().expect("links lock");
+        let mut faults = self.faults();
         for l in links {
             if l.fault.is_clear() {
                 faults.remove(&(l.from, l.to));
@@ -101,13 +103,11 @@ impl Links {
     }
 
     pub fn heal(&self) {
-        self.faults.lock().expect("links lock").clear();
+        self.faults().clear();
     }
 
     pub fn list(&self) -> Vec<LinkInfo> {
-        self.faults
-            .lock()
-            .expect("links lock")
+        self.faults()
             .iter()
             .map(|((from, to), fault)| LinkInfo {
                 from: *from,

@@ -477,37 +477,44 @@ pub struct Network {
 /// membership and adds it back, so it starts over from a snapshot as a new member.
 #[derive(Default)]
 pub struct Reversions {
+    state: std::sync::Mutex<ReversionState>,
+}
+
+#[derive(Default)]
+struct ReversionState {
     /// Per target: (leader term, highest log index it acknowledged to this leader).
-    acked: std::sync::Mutex<std::collections::BTreeMap<u64, (u64, u64)>>,
+    acked: std::collections::BTreeMap<u64, (u64, u64)>,
     /// Targets found to have lost acknowledged entries.
-    lost: std::sync::Mutex<std::collections::BTreeSet<u64>>,
-    notify: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<u64>>>,
+    lost: std::collections::BTreeSet<u64>,
+    notify: Option<tokio::sync::mpsc::UnboundedSender<u64>>,
 }
 
 impl Reversions {
+    /// The state; a panic elsewhere while it was held leaves plain data, still usable.
+    fn state(&self) -> std::sync::MutexGuard<'_, ReversionState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Where to report a target that lost its log.
     pub fn notify_to(&self, tx: tokio::sync::mpsc::UnboundedSender<u64>) {
-        *self.notify.lock().expect("reversions lock") = Some(tx);
+        self.state().notify = Some(tx);
     }
 
     pub fn is_lost(&self, target: u64) -> bool {
-        self.lost.lock().expect("reversions lock").contains(&target)
+        self.state().lost.contains(&target)
     }
 
     /// Targets currently known to have lost their log.
     pub fn lost(&self) -> Vec<u64> {
-        self.lost
-            .lock()
-            .expect("reversions lock")
-            .iter()
-            .copied()
-            .collect()
+        self.state().lost.iter().copied().collect()
     }
 
     fn acked(&self, target: u64, term: u64, index: Option<u64>) {
         let Some(index) = index else { return };
-        let mut acked = self.acked.lock().expect("reversions lock");
-        let e = acked.entry(target).or_insert((term, index));
+        let mut st = self.state();
+        let e = st.acked.entry(target).or_insert((term, index));
         if e.0 != term {
             *e = (term, index);
         } else {
@@ -517,18 +524,17 @@ impl Reversions {
 
     /// A conflict at `prev`: whether the target lost an entry it had acknowledged this term.
     fn reverted(&self, target: u64, term: u64, prev: Option<u64>) -> bool {
-        let lost = self
+        let mut st = self.state();
+        let lost = st
             .acked
-            .lock()
-            .expect("reversions lock")
             .get(&target)
             .is_some_and(|(t, i)| *t == term && prev.is_some_and(|p| p <= *i));
-        if lost && self.lost.lock().expect("reversions lock").insert(target) {
+        if lost && st.lost.insert(target) {
             tracing::warn!(
                 "node {target} lost log entries it had acknowledged (its data dir was wiped?): \
                  it is removed from the membership and added back, to catch up from a snapshot"
             );
-            if let Some(tx) = &*self.notify.lock().expect("reversions lock") {
+            if let Some(tx) = &st.notify {
                 let _ = tx.send(target);
             }
         }
@@ -537,8 +543,9 @@ impl Reversions {
 
     /// The target left the membership: it starts over when it is added again.
     pub fn clear(&self, target: u64) {
-        self.acked.lock().expect("reversions lock").remove(&target);
-        self.lost.lock().expect("reversions lock").remove(&target);
+        let mut st = self.state();
+        st.acked.remove(&target);
+        st.lost.remove(&target);
     }
 }
 
