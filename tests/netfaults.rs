@@ -251,11 +251,11 @@ fn chaos_with_partitions_isolations_and_delays_finds_no_anomaly() {
 /// answered, writes refused with NotReadOnly, `isro` = ro); healed, the client is moved back
 /// to a read-write server. kazoo's read-only client is the model.
 fn read_only_sessions_work_on_a_minority_node(backend: &str, with_kazoo: bool) {
-    // Only the builtin backend runs this. Apache 3.8.0 goes read-only (`isro` = ro about 13 s
-    // after the isolation in a manual run) but answers a read-only connect with a bare reply
-    // header, NotReadOnly (16 bytes, which kazoo cannot parse), unless `localSessionsEnabled`
-    // is on; with it on, the isolated node kept cycling LOOKING → FOLLOWING through the held
-    // proxy links and did not go read-only within 90 s.
+    // Only the builtin backend runs this. Apache 3.8.0 answers a read-only connect with a
+    // bare NotReadOnly reply header (16 bytes, which kazoo cannot parse) unless
+    // `localSessionsEnabled` is on. With it on, and the proxies refusing connections across a
+    // cut, this test passed on Apache with kazoo in 3 of 5 runs of this file here and failed
+    // twice with the node never read-only within 90 s: too flaky for the suite yet.
     let c = Cluster::new(3);
     std::fs::write(
         c.tmp.path().join("zkherd.toml"),

@@ -5,9 +5,10 @@
 //!
 //! A fault applies to traffic *from* one node *to* another, on every connection between them,
 //! whichever side opened it. The proxies behave as TCP over a faulty network would:
-//! - a cut link holds its traffic (nothing is lost: TCP would retransmit it once the network
-//!   heals), and a connection opened across it is accepted but reaches the other node only
-//!   after the heal; nobody sees a reset, so a partition looks like silence, not a crash;
+//! - a cut link holds the traffic of open connections (nothing is lost: TCP would retransmit
+//!   it once the network heals; nobody sees a reset, so a partition looks like silence, not a
+//!   crash), and a connection opened across it is closed at once, as a rejecting firewall
+//!   would;
 //! - a delay holds each chunk for the delay ± jitter, without slowing the stream down: chunks
 //!   queue with their delivery time, in order;
 //! - loss delays a chunk by a retransmission timeout (200 ms) with the given probability.
@@ -175,10 +176,11 @@ async fn serve(listener: TcpListener, target: SocketAddr, from: u16, to: u16, li
 
 /// One connection from `from` to `to`.
 async fn relay(client: TcpStream, target: SocketAddr, from: u16, to: u16, links: Arc<Links>) {
-    // A connection opened across a cut reaches the other side once it heals (the SYN would
-    // be retransmitted meanwhile).
-    while links.get(from, to).cut {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // A connection opened across a cut is refused, as a rejecting firewall would: accepting
+    // it and holding it made Apache believe it had reached a leader it could not hear.
+    if links.get(from, to).cut || links.get(to, from).cut {
+        drop(client);
+        return;
     }
     // The node is down: close, as its refused connection would.
     let Ok(server) = TcpStream::connect(target).await else {
