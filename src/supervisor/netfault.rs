@@ -327,7 +327,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cut_link_holds_traffic_until_healed_and_a_delay_holds_it_that_long() {
+    async fn a_cut_link_holds_traffic_until_healed_refuses_new_connections_and_a_delay_holds_it() {
         // An echo server stands for node 2; the proxy carries node 1's traffic to it.
         let echo = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let target = echo.local_addr().unwrap();
@@ -364,6 +364,12 @@ mod tests {
         c.write_all(b"held").await.unwrap();
         let r = tokio::time::timeout(Duration::from_millis(300), c.read_exact(&mut b)).await;
         assert!(r.is_err(), "traffic crossed a cut link");
+        // A connection opened across the cut is closed at once, not held.
+        let mut late = TcpStream::connect(addr).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(2), late.read(&mut b))
+            .await
+            .expect("a connection across a cut was held open");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
         links.heal();
         tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut b))
             .await
