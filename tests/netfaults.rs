@@ -254,7 +254,7 @@ fn read_only_sessions_work_on_a_minority_node(backend: &str, with_kazoo: bool) {
     // Only the builtin backend runs this. Apache 3.8.0 answers a read-only connect with a
     // bare NotReadOnly reply header (16 bytes, which kazoo cannot parse) unless
     // `localSessionsEnabled` is on. With it on, and the proxies refusing connections across a
-    // cut, this test passed on Apache with kazoo in 3 of 5 runs of this file here and failed
+    // cut, this test passed on Apache with kazoo in 2 of 4 runs of this file here and failed
     // twice with the node never read-only within 90 s: too flaky for the suite yet.
     let c = Cluster::new(3);
     std::fs::write(
