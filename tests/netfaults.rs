@@ -250,7 +250,7 @@ fn chaos_with_partitions_isolations_and_delays_finds_no_anomaly() {
 /// `readonlymode.enabled`: a node cut off from the quorum serves read-only sessions (reads
 /// answered, writes refused with NotReadOnly, `isro` = ro); healed, the client is moved back
 /// to a read-write server. kazoo's read-only client is the model.
-fn read_only_sessions_work_on_a_minority_node(backend: &str, with_kazoo: bool) {
+fn read_only_sessions_work_on_a_minority_node(backend: &str) {
     // Only the builtin backend runs this. Apache 3.8.0 answers a read-only connect with a
     // bare NotReadOnly reply header (16 bytes, which kazoo cannot parse) unless
     // `localSessionsEnabled` is on. With it on, and the proxies refusing connections across a
@@ -307,11 +307,6 @@ fn read_only_sessions_work_on_a_minority_node(backend: &str, with_kazoo: bool) {
             "{w:?}"
         );
     });
-    if !with_kazoo {
-        let out = c.run(&["heal"], 30);
-        assert!(out.status.success());
-        return;
-    }
     let script = r#"
 import sys, time
 from kazoo.client import KazooClient, KazooState
@@ -369,5 +364,5 @@ fn read_only_sessions_work_on_a_builtin_minority_node() {
     if !kazoo_available("read_only_sessions_work_on_a_builtin_minority_node") {
         return;
     }
-    read_only_sessions_work_on_a_minority_node("builtin", true);
+    read_only_sessions_work_on_a_minority_node("builtin");
 }

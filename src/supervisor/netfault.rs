@@ -176,10 +176,10 @@ async fn serve(listener: TcpListener, target: SocketAddr, from: u16, to: u16, li
 
 /// One connection from `from` to `to`.
 async fn relay(client: TcpStream, target: SocketAddr, from: u16, to: u16, links: Arc<Links>) {
-    // A connection opened across a cut is refused, as a rejecting firewall would: accepting
-    // it and holding it made Apache believe it had reached a leader it could not hear.
+    // A connection opened across a cut is closed at once, as a rejecting firewall would
+    // (holding it made Apache believe it had reached a leader it could not hear). A handshake
+    // needs both directions, so a one-way cut refuses it too.
     if links.get(from, to).cut || links.get(to, from).cut {
-        drop(client);
         return;
     }
     // The node is down: close, as its refused connection would.
