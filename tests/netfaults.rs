@@ -251,17 +251,19 @@ fn chaos_with_partitions_isolations_and_delays_finds_no_anomaly() {
 /// answered, writes refused with NotReadOnly, `isro` = ro); healed, the client is moved back
 /// to a read-write server. kazoo's read-only client is the model.
 fn read_only_sessions_work_on_a_minority_node(backend: &str) {
-    // Only the builtin backend runs this. Apache 3.8.0 answers a read-only connect with a
-    // bare NotReadOnly reply header (16 bytes, which kazoo cannot parse) unless
-    // `localSessionsEnabled` is on. With it on, and the proxies refusing connections across a
-    // cut, this test passed on Apache with kazoo in 2 of 4 runs of this file here and failed
-    // twice with the node never read-only within 90 s: too flaky for the suite yet.
+    // Apache 3.8.0 answers a read-only connect with a bare NotReadOnly reply header (16
+    // bytes, which kazoo cannot parse) unless local sessions are on.
+    let extra = if backend == "apache" {
+        "\"localSessionsEnabled\" = true\n"
+    } else {
+        ""
+    };
     let c = Cluster::new(3);
     std::fs::write(
         c.tmp.path().join("zkherd.toml"),
         format!(
             "[network]\nfaults = true\nproxy_base = {}\n[zookeeper.extra]\n\
-             \"readonlymode.enabled\" = true\n",
+             \"readonlymode.enabled\" = true\n{extra}",
             free_proxy_base()
         ),
     )
@@ -288,7 +290,11 @@ fn read_only_sessions_work_on_a_minority_node(backend: &str) {
         s.read_to_string(&mut out).ok()?;
         (out.trim() == "ro").then_some(())
     });
-    assert!(ro.is_some(), "node {minority} never went read-only");
+    assert!(
+        ro.is_some(),
+        "node {minority} never went read-only; its log ends:\n{}",
+        log_tail(&c, minority)
+    );
     // The zookeeper-client crate's read-only session: reads answered, writes refused.
     rt.block_on(async {
         let client = zookeeper_client::Client::connector()
@@ -365,4 +371,27 @@ fn read_only_sessions_work_on_a_builtin_minority_node() {
         return;
     }
     read_only_sessions_work_on_a_minority_node("builtin");
+}
+
+#[test]
+fn read_only_sessions_work_on_an_apache_minority_node() {
+    let name = "read_only_sessions_work_on_an_apache_minority_node";
+    if !apache_available(name) || !kazoo_available(name) {
+        return;
+    }
+    read_only_sessions_work_on_a_minority_node("apache");
+}
+
+/// The last lines of a node's logs (both backends write under `nodeN/logs`).
+fn log_tail(c: &Cluster, node: u16) -> String {
+    let dir = c.dir().join(format!("node{node}")).join("logs");
+    let mut out = String::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out += &format!("== {}\n", e.path().display());
+        out += &lines[lines.len().saturating_sub(60)..].join("\n");
+        out += "\n";
+    }
+    out
 }

@@ -15,6 +15,14 @@
 //!
 //! The proxies listen on 127.0.0.1 and connect only to the ensemble's own nodes, on the
 //! addresses of the spec's port plan (127.0.0.1 too).
+//!
+//! Apache's election connections need one rewrite. Of two peers only the larger server id
+//! keeps an election connection; when the smaller one connects, the larger hangs up and
+//! connects back to the election address the smaller one *sent in its initial message*: its
+//! own listening address, not the proxy. Those connections went around the proxies, so an
+//! isolated Apache node kept hearing the others' votes, followed a leader it could not reach,
+//! and never went read-only. The election proxy therefore rewrites that address to the proxy
+//! of the way back (see [`rewrite_initial_message`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::ports::PortPlan;
-use crate::spec::EnsembleSpec;
+use crate::spec::{BackendKind, EnsembleSpec};
 
 /// What happens to the traffic of one directed link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +156,16 @@ pub async fn start(
                         )),
                     ));
                 }
-                tasks.spawn(serve(listener, target, from.id, to.id, links.clone()));
+                // The way back, for Apache's election handshake.
+                let back = (election && spec.backend == BackendKind::Apache)
+                    .then(|| spec.proxy_port(to.id, from.id, true));
+                let link = Link {
+                    target,
+                    from: from.id,
+                    to: to.id,
+                    back,
+                };
+                tasks.spawn(serve(listener, link, links.clone()));
             }
         }
     }
@@ -159,13 +176,24 @@ fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
 
-async fn serve(listener: TcpListener, target: SocketAddr, from: u16, to: u16, links: Arc<Links>) {
+/// One directed link's proxy: traffic from node `from` to `target`, node `to`'s port.
+#[derive(Clone, Copy)]
+struct Link {
+    target: SocketAddr,
+    from: u16,
+    to: u16,
+    /// On an Apache election link: the proxy port from `to` back to `from`, written into the
+    /// initial message in place of `from`'s own election address.
+    back: Option<u16>,
+}
+
+async fn serve(listener: TcpListener, link: Link, links: Arc<Links>) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
-                    conns.spawn(relay(client, target, from, to, links.clone()));
+                    conns.spawn(relay(client, link, links.clone()));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             },
@@ -175,17 +203,33 @@ async fn serve(listener: TcpListener, target: SocketAddr, from: u16, to: u16, li
 }
 
 /// One connection from `from` to `to`.
-async fn relay(client: TcpStream, target: SocketAddr, from: u16, to: u16, links: Arc<Links>) {
+async fn relay(mut client: TcpStream, link: Link, links: Arc<Links>) {
+    let Link {
+        target,
+        from,
+        to,
+        back,
+    } = link;
     // A connection opened across a cut is closed at once, as a rejecting firewall would
     // (holding it made Apache believe it had reached a leader it could not hear). A handshake
     // needs both directions, so a one-way cut refuses it too.
     if links.get(from, to).cut || links.get(to, from).cut {
         return;
     }
+    let first = match back {
+        Some(port) => match read_initial_message(&mut client).await {
+            Some(head) => rewrite_initial_message(&head, port),
+            None => return,
+        },
+        None => Vec::new(),
+    };
     // The node is down: close, as its refused connection would.
-    let Ok(server) = TcpStream::connect(target).await else {
+    let Ok(mut server) = TcpStream::connect(target).await else {
         return;
     };
+    if !first.is_empty() && server.write_all(&first).await.is_err() {
+        return;
+    }
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (cr, cw) = client.into_split();
@@ -257,6 +301,58 @@ async fn pump(
     tokio::join!(reader, writer);
 }
 
+/// Apache's election initial message, `version: i64, sid: i64, len: i32, address`, with the
+/// two protocol versions 3.5 and later send (-65536, -65535). Older peers send their bare sid.
+const INITIAL_MESSAGE_VERSIONS: [i64; 2] = [-65536, -65535];
+/// Apache refuses longer addresses.
+const INITIAL_MESSAGE_MAX_ADDRESS: usize = 2048;
+
+/// The bytes a connecting Apache peer sends first on an election connection: its initial
+/// message whole, or the 8 bytes read when they are not a protocol version (passed on as they
+/// are). None when the peer goes away or stalls for 10 s.
+async fn read_initial_message(client: &mut TcpStream) -> Option<Vec<u8>> {
+    let read = async {
+        let mut head = vec![0u8; 8];
+        client.read_exact(&mut head).await.ok()?;
+        let version = i64::from_be_bytes(head[..8].try_into().ok()?);
+        if !INITIAL_MESSAGE_VERSIONS.contains(&version) {
+            return Some(head);
+        }
+        head.resize(20, 0);
+        client.read_exact(&mut head[8..]).await.ok()?;
+        let len = i32::from_be_bytes(head[16..20].try_into().ok()?);
+        let len = usize::try_from(len).ok()?;
+        if len > INITIAL_MESSAGE_MAX_ADDRESS {
+            return Some(head);
+        }
+        head.resize(20 + len, 0);
+        client.read_exact(&mut head[20..]).await.ok()?;
+        Some(head)
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// An initial message with its election address replaced by 127.0.0.1:`back`, so the peer
+/// that connects back does so through the proxy; anything else is returned unchanged.
+fn rewrite_initial_message(head: &[u8], back: u16) -> Vec<u8> {
+    if head.len() < 20 {
+        return head.to_vec();
+    }
+    let version = i64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
+    let len = i32::from_be_bytes(head[16..20].try_into().expect("4 bytes"));
+    if !INITIAL_MESSAGE_VERSIONS.contains(&version) || usize::try_from(len) != Ok(head.len() - 20) {
+        return head.to_vec();
+    }
+    let addr = format!("127.0.0.1:{back}");
+    let mut out = head[..16].to_vec();
+    out.extend_from_slice(&(addr.len() as i32).to_be_bytes());
+    out.extend_from_slice(addr.as_bytes());
+    out
+}
+
 /// Parse a delay: `50ms`, `1s`, `50ms±10ms` (or `50ms+-10ms`, `50ms~10ms`).
 pub fn parse_delay(s: &str) -> Result<(u64, u64), String> {
     let ms = |t: &str| -> Result<u64, String> {
@@ -291,6 +387,58 @@ pub fn parse_delay(s: &str) -> Result<(u64, u64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn initial_message(version: i64, sid: i64, addr: &str) -> Vec<u8> {
+        let mut m = version.to_be_bytes().to_vec();
+        m.extend_from_slice(&sid.to_be_bytes());
+        m.extend_from_slice(&(addr.len() as i32).to_be_bytes());
+        m.extend_from_slice(addr.as_bytes());
+        m
+    }
+
+    #[test]
+    fn an_apache_initial_message_names_the_proxy_of_the_way_back() {
+        for version in INITIAL_MESSAGE_VERSIONS {
+            let sent = initial_message(version, 1, "127.0.0.1:3881|127.0.0.1:3891");
+            assert_eq!(
+                rewrite_initial_message(&sent, 5107),
+                initial_message(version, 1, "127.0.0.1:5107")
+            );
+        }
+        // A bare sid (pre-3.5 peers) or a short read passes unchanged.
+        let bare = 1i64.to_be_bytes().to_vec();
+        assert_eq!(rewrite_initial_message(&bare, 5107), bare);
+        let mut odd = initial_message(-65536, 1, "127.0.0.1:3881");
+        odd.truncate(odd.len() - 1);
+        assert_eq!(rewrite_initial_message(&odd, 5107), odd);
+    }
+
+    #[tokio::test]
+    async fn the_election_proxy_rewrites_the_address_on_the_wire() {
+        let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let link = Link {
+            target: server.local_addr().unwrap(),
+            from: 1,
+            to: 2,
+            back: Some(5107),
+        };
+        let proxy_addr = proxy.local_addr().unwrap();
+        tokio::spawn(serve(proxy, link, Arc::new(Links::default())));
+        let mut client = TcpStream::connect(proxy_addr).await.unwrap();
+        let mut sent = initial_message(-65535, 1, "127.0.0.1:3881");
+        sent.extend_from_slice(b"vote");
+        client.write_all(&sent).await.unwrap();
+        let (mut peer, _) = server.accept().await.unwrap();
+        let mut want = initial_message(-65535, 1, "127.0.0.1:5107");
+        want.extend_from_slice(b"vote");
+        let mut got = vec![0u8; want.len()];
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn delays_parse_with_and_without_jitter() {
@@ -347,7 +495,13 @@ mod tests {
         let links = Arc::new(Links::default());
         let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = proxy.local_addr().unwrap();
-        tokio::spawn(serve(proxy, target, 1, 2, links.clone()));
+        let link = Link {
+            target,
+            from: 1,
+            to: 2,
+            back: None,
+        };
+        tokio::spawn(serve(proxy, link, links.clone()));
         let mut c = TcpStream::connect(addr).await.unwrap();
         let mut b = [0u8; 4];
         c.write_all(b"ping").await.unwrap();
