@@ -164,6 +164,7 @@ pub async fn start(
                     from: from.id,
                     to: to.id,
                     back,
+                    patient: spec.backend == BackendKind::Apache,
                 };
                 tasks.spawn(serve(listener, link, links.clone()));
             }
@@ -185,6 +186,11 @@ struct Link {
     /// On an Apache election link: the proxy port from `to` back to `from`, written into the
     /// initial message in place of `from`'s own election address.
     back: Option<u16>,
+    /// Try the target for up to a second before giving up. The proxy has accepted already, so
+    /// an Apache follower that dials a leader an instant before the leader listens believes
+    /// it is connected, sees a reset instead of the refusal it would retry, and gives up
+    /// following; the new leader then waits initLimit for a quorum that never comes.
+    patient: bool,
 }
 
 async fn serve(listener: TcpListener, link: Link, links: Arc<Links>) {
@@ -209,6 +215,7 @@ async fn relay(mut client: TcpStream, link: Link, links: Arc<Links>) {
         from,
         to,
         back,
+        ..
     } = link;
     // A connection opened across a cut is closed at once, as a rejecting firewall would
     // (holding it made Apache believe it had reached a leader it could not hear). A handshake
@@ -224,7 +231,7 @@ async fn relay(mut client: TcpStream, link: Link, links: Arc<Links>) {
         None => Vec::new(),
     };
     // The node is down: close, as its refused connection would.
-    let Ok(mut server) = TcpStream::connect(target).await else {
+    let Some(mut server) = connect(target, link.patient).await else {
         return;
     };
     if !first.is_empty() && server.write_all(&first).await.is_err() {
@@ -299,6 +306,19 @@ async fn pump(
         }
     };
     tokio::join!(reader, writer);
+}
+
+async fn connect(target: SocketAddr, patient: bool) -> Option<TcpStream> {
+    let tries = if patient { 20 } else { 1 };
+    for i in 0..tries {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Ok(s) = TcpStream::connect(target).await {
+            return Some(s);
+        }
+    }
+    None
 }
 
 /// Apache's election initial message, `version: i64, sid: i64, len: i32, address`, with the
@@ -422,6 +442,7 @@ mod tests {
             from: 1,
             to: 2,
             back: Some(5107),
+            patient: false,
         };
         let proxy_addr = proxy.local_addr().unwrap();
         tokio::spawn(serve(proxy, link, Arc::new(Links::default())));
@@ -438,6 +459,36 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_patient_proxy_reaches_a_node_that_starts_listening_late() {
+        // A port that is free now and bound 300 ms after the client connected.
+        let target = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        let link = Link {
+            target,
+            from: 1,
+            to: 2,
+            back: None,
+            patient: true,
+        };
+        tokio::spawn(serve(proxy, link, Arc::new(Links::default())));
+        let mut client = TcpStream::connect(proxy_addr).await.unwrap();
+        client.write_all(b"hello").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let server = TcpListener::bind(target).await.unwrap();
+        let (mut peer, _) = tokio::time::timeout(Duration::from_secs(5), server.accept())
+            .await
+            .expect("the proxy kept trying")
+            .unwrap();
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
     }
 
     #[test]
@@ -500,6 +551,7 @@ mod tests {
             from: 1,
             to: 2,
             back: None,
+            patient: false,
         };
         tokio::spawn(serve(proxy, link, links.clone()));
         let mut c = TcpStream::connect(addr).await.unwrap();
