@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -224,10 +224,14 @@ async fn relay(mut client: TcpStream, link: Link, links: Arc<Links>) {
         return;
     }
     let first = match back {
-        Some(port) => match read_initial_message(&mut client).await {
-            Some(head) => rewrite_initial_message(&head, port),
-            None => return,
-        },
+        // A peer that stalls for 10 s before its first message is let go.
+        Some(port) => {
+            let first = rewrite_initial_message(&mut client, port);
+            match tokio::time::timeout(Duration::from_secs(10), first).await {
+                Ok(Some(bytes)) => bytes,
+                _ => return,
+            }
+        }
         None => Vec::new(),
     };
     // The node is down: close, as its refused connection would.
@@ -327,50 +331,30 @@ const INITIAL_MESSAGE_VERSIONS: [i64; 2] = [-65536, -65535];
 /// Apache refuses longer addresses.
 const INITIAL_MESSAGE_MAX_ADDRESS: usize = 2048;
 
-/// The bytes a connecting Apache peer sends first on an election connection: its initial
-/// message whole, or the 8 bytes read when they are not a protocol version (passed on as they
-/// are). None when the peer goes away or stalls for 10 s.
-async fn read_initial_message(client: &mut TcpStream) -> Option<Vec<u8>> {
-    let read = async {
-        let mut head = vec![0u8; 8];
-        client.read_exact(&mut head).await.ok()?;
-        let version = i64::from_be_bytes(head[..8].try_into().ok()?);
-        if !INITIAL_MESSAGE_VERSIONS.contains(&version) {
-            return Some(head);
-        }
-        head.resize(20, 0);
-        client.read_exact(&mut head[8..]).await.ok()?;
-        let len = i32::from_be_bytes(head[16..20].try_into().ok()?);
-        let len = usize::try_from(len).ok()?;
-        if len > INITIAL_MESSAGE_MAX_ADDRESS {
-            return Some(head);
-        }
-        head.resize(20 + len, 0);
-        client.read_exact(&mut head[20..]).await.ok()?;
-        Some(head)
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// An initial message with its election address replaced by 127.0.0.1:`back`, so the peer
-/// that connects back does so through the proxy; anything else is returned unchanged.
-fn rewrite_initial_message(head: &[u8], back: u16) -> Vec<u8> {
-    if head.len() < 20 {
-        return head.to_vec();
-    }
+/// Read what a connecting Apache peer sends first on an election connection and return the
+/// bytes to pass on: its initial message with the election address replaced by
+/// 127.0.0.1:`back`, so the peer that connects back does so through the proxy; anything that is
+/// not an initial message, as read (the rest follows unchanged). None when the peer goes away.
+async fn rewrite_initial_message<R: AsyncRead + Unpin>(r: &mut R, back: u16) -> Option<Vec<u8>> {
+    let mut head = [0u8; 20];
+    r.read_exact(&mut head[..8]).await.ok()?;
     let version = i64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
-    let len = i32::from_be_bytes(head[16..20].try_into().expect("4 bytes"));
-    if !INITIAL_MESSAGE_VERSIONS.contains(&version) || usize::try_from(len) != Ok(head.len() - 20) {
-        return head.to_vec();
+    if !INITIAL_MESSAGE_VERSIONS.contains(&version) {
+        return Some(head[..8].to_vec());
     }
+    r.read_exact(&mut head[8..]).await.ok()?;
+    let len = i32::from_be_bytes(head[16..20].try_into().expect("4 bytes"));
+    let len = match usize::try_from(len) {
+        Ok(len) if len <= INITIAL_MESSAGE_MAX_ADDRESS => len,
+        _ => return Some(head.to_vec()),
+    };
+    let mut sent = vec![0u8; len];
+    r.read_exact(&mut sent).await.ok()?;
     let addr = format!("127.0.0.1:{back}");
     let mut out = head[..16].to_vec();
     out.extend_from_slice(&(addr.len() as i32).to_be_bytes());
     out.extend_from_slice(addr.as_bytes());
-    out
+    Some(out)
 }
 
 /// Parse a delay: `50ms`, `1s`, `50ms±10ms` (or `50ms+-10ms`, `50ms~10ms`).
@@ -416,21 +400,27 @@ mod tests {
         m
     }
 
-    #[test]
-    fn an_apache_initial_message_names_the_proxy_of_the_way_back() {
+    #[tokio::test]
+    async fn an_apache_initial_message_names_the_proxy_of_the_way_back() {
         for version in INITIAL_MESSAGE_VERSIONS {
             let sent = initial_message(version, 1, "127.0.0.1:3881|127.0.0.1:3891");
             assert_eq!(
-                rewrite_initial_message(&sent, 5107),
-                initial_message(version, 1, "127.0.0.1:5107")
+                rewrite_initial_message(&mut &sent[..], 5107).await,
+                Some(initial_message(version, 1, "127.0.0.1:5107"))
             );
         }
-        // A bare sid (pre-3.5 peers) or a short read passes unchanged.
+        // A bare sid (pre-3.5 peers) passes unchanged; a peer gone mid-message is let go.
         let bare = 1i64.to_be_bytes().to_vec();
-        assert_eq!(rewrite_initial_message(&bare, 5107), bare);
-        let mut odd = initial_message(-65536, 1, "127.0.0.1:3881");
-        odd.truncate(odd.len() - 1);
-        assert_eq!(rewrite_initial_message(&odd, 5107), odd);
+        assert_eq!(
+            rewrite_initial_message(&mut &bare[..], 5107).await,
+            Some(bare)
+        );
+        let mut cut_short = initial_message(-65536, 1, "127.0.0.1:3881");
+        cut_short.truncate(cut_short.len() - 1);
+        assert_eq!(
+            rewrite_initial_message(&mut &cut_short[..], 5107).await,
+            None
+        );
     }
 
     #[tokio::test]
