@@ -31,6 +31,8 @@ pub struct NodePorts {
     pub quorum: u16,
     pub election: u16,
     pub admin: Option<u16>,
+    #[serde(default)]
+    pub metrics: Option<u16>,
 }
 
 impl NodePorts {
@@ -44,6 +46,9 @@ impl NodePorts {
         if let Some(a) = self.admin {
             v.push((PortKind::Admin, a));
         }
+        if let Some(m) = self.metrics {
+            v.push((PortKind::Metrics, m));
+        }
         v
     }
 }
@@ -55,6 +60,7 @@ pub enum PortKind {
     Quorum,
     Election,
     Admin,
+    Metrics,
 }
 
 impl fmt::Display for PortKind {
@@ -64,6 +70,7 @@ impl fmt::Display for PortKind {
             PortKind::Quorum => "quorum",
             PortKind::Election => "election",
             PortKind::Admin => "admin",
+            PortKind::Metrics => "metrics",
         })
     }
 }
@@ -94,6 +101,7 @@ impl PortPlan {
                         quorum: m.quorum,
                         election: m.election,
                         admin: m.admin,
+                        metrics: m.metrics,
                     })
                     .collect(),
             };
@@ -113,6 +121,7 @@ impl PortPlan {
                     quorum: spec.ports.quorum + off,
                     election: spec.ports.election + off,
                     admin: spec.ports.admin.map(|a| a + off),
+                    metrics: spec.ports.metrics.map(|m| m + off),
                 }
             })
             .collect();
@@ -413,6 +422,7 @@ mod tests {
                 quorum: 1,
                 election: 1,
                 admin: None,
+                metrics: None,
             }],
         };
         let conflicts: Vec<_> = plan

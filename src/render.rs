@@ -410,6 +410,12 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
         }
         None => "admin.enableServer=false".to_string(),
     };
+    let admin = match node.ports.metrics {
+        Some(p) => format!(
+            "{admin}\nmetricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\nmetricsProvider.httpHost={bind}\nmetricsProvider.httpPort={p}"
+        ),
+        None => admin,
+    };
     let mut whitelist: Vec<String> = REQUIRED_4LW.iter().map(|s| s.to_string()).collect();
     let mut extra = String::new();
     for (k, v) in &spec.extra {

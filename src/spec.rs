@@ -166,6 +166,7 @@ struct RawPorts {
     quorum: Option<Spanned<i64>>,
     election: Option<Spanned<i64>>,
     admin: Option<Spanned<i64>>,
+    metrics: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +208,9 @@ pub struct BasePorts {
     pub election: u16,
     /// AdminServer base port; `None` turns the AdminServer off.
     pub admin: Option<u16>,
+    /// Prometheus metrics base port (`metricsProvider.httpPort`); `None` turns it off.
+    #[serde(default)]
+    pub metrics: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +250,8 @@ pub struct MemberSpec {
     pub quorum: u16,
     pub election: u16,
     pub admin: Option<u16>,
+    #[serde(default)]
+    pub metrics: Option<u16>,
 }
 
 /// Apache ZooKeeper's conventional ports, the defaults when members name their hosts.
@@ -254,6 +260,7 @@ pub const CONVENTIONAL_PORTS: BasePorts = BasePorts {
     quorum: 2888,
     election: 3888,
     admin: None,
+    metrics: None,
 };
 
 /// A validated ensemble specification: defaults filled in, every value in range.
@@ -350,6 +357,9 @@ const RESERVED_ZOO_CFG_KEYS: &[&str] = &[
     "admin.enableServer",
     "admin.serverPort",
     "admin.serverAddress",
+    "metricsProvider.className",
+    "metricsProvider.httpHost",
+    "metricsProvider.httpPort",
     "standaloneEnabled",
     "quorumListenOnAllIPs",
 ];
@@ -498,6 +508,10 @@ impl EnsembleSpec {
                 65535,
             )?,
             admin: match ranged(src, "ports.admin", &raw.ports.admin, 0, 0, 65535)? {
+                0 => None,
+                p => Some(p),
+            },
+            metrics: match ranged(src, "ports.metrics", &raw.ports.metrics, 0, 0, 65535)? {
                 0 => None,
                 p => Some(p),
             },
@@ -670,6 +684,11 @@ impl EnsembleSpec {
                 .as_ref()
                 .map(|s| src.origin(s.span().start)),
             "ports.admin" => raw.ports.admin.as_ref().map(|s| src.origin(s.span().start)),
+            "ports.metrics" => raw
+                .ports
+                .metrics
+                .as_ref()
+                .map(|s| src.origin(s.span().start)),
             _ => None,
         })?;
         spec.check_runtime(runtime_origin.unwrap_or(Origin::Default))?;
@@ -783,12 +802,20 @@ impl EnsembleSpec {
                     65535,
                 )?);
             }
+            if self.ports.metrics.is_some() {
+                self.ports.metrics = Some(check_range(
+                    flag("--base-port"),
+                    "ports.metrics",
+                    p + 4900,
+                    1,
+                    65535,
+                )?);
+            }
         }
         let origin = |key: &str| -> Option<Origin> {
             match key {
-                "ports.client" | "ports.quorum" | "ports.election" | "ports.admin" => {
-                    o.base_port.map(|_| flag("--base-port"))
-                }
+                "ports.client" | "ports.quorum" | "ports.election" | "ports.admin"
+                | "ports.metrics" => o.base_port.map(|_| flag("--base-port")),
                 _ => None,
             }
         };
@@ -840,6 +867,9 @@ impl EnsembleSpec {
         ];
         if let Some(a) = self.ports.admin {
             ranges.push(("ports.admin", a));
+        }
+        if let Some(m) = self.ports.metrics {
+            ranges.push(("ports.metrics", m));
         }
         for (key, base) in &ranges {
             if u32::from(*base) + n - 1 > 65535 {
@@ -1134,6 +1164,10 @@ fn resolve_members(
                 (None, Some(a)) => Some(shifted(None, a, "ports.admin")?),
                 (None, None) => None,
             },
+            metrics: match base.metrics {
+                Some(m) => Some(shifted(None, m, "ports.metrics")?),
+                None => None,
+            },
         };
         let mut ports = vec![
             ("client", m.client),
@@ -1142,6 +1176,9 @@ fn resolve_members(
         ];
         if let Some(a) = m.admin {
             ports.push(("admin", a));
+        }
+        if let Some(p) = m.metrics {
+            ports.push(("metrics", p));
         }
         for (kind, p) in ports {
             if let Some((other, other_kind)) = taken.insert((m.host, p), (m.id, kind)) {
@@ -1314,7 +1351,8 @@ mod tests {
                 client: 2181,
                 quorum: 2881,
                 election: 3881,
-                admin: None
+                admin: None,
+                metrics: None
             }
         );
         assert_eq!((s.tick_time, s.init_limit, s.sync_limit), (2000, 10, 5));

@@ -195,7 +195,22 @@ fn classpath_of(home: &Path) -> Option<Vec<PathBuf>> {
         let zk = java.join("zookeeper.jar");
         if zk.is_file() {
             let mut cp = vec![zk];
-            for extra in ["slf4j-log4j12.jar", "log4j-1.2.jar"] {
+            // Jetty, the servlet API and Jackson are what the AdminServer needs; without them
+            // Apache logs "Unable to load jetty" and serves no /commands.
+            for extra in [
+                "slf4j-log4j12.jar",
+                "log4j-1.2.jar",
+                "jetty9-server.jar",
+                "jetty9-servlet.jar",
+                "jetty9-security.jar",
+                "jetty9-http.jar",
+                "jetty9-io.jar",
+                "jetty9-util.jar",
+                "servlet-api.jar",
+                "jackson-databind.jar",
+                "jackson-core.jar",
+                "jackson-annotations.jar",
+            ] {
                 let p = java.join(extra);
                 if p.is_file() {
                     cp.push(p);
@@ -228,6 +243,20 @@ impl Backend for Apache {
         // Apache reads read-only mode from a JVM system property only (zoo.cfg keys become
         // `zookeeper.`-prefixed properties): pass the zoo.cfg line on.
         let zoo_cfg = std::fs::read_to_string(&node.zoo_cfg).unwrap_or_default();
+        if zoo_cfg.contains("PrometheusMetricsProvider")
+            && !self.classpath.iter().any(|j| {
+                j.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.contains("prometheus-metrics"))
+            })
+        {
+            return Err(BackendError::NotInstalled(format!(
+                "{} asks for Prometheus metrics, but this ZooKeeper install has no \
+                 zookeeper-prometheus-metrics jar (Debian's package ships none); set apache.home \
+                 to an unpacked apache-zookeeper-3.x-bin release, or [ports] metrics = 0",
+                node.zoo_cfg.display()
+            )));
+        }
         if zoo_cfg
             .lines()
             .any(|l| l.trim().replace(' ', "") == "readonlymode.enabled=true")

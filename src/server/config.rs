@@ -33,6 +33,13 @@ pub struct ServerLine {
     pub client: Option<SocketAddr>,
 }
 
+/// An HTTP endpoint of a node (AdminServer, Prometheus); no host = the client port's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpEndpoint {
+    pub host: Option<IpAddr>,
+    pub port: u16,
+}
+
 #[derive(Debug, Clone)]
 pub struct ZooCfg {
     pub path: PathBuf,
@@ -70,6 +77,15 @@ pub struct ZooCfg {
     /// Hours between purges; 0 = off.
     pub purge_interval_h: u64,
     pub max_buffer: usize,
+    /// The AdminServer (`admin.enableServer`, `admin.serverAddress`, `admin.serverPort`): off
+    /// unless zoo.cfg turns it on or names a port, and bound to the client port's host by
+    /// default (Apache binds 0.0.0.0:8080 whenever it is not turned off).
+    pub admin: Option<HttpEndpoint>,
+    /// `admin.commandURL`: where the commands are listed (`/commands`).
+    pub admin_command_url: String,
+    /// The Prometheus endpoint (`metricsProvider.className=…PrometheusMetricsProvider`,
+    /// `metricsProvider.httpHost`, `metricsProvider.httpPort`).
+    pub metrics: Option<HttpEndpoint>,
     /// Every key=value as written, for `conf`.
     pub raw: BTreeMap<String, String>,
     /// Keys this server does not understand (warned about at start).
@@ -104,6 +120,11 @@ const KNOWN: &[&str] = &[
     "admin.enableServer",
     "admin.serverPort",
     "admin.serverAddress",
+    "admin.commandURL",
+    "metricsProvider.className",
+    "metricsProvider.httpHost",
+    "metricsProvider.httpPort",
+    "metricsProvider.exportJvmInfo",
     "electionAlg",
     "quorumListenOnAllIPs",
     "readonlymode.enabled",
@@ -224,6 +245,54 @@ impl ZooCfg {
                 Some((id, v.trim().to_string()))
             })
             .collect();
+        // The HTTP endpoints bind the client port's host unless told otherwise (a wildcard
+        // client address stays a wildcard).
+        let host_of = |key: &str| -> Result<Option<IpAddr>, ConfigError> {
+            match raw.get(key) {
+                None => Ok(None),
+                Some(a) => a
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| err(key, format!("{a:?} is not an IP address"))),
+            }
+        };
+        let admin_on = match bool_of("admin.enableServer")? {
+            Some(on) => on,
+            None => raw.contains_key("admin.serverPort"),
+        };
+        let admin = if admin_on {
+            let port: u16 = num(&raw, "admin.serverPort", 8080, &err)?;
+            Some(HttpEndpoint {
+                host: host_of("admin.serverAddress")?,
+                port,
+            })
+        } else {
+            None
+        };
+        let metrics = match raw.get("metricsProvider.className") {
+            Some(c) if c.ends_with("PrometheusMetricsProvider") => {
+                let port: u16 = num(&raw, "metricsProvider.httpPort", 7000, &err)?;
+                Some(HttpEndpoint {
+                    host: host_of("metricsProvider.httpHost")?,
+                    port,
+                })
+            }
+            Some(c)
+                if c.ends_with("DefaultMetricsProvider") || c.ends_with("NullMetricsProvider") =>
+            {
+                None
+            }
+            Some(c) => {
+                return Err(err(
+                    "metricsProvider.className",
+                    format!(
+                        "{c:?} is not a metrics provider this server has; use \
+                         org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+                    ),
+                ))
+            }
+            None => None,
+        };
         let whitelist = match raw.get("4lw.commands.whitelist") {
             None => vec!["srvr".to_string()],
             Some(v) => v
@@ -275,6 +344,12 @@ impl ZooCfg {
                 super::proto::DEFAULT_MAX_BUFFER,
                 &err,
             )?,
+            admin,
+            admin_command_url: raw
+                .get("admin.commandURL")
+                .cloned()
+                .unwrap_or_else(|| "/commands".into()),
+            metrics,
             raw,
             unknown,
         })
@@ -295,6 +370,11 @@ impl ZooCfg {
             (0, Some(a)) => a,
             (p, _) => SocketAddr::new(self.client_address, p),
         }
+    }
+
+    /// Where an HTTP endpoint listens: its own host, or the client port's.
+    pub fn http_addr(&self, e: HttpEndpoint) -> SocketAddr {
+        SocketAddr::new(e.host.unwrap_or(self.client_addr().ip()), e.port)
     }
 
     /// Standalone when there is at most one server line (Apache's standaloneEnabled default).

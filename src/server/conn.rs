@@ -56,6 +56,11 @@ pub enum CoreMsg {
         remote: SocketAddr,
         reply: oneshot::Sender<String>,
     },
+    /// An AdminServer command or the Prometheus text (see `admin`).
+    Admin {
+        cmd: String,
+        reply: oneshot::Sender<serde_json::Value>,
+    },
 }
 
 /// Per-IP connection counts for `maxClientCnxns`.

@@ -358,6 +358,10 @@ impl Core {
                 let _ = reply.send(super::fourlw::answer(self, &cmd, remote));
                 Ok(())
             }
+            CoreMsg::Admin { cmd, reply } => {
+                let _ = reply.send(super::admin::answer(self, &cmd));
+                Ok(())
+            }
         }
     }
 
@@ -411,6 +415,14 @@ impl Core {
                     "observer"
                 }
             }
+        }
+    }
+
+    /// The leader this member knows of (none standalone, or while an election runs).
+    pub fn leader_id(&self) -> Option<u64> {
+        match &self.backing {
+            Backing::Standalone(_) => None,
+            Backing::Ensemble(e) => e.raft.metrics().borrow_watched().current_leader,
         }
     }
 

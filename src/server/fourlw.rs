@@ -154,47 +154,10 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
                 std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
             )
         }
-        "mntr" => {
-            let st = &core.state;
-            let ephemerals: usize = st.ephemerals.values().map(|s| s.len()).sum();
-            let fds = std::fs::read_dir("/proc/self/fd")
-                .map(|d| d.count())
-                .unwrap_or(0);
-            let lines: Vec<(&str, String)> = vec![
-                ("version", VERSION.to_string()),
-                ("server_state", mode(core).to_string()),
-                ("avg_latency", avg(s.lat_total, s.lat_count)),
-                ("max_latency", s.lat_max.to_string()),
-                ("min_latency", min(s.lat_min).to_string()),
-                ("packets_received", s.received.to_string()),
-                ("packets_sent", s.sent.to_string()),
-                ("num_alive_connections", core.conns.len().to_string()),
-                ("outstanding_requests", "0".into()),
-                ("uptime", core.started.elapsed().as_millis().to_string()),
-                ("znode_count", st.node_count().to_string()),
-                ("watch_count", core.watches.count().to_string()),
-                ("ephemerals_count", ephemerals.to_string()),
-                (
-                    "approximate_data_size",
-                    st.approximate_data_size().to_string(),
-                ),
-                ("global_sessions", st.sessions.len().to_string()),
-                ("local_sessions", "0".into()),
-                ("open_file_descriptor_count", fds.to_string()),
-                ("max_file_descriptor_count", max_fds().to_string()),
-            ];
-            let mut lines = lines;
-            if let Some((learners, synced, synced_obs)) = core.followers() {
-                lines.push(("learners", learners.to_string()));
-                lines.push(("followers", learners.to_string()));
-                lines.push(("synced_followers", synced.to_string()));
-                lines.push(("synced_observers", synced_obs.to_string()));
-            }
-            lines
-                .into_iter()
-                .map(|(k, v)| format!("zk_{k}\t{v}\n"))
-                .collect()
-        }
+        "mntr" => monitor(core)
+            .into_iter()
+            .map(|(k, v)| format!("zk_{k}\t{v}\n"))
+            .collect(),
         "wchs" => {
             let (conns, paths, total) = core.watches.summary();
             format!("{conns} connections watching {paths} paths\nTotal watches:{total}\n")
@@ -238,7 +201,48 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
     }
 }
 
-fn dir_size(p: &std::path::Path) -> u64 {
+/// `mntr`'s figures in its order (the AdminServer's `monitor` and `/metrics` use them too).
+pub(super) fn monitor(core: &Core) -> Vec<(&'static str, String)> {
+    let s = &core.stats;
+    let st = &core.state;
+    let ephemerals: usize = st.ephemerals.values().map(|s| s.len()).sum();
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let lines: Vec<(&str, String)> = vec![
+        ("version", VERSION.to_string()),
+        ("server_state", mode(core).to_string()),
+        ("avg_latency", avg(s.lat_total, s.lat_count)),
+        ("max_latency", s.lat_max.to_string()),
+        ("min_latency", min(s.lat_min).to_string()),
+        ("packets_received", s.received.to_string()),
+        ("packets_sent", s.sent.to_string()),
+        ("num_alive_connections", core.conns.len().to_string()),
+        ("outstanding_requests", "0".into()),
+        ("uptime", core.started.elapsed().as_millis().to_string()),
+        ("znode_count", st.node_count().to_string()),
+        ("watch_count", core.watches.count().to_string()),
+        ("ephemerals_count", ephemerals.to_string()),
+        (
+            "approximate_data_size",
+            st.approximate_data_size().to_string(),
+        ),
+        ("global_sessions", st.sessions.len().to_string()),
+        ("local_sessions", "0".into()),
+        ("open_file_descriptor_count", fds.to_string()),
+        ("max_file_descriptor_count", max_fds().to_string()),
+    ];
+    let mut lines = lines;
+    if let Some((learners, synced, synced_obs)) = core.followers() {
+        lines.push(("learners", learners.to_string()));
+        lines.push(("followers", learners.to_string()));
+        lines.push(("synced_followers", synced.to_string()));
+        lines.push(("synced_observers", synced_obs.to_string()));
+    }
+    lines
+}
+
+pub(super) fn dir_size(p: &std::path::Path) -> u64 {
     std::fs::read_dir(p)
         .map(|d| {
             d.flatten()

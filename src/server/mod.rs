@@ -5,8 +5,10 @@
 //! [`tree::Entry`] (time, session, auth ids, zxid) → [`persist`] makes it durable →
 //! [`tree::State::apply`] runs it deterministically → [`watch`] turns its events into
 //! notifications → the reply goes out after them, in the connection's arrival order.
-//! [`fourlw`] answers four-letter words; [`config`] reads zoo.cfg.
+//! [`fourlw`] answers four-letter words and `admin` the AdminServer's and Prometheus's HTTP
+//! requests (over [`http`]); [`config`] reads zoo.cfg.
 
+mod admin;
 pub mod config;
 pub mod conn;
 pub mod consensus;
@@ -14,6 +16,7 @@ pub mod core;
 pub mod dynconfig;
 mod ensemble;
 pub mod fourlw;
+pub mod http;
 pub mod persist;
 pub mod proto;
 pub mod tree;
@@ -85,7 +88,8 @@ pub async fn run_killable(
     }
 }
 
-/// Listen on the client port and start accepting connections.
+/// Listen on the client port (and the AdminServer and metrics ports, when configured) and
+/// start accepting connections. Aborting the task stops all of them.
 async fn listen(
     cfg: &Arc<ZooCfg>,
     tx: mpsc::Sender<conn::CoreMsg>,
@@ -94,12 +98,17 @@ async fn listen(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
-    Ok(tokio::spawn(conn::accept_loop(
-        listener,
-        tx,
-        conn::ConnLimits::new(cfg.max_client_cnxns),
-        cfg.max_buffer,
-    )))
+    let http: Vec<_> = admin::listen(cfg, tx.clone())
+        .await?
+        .into_iter()
+        .map(ensemble::AbortOnDrop)
+        .collect();
+    let limits = conn::ConnLimits::new(cfg.max_client_cnxns);
+    let max_buffer = cfg.max_buffer;
+    Ok(tokio::spawn(async move {
+        let _http = http;
+        conn::accept_loop(listener, tx, limits, max_buffer).await
+    }))
 }
 
 async fn run_standalone(

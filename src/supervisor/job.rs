@@ -718,6 +718,7 @@ mod tests {
             quorum: free(),
             election: free(),
             admin: None,
+            metrics: None,
         };
         let l = NodeLayout::new(dir, &ports);
         std::fs::create_dir_all(&l.logs_dir).unwrap();
