@@ -16,6 +16,8 @@
 //!   durability, and replication on openraft.
 //! - [`export`] — per-host bundles (zoo.cfg, myid, systemd unit, init script) for members that
 //!   run without the supervisor, rendered by the same code as `up`.
+//! - [`shell`] — `zkherd shell`: zkCli.sh's commands and output shapes over any ZooKeeper,
+//!   and subtrees as JSON (`dump`/`load`).
 //! - [`testing`] — an in-process builtin ensemble for Rust integration tests.
 //! - `cli` — the `zkherd` command, one file per subcommand (binary only).
 
@@ -28,6 +30,7 @@ pub mod ports;
 pub mod probe;
 pub mod render;
 pub mod server;
+pub mod shell;
 pub mod spec;
 pub mod status;
 pub mod supervisor;

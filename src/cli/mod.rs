@@ -13,6 +13,7 @@ mod node;
 mod node_server;
 mod rolling;
 mod scale;
+mod shell;
 mod status;
 mod up;
 mod wait;
@@ -120,6 +121,10 @@ enum Command {
     /// Write per-host bundles (zoo.cfg, myid, systemd unit, init script, README) for servers
     /// that run a member without zkherd's supervisor.
     Export(export::ExportArgs),
+    /// A ZooKeeper shell with zkCli.sh's commands and output (no Java needed): interactive,
+    /// or one command (`zkherd shell ls -R /`); `dump`/`load` a subtree as JSON.
+    #[command(after_help = shell::SHELL_HELP)]
+    Shell(shell::ShellArgs),
     /// Run one builtin ZooKeeper-compatible server from a zoo.cfg, in the foreground.
     Node(node_server::NodeServerArgs),
     /// Run the supervisor of an already rendered cluster (used by `up -d`).
@@ -130,7 +135,7 @@ enum Command {
 /// Parse arguments, run, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(shell::rewrite_zkcli_flags(std::env::args().collect()));
     // A server node logs what it does at info level: its output is the node's log file.
     let verbosity = match cli.command {
         Command::Node(_) => cli.global.verbose.max(1),
@@ -188,6 +193,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Init(a) => init::run(&g, a),
         Command::Export(a) => export::run(&g, a).await,
         Command::Node(a) => node_server::run(a).await,
+        Command::Shell(a) => shell::run(&g, a).await,
     }
 }
 
