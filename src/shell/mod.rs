@@ -84,6 +84,9 @@ pub fn usage_text() -> String {
 pub struct Reply {
     pub text: String,
     pub json: Value,
+    /// zkCli prints some confirmations (`Created /a`) on stderr; scripts that capture stdout
+    /// rely on it.
+    pub on_stderr: bool,
 }
 
 impl Reply {
@@ -91,6 +94,14 @@ impl Reply {
         Reply {
             text: text.into(),
             json,
+            on_stderr: false,
+        }
+    }
+
+    fn on_stderr(self) -> Reply {
+        Reply {
+            on_stderr: true,
+            ..self
         }
     }
 }
@@ -100,6 +111,9 @@ impl Reply {
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// The ZooKeeper error's name (`NoNode`) and the path, when the server refused.
+    pub kind: Option<String>,
+    pub path: Option<String>,
 }
 
 impl Failure {
@@ -107,6 +121,8 @@ impl Failure {
         Failure {
             code: 1,
             message: message.into(),
+            kind: None,
+            path: None,
         }
     }
 
@@ -117,7 +133,7 @@ impl Failure {
 
 /// A ZooKeeper error in zkCli's words (CliWrapperException's translations).
 fn keeper(e: ZkError, path: &str) -> Failure {
-    let m = match e {
+    let m = match &e {
         ZkError::NoNode => format!("Node does not exist: {path}"),
         ZkError::BadVersion => format!("version No is not valid : {path}"),
         ZkError::NodeExists => format!("Node already exists: {path}"),
@@ -136,7 +152,21 @@ fn keeper(e: ZkError, path: &str) -> Failure {
         ZkError::BadArguments(why) => format!("{path}: {why}"),
         other => format!("{other} ({path})"),
     };
-    Failure::new(m)
+    Failure {
+        kind: Some(error_kind(&e)),
+        path: Some(path.to_string()),
+        ..Failure::new(m)
+    }
+}
+
+/// The error's Java name (`KeeperException.Code`), for `--json`.
+fn error_kind(e: &ZkError) -> String {
+    let debug = format!("{e:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("Error")
+        .to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +290,8 @@ impl Shell {
             Ok(Step::Reply(r)) => {
                 if self.json {
                     println!("{}", r.json);
+                } else if r.on_stderr {
+                    eprint!("{}", r.text);
                 } else {
                     print!("{}", r.text);
                 }
@@ -271,7 +303,14 @@ impl Shell {
             },
             Err(f) => {
                 if self.json {
-                    eprintln!("{}", json!({"error": f.message, "code": f.code}));
+                    let mut e = json!({"error": f.message, "code": f.code});
+                    if let Some(k) = &f.kind {
+                        e["kind"] = k.as_str().into();
+                    }
+                    if let Some(p) = &f.path {
+                        e["path"] = p.as_str().into();
+                    }
+                    eprintln!("{e}");
                 } else {
                     eprintln!("{}", f.message.trim_end_matches('\n'));
                 }
@@ -325,7 +364,10 @@ impl Shell {
                         )));
                     }
                 }
-                Reply::new("", json!({"printwatches": self.print_watches.load(Ordering::SeqCst)}))
+                Reply::new(
+                    "",
+                    json!({"printwatches": self.print_watches.load(Ordering::SeqCst)}),
+                )
             }
             "history" => {
                 let n = self.history.len();
@@ -372,7 +414,10 @@ impl Shell {
                 ),
                 json!({"version": env!("CARGO_PKG_VERSION")}),
             ),
-            "help" => Reply::new(usage_text(), json!({"commands": command_names().collect::<Vec<_>>()})),
+            "help" => Reply::new(
+                usage_text(),
+                json!({"commands": command_names().collect::<Vec<_>>()}),
+            ),
             "dump" => {
                 let p = parse("", "")?;
                 let root = p.args.first().map(String::as_str).unwrap_or("/");
@@ -387,16 +432,27 @@ impl Shell {
                     .map_err(|e| Failure::new(format!("cannot read {file}: {e}")))?;
                 let d: Value = serde_json::from_str(&text)
                     .map_err(|e| Failure::new(format!("{file}: not a zkherd dump: {e}")))?;
-                let n = tree::load(self.zk()?, &d, p.has('o')).await?;
+                let n = tree::load(self.zk()?, &d, p.has('o'))
+                    .await
+                    .map_err(|f| Failure {
+                        message: format!("{file}: {}", f.message),
+                        ..f
+                    })?;
                 Reply::new(
-                    format!("Loaded {} znodes, {} set, {} skipped\n", n.created, n.set, n.skipped),
+                    format!(
+                        "Loaded {} znodes, {} set, {} skipped\n",
+                        n.created, n.set, n.skipped
+                    ),
                     json!({"created": n.created, "set": n.set, "skipped": n.skipped}),
                 )
             }
             other => {
                 return Err(Failure {
                     code: 127,
-                    message: format!("{}Command not found: Command not found {other}", usage_text()),
+                    ..Failure::new(format!(
+                        "{}Command not found: Command not found {other}",
+                        usage_text()
+                    ))
                 })
             }
         };
@@ -523,7 +579,9 @@ impl Shell {
         let mut j = json!({"path": path, "data": shown});
         if std::str::from_utf8(&data).is_err() {
             use base64::Engine;
-            j["data_base64"] = base64::engine::general_purpose::STANDARD.encode(&data).into();
+            j["data_base64"] = base64::engine::general_purpose::STANDARD
+                .encode(&data)
+                .into();
         }
         if p.has('s') {
             text.push_str(&format::stat(&stat));
@@ -625,7 +683,8 @@ impl Shell {
         Ok(Reply::new(
             format!("Created {created}\n"),
             json!({"created": created, "stat": format::stat_json(&stat)}),
-        ))
+        )
+        .on_stderr())
     }
 
     async fn delete(&mut self, p: Parsed) -> Result<Reply, Failure> {
@@ -745,7 +804,10 @@ impl Shell {
             .count_descendants_number(path)
             .await
             .map_err(|e| keeper(e, path))?;
-        Ok(Reply::new(format!("{n}\n"), json!({"path": path, "number": n})))
+        Ok(Reply::new(
+            format!("{n}\n"),
+            json!({"path": path, "number": n}),
+        ))
     }
 
     async fn ephemerals(&mut self, p: Parsed) -> Result<Reply, Failure> {
@@ -780,7 +842,10 @@ impl Shell {
             .await
             .map_err(|e| keeper(e, &path))?;
         self.keep_persistent(&path, w);
-        Ok(Reply::new("", json!({"watching": path, "mode": p.value('m').unwrap_or("PERSISTENT_RECURSIVE")})))
+        Ok(Reply::new(
+            "",
+            json!({"watching": path, "mode": p.value('m').unwrap_or("PERSISTENT_RECURSIVE")}),
+        ))
     }
 
     fn remove_watches(&mut self, p: Parsed) -> Result<Reply, Failure> {

@@ -37,6 +37,23 @@ pub async fn dump(zk: &Client, root: &str) -> Result<Value, Failure> {
             Err(ZkError::NoNode) => continue,
             Err(e) => return Err(keeper(e, &path)),
         };
+        // Without ADMIN on a node the server shows digest ids as `user:x`; loading that
+        // back would lock the node for good, so such a dump is refused.
+        if let Some(a) = acls
+            .iter()
+            .find(|a| a.scheme() == "digest" && a.id().ends_with(":x"))
+        {
+            return Err(Failure {
+                kind: Some("NoAuth".into()),
+                path: Some(path.clone()),
+                ..Failure::new(format!(
+                    "{path}: the server hides the digest of `{}` (this session has no ADMIN \
+                     permission there); `addauth digest USER:PASSWORD` first, or the dump could \
+                     not restore the ACL",
+                    a.id()
+                ))
+            });
+        }
         let mut kids = match zk.list_children(&path).await {
             Ok(k) => k,
             Err(ZkError::NoNode) => continue,

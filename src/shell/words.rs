@@ -117,7 +117,10 @@ mod tests {
             w(&["create", "/a", "hello world", "x y"])
         );
         assert_eq!(split(r#"set /a """#).unwrap(), w(&["set", "/a", ""]));
-        assert_eq!(split(r#"set /a "q\"uote""#).unwrap(), w(&["set", "/a", "q\"uote"]));
+        assert_eq!(
+            split(r#"set /a "q\"uote""#).unwrap(),
+            w(&["set", "/a", "q\"uote"])
+        );
         assert!(split(r#"set /a "open"#).is_err());
         assert_eq!(split("  ls   /  ").unwrap(), w(&["ls", "/"]));
     }

@@ -1,0 +1,536 @@
+//! `zkherd shell` beside zkCli.sh: the same session piped into both gives the same output
+//! (zxids and times masked), the same exit codes, on builtin and on Apache; interactive use
+//! through a real terminal (tmux); `--json`; and `dump`/`load` round trips.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+
+fn zkcli_available(test: &str) -> bool {
+    apache_available(test)
+        && tool_available(
+            test,
+            "zkCli.sh",
+            Path::new(ZKCLI).is_file(),
+            "`apt-get install zookeeper-bin`",
+        )
+}
+
+/// Run with `input` on stdin; stdout, stderr and the exit code. Bounded.
+fn run_piped(cmd: &mut Command, input: &str, timeout: Duration) -> (String, String, i32) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// As `run_piped`, stdout and stderr one after the other.
+fn run_with_stdin(cmd: &mut Command, input: &str, timeout: Duration) -> (String, i32) {
+    let (out, err, rc) = run_piped(cmd, input, timeout);
+    (format!("{out}{err}"), rc)
+}
+
+/// A session that touches every command whose output shape scripts depend on. It ends with
+/// the tree as it began, so it can run twice in a row on one ensemble.
+const SESSION: &str = "\
+create /sh one
+create /sh/c1 x
+create -s /sh/s- y
+create -e /sh/e1 z
+create -c /sh/cont
+ls /sh
+ls -s /sh
+get /sh
+get -s /sh
+stat /sh
+stat /sh/e1
+set /sh two
+get /sh
+set -s /sh three
+set -v 99 /sh four
+delete /sh/nope
+delete -v 7 /sh/c1
+create /sh again
+create /nope/child v
+getAcl /sh
+setAcl /sh world:anyone:cdrwa
+addauth digest bob:pw
+create /sh/acl v digest:bob:ikIaKsbtGweaHnb/jKn7OHqbunM=:cdrwa
+getAcl /sh/acl
+get /sh/acl
+ls -R /sh
+getAllChildrenNumber /sh
+getEphemerals /sh
+whoami
+sync /sh
+bogus command
+get
+deleteall /sh
+ls /
+get /sh
+";
+
+/// zkCli's output with what differs between two runs or two implementations masked: the
+/// JVM's log lines, the banner, zxids, times, session ids, and the usage text (ours lists
+/// `dump`/`load` too; the commands both have are compared by other lines).
+fn normalise(out: &str) -> Vec<String> {
+    let noise = [
+        "INFO",
+        "log4j",
+        "SLF4J",
+        "Connecting to",
+        "Welcome to",
+        "JLine support",
+        "WATCHER::",
+        "WatchedEvent state:SyncConnected type:None",
+        "state:Closed",
+    ];
+    let mut lines = Vec::new();
+    let mut in_usage = false;
+    for l in out.lines() {
+        let t = l.trim_end();
+        if t.is_empty() || t.trim_start().starts_with("at ") || noise.iter().any(|n| t.contains(n))
+        {
+            continue;
+        }
+        if t.starts_with("ZooKeeper -server host:port") {
+            in_usage = true;
+            lines.push("<usage>".into());
+            continue;
+        }
+        if in_usage && t.starts_with('\t') {
+            continue;
+        }
+        in_usage = false;
+        let masked = match t.split_once(" = ") {
+            Some((k, _)) if ["cZxid", "mZxid", "pZxid", "ctime", "mtime"].contains(&k) => {
+                format!("{k} = <masked>")
+            }
+            Some(("ephemeralOwner", v)) if v != "0x0" => "ephemeralOwner = <session>".into(),
+            _ => t.to_string(),
+        };
+        lines.push(masked);
+    }
+    lines
+}
+
+fn compare_with_zkcli(backend: &str) {
+    let c = Cluster::new(3);
+    let up = c.up(&["--backend", backend]);
+    assert!(up.status.success(), "up: {}", stderr(&up));
+    let server = c.connect_to(1);
+
+    let (theirs, theirs_err, their_rc) = run_piped(
+        Command::new(ZKCLI).args(["-server", &server]),
+        SESSION,
+        Duration::from_secs(60),
+    );
+    let (ours, ours_err, our_rc) = run_piped(
+        &mut c.cmd(&["shell", "-server", &server]),
+        SESSION,
+        Duration::from_secs(60),
+    );
+    // The comparison means something only if zkCli really ran the session.
+    assert!(
+        theirs_err.contains("Created /sh/s-0000000001"),
+        "zkCli.sh did not run the session:\n{theirs}{theirs_err}"
+    );
+    // Stream by stream: scripts capture stdout and expect zkCli's split.
+    for (what, t, o) in [
+        ("stdout", &theirs, &ours),
+        ("stderr", &theirs_err, &ours_err),
+    ] {
+        assert_eq!(
+            normalise(t).join("\n"),
+            normalise(o).join("\n"),
+            "{backend}: zkherd shell's {what} differs from zkCli.sh's\n--- zkCli.sh:\n{t}\n--- ours:\n{o}"
+        );
+    }
+    assert_eq!(their_rc, our_rc, "{backend}: piped session exit codes");
+
+    // One command after the flags: the exit codes scripts test.
+    // Each tool on its own path, so that neither sees what the other created.
+    for cmd in [
+        vec!["ls", "/"],
+        vec!["get", "/nope"],
+        vec!["bogus"],
+        vec!["get"],
+        vec!["create", "/zookeeper", "x"],
+        vec!["delete", "/zookeeper"],
+        vec!["create", "{P}", "v"],
+        vec!["create", "{P}", "v"],
+        vec!["get", "{P}"],
+    ] {
+        let with = |p: &str| -> Vec<String> { cmd.iter().map(|w| w.replace("{P}", p)).collect() };
+        let (zk_cmd, our_cmd) = (with("/one-shot-zk"), with("/one-shot-us"));
+        let mut z = Command::new(ZKCLI);
+        z.args(["-server", &server]).args(&zk_cmd);
+        let theirs = run_with_timeout(&mut z, Duration::from_secs(60));
+        let mut args = vec!["shell", "-server", server.as_str()];
+        args.extend(our_cmd.iter().map(String::as_str));
+        let ours = c.run(&args, 30);
+        assert_eq!(
+            theirs.status.code(),
+            ours.status.code(),
+            "{backend}: exit code of `{}`: zkCli.sh {}{}, ours {}{}",
+            cmd.join(" "),
+            stdout(&theirs),
+            stderr(&theirs),
+            stdout(&ours),
+            stderr(&ours)
+        );
+        if cmd == ["get", "{P}"] {
+            assert_eq!(stdout(&ours), "v\n");
+        }
+    }
+}
+
+#[test]
+fn shell_matches_zkcli_on_builtin() {
+    if !zkcli_available("shell_matches_zkcli_on_builtin") {
+        return;
+    }
+    compare_with_zkcli("builtin");
+}
+
+#[test]
+fn shell_matches_zkcli_on_apache() {
+    if !zkcli_available("shell_matches_zkcli_on_apache") {
+        return;
+    }
+    compare_with_zkcli("apache");
+}
+
+/// Without Java: the one-shot exit codes, piped mode's, and the default connect string
+/// (the cluster's, from ZKHERD_DIR).
+#[test]
+fn shell_exit_codes_and_default_server() {
+    let c = Cluster::new(3);
+    assert!(c.up(&["--backend", "builtin"]).status.success());
+    let code = |args: &[&str]| {
+        let mut a = vec!["shell"];
+        a.extend(args);
+        let o = c.run(&a, 30);
+        (o.status.code(), stdout(&o), stderr(&o))
+    };
+    assert_eq!(code(&["create", "/d", "v"]).0, Some(0));
+    let (rc, out, _) = code(&["get", "/d"]);
+    assert_eq!((rc, out.as_str()), (Some(0), "v\n"));
+    let (rc, _, err) = code(&["get", "/nope"]);
+    assert_eq!(rc, Some(1));
+    assert!(err.contains("Node does not exist: /nope"), "{err}");
+    let (rc, _, err) = code(&["frobnicate", "/d"]);
+    assert_eq!(rc, Some(127));
+    assert!(err.contains("Command not found"), "{err}");
+    assert_eq!(code(&["set"]).0, Some(1));
+    assert_eq!(code(&["delete", "-v", "5", "/d"]).0, Some(1));
+    assert_eq!(code(&["delete", "-v", "0", "/d"]).0, Some(0));
+
+    // Piped: every line runs; the code is the last failure's.
+    let (out, rc) = run_with_stdin(
+        &mut c.cmd(&["shell"]),
+        "create /p 1\nget /missing\ncreate /p/q 2\nls /p\n",
+        Duration::from_secs(30),
+    );
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("Created /p/q") && out.contains("[q]"), "{out}");
+    let (out, rc) = run_with_stdin(
+        &mut c.cmd(&["shell"]),
+        "deleteall /p\nls /\n",
+        Duration::from_secs(30),
+    );
+    assert_eq!((rc, out.trim()), (0, "[zookeeper]"), "{out}");
+
+    // Nothing listens: a clear error naming the connect string, not a hang.
+    let dead = format!("127.0.0.1:{}", free_base_port(1));
+    let started = Instant::now();
+    let o = c.run(&["shell", "-server", &dead, "ls", "/"], 60);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(&dead), "{}", stderr(&o));
+    assert!(started.elapsed() < Duration::from_secs(40));
+}
+
+#[test]
+fn shell_json_output() {
+    let c = Cluster::new(1);
+    assert!(c.up(&["--backend", "builtin"]).status.success());
+    let json = |args: &[&str]| -> (serde_json::Value, i32, String) {
+        let mut a = vec!["shell", "--json"];
+        a.extend(args);
+        let o = c.run(&a, 30);
+        let out = stdout(&o);
+        let v = if out.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+        };
+        (v, o.status.code().unwrap_or(-1), stderr(&o))
+    };
+    let (v, rc, _) = json(&["create", "/j", "hello"]);
+    assert_eq!(rc, 0);
+    assert_eq!(v["created"], "/j", "{v}");
+    let (v, _, _) = json(&["get", "-s", "/j"]);
+    assert_eq!(v["data"], "hello", "{v}");
+    assert_eq!(v["stat"]["dataLength"], 5, "{v}");
+    assert_eq!(v["stat"]["version"], 0, "{v}");
+    assert!(v["stat"]["czxid"].as_i64().unwrap() > 0, "{v}");
+    let (v, _, _) = json(&["ls", "/"]);
+    assert_eq!(v["children"], serde_json::json!(["j", "zookeeper"]), "{v}");
+    let (v, rc, err) = json(&["get", "/nope"]);
+    assert_eq!((rc, v), (1, serde_json::Value::Null));
+    let e: serde_json::Value =
+        serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(e["kind"], "NoNode", "{e}");
+    assert_eq!(e["error"], "Node does not exist: /nope", "{e}");
+    assert_eq!(e["path"], "/nope", "{e}");
+}
+
+#[test]
+fn shell_dump_and_load_round_trip() {
+    let c = Cluster::new(3);
+    assert!(c.up(&["--backend", "builtin"]).status.success());
+    let sh = |input: &str| run_with_stdin(&mut c.cmd(&["shell"]), input, Duration::from_secs(30));
+    let (out, rc) = sh("create /app root\n\
+                        create /app/cfg '{\"a\":1}'\n\
+                        create /app/cfg/deep x\n\
+                        create /app/empty\n\
+                        addauth digest alice:pw\n\
+                        create /app/secret s world:anyone:r,digest:alice:V55/p2T0OpjQ+low3NVAH4aLvm0=:cdrwa\n");
+    assert_eq!(rc, 0, "{out}");
+
+    // Without alice's auth the server redacts her digest: the dump refuses, naming the node.
+    let o = c.run(&["shell", "dump", "/app"], 30);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("/app/secret") && stderr(&o).contains("addauth"),
+        "{}",
+        stderr(&o)
+    );
+
+    let (dump1, rc) = sh("addauth digest alice:pw\ndump /app\n");
+    assert_eq!(rc, 0, "{dump1}");
+    let d: serde_json::Value =
+        serde_json::from_str(&dump1).unwrap_or_else(|e| panic!("{e}: {dump1}"));
+    assert_eq!(d["format"], "zkherd-dump/1");
+    let paths: Vec<&str> = d["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/app",
+            "/app/cfg",
+            "/app/cfg/deep",
+            "/app/empty",
+            "/app/secret"
+        ],
+        "{d}"
+    );
+    let file = c.tmp.path().join("app.json");
+    std::fs::write(&file, &dump1).unwrap();
+
+    let (out, rc) = sh("deleteall /app\n");
+    assert_eq!(rc, 0, "{out}");
+    let load = c.run(&["shell", "load", file.to_str().unwrap()], 30);
+    assert!(load.status.success(), "{}{}", stdout(&load), stderr(&load));
+
+    let (out, _) = sh("addauth digest alice:pw\nget /app/cfg\ngetAcl /app/secret\nls -R /app\n");
+    assert!(out.contains("{\"a\":1}"), "{out}");
+    assert!(
+        out.contains("'digest,'alice:V55/p2T0OpjQ+low3NVAH4aLvm0="),
+        "{out}"
+    );
+    assert!(out.contains("'world,'anyone\n: r"), "{out}");
+    assert!(out.contains("/app/cfg/deep"), "{out}");
+
+    // A second load without -o refuses to overwrite; with -o it sets the data.
+    let again = c.run(&["shell", "load", file.to_str().unwrap()], 30);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("/app"), "{}", stderr(&again));
+    let (out, _) = sh("set /app/cfg changed\n");
+    assert!(!out.contains("rror"), "{out}");
+    // Overwriting /app/secret needs alice's WRITE.
+    let (out, rc) = sh(&format!(
+        "addauth digest alice:pw\nload -o {}\n",
+        file.display()
+    ));
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("Loaded 0 znodes, 5 set, 0 skipped"), "{out}");
+    let o = c.run(&["shell", "get", "/app/cfg"], 30);
+    assert_eq!(stdout(&o), "{\"a\":1}\n");
+
+    // A file that is not a dump is refused with its name.
+    let bad = c.tmp.path().join("bad.json");
+    std::fs::write(&bad, "{\"format\": \"other\"}").unwrap();
+    let o = c.run(&["shell", "load", bad.to_str().unwrap()], 30);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+}
+
+/// A tmux session on its own server socket, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, cwd: &Path, env: &[(&str, String)]) -> Tmux {
+        let socket = format!("zkherd-test-{}-{}", std::process::id(), free_base_port(1));
+        let mut c = Command::new("tmux");
+        c.args([
+            "-L",
+            &socket,
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "50",
+            "-s",
+            "t",
+        ])
+        .current_dir(cwd);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.arg(cmd);
+        let o = run_with_timeout(&mut c, Duration::from_secs(10));
+        assert!(o.status.success(), "tmux: {}", stderr(&o));
+        Tmux { socket }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(keys);
+        assert!(run_with_timeout(&mut c, Duration::from_secs(10))
+            .status
+            .success());
+    }
+
+    fn screen(&self) -> String {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"]);
+        stdout(&run_with_timeout(&mut c, Duration::from_secs(10)))
+    }
+
+    /// Wait (bounded) until the screen shows `what`.
+    fn wait_for(&self, what: &str) -> String {
+        eventually(Duration::from_secs(20), || {
+            let s = self.screen();
+            s.contains(what).then_some(s)
+        })
+        .unwrap_or_else(|| panic!("the terminal never showed {what:?}:\n{}", self.screen()))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn shell_interactive_in_a_terminal() {
+    let tmux_ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !tool_available(
+        "shell_interactive_in_a_terminal",
+        "tmux",
+        tmux_ok,
+        "`apt-get install tmux`",
+    ) {
+        return;
+    }
+    let c = Cluster::new(3);
+    assert!(c.up(&["--backend", "builtin"]).status.success());
+    let home = c.tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let t = Tmux::start(
+        &format!("{BIN} shell"),
+        c.tmp.path(),
+        &[
+            ("ZKHERD_DIR", c.dir().display().to_string()),
+            ("HOME", home.display().to_string()),
+            ("TERM", "xterm".into()),
+        ],
+    );
+    // zkCli's prompt, with the state and the command number.
+    t.wait_for("[zk: ");
+    t.wait_for("(CONNECTED) 0]");
+
+    // Tab completes a command name and a znode path.
+    // (capture-pane drops trailing blanks: the completed `create ` shows as `create`.)
+    t.keys(&["cre", "Tab"]);
+    t.wait_for("0] create");
+    t.keys(&["/term hi", "Enter"]);
+    t.wait_for("Created /term");
+    t.keys(&["get /te", "Tab"]);
+    t.wait_for("get /term");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("(CONNECTED) 2]");
+    assert!(s.lines().any(|l| l.trim() == "hi"), "{s}");
+    t.keys(&["ls /zoo", "Tab"]);
+    t.wait_for("ls /zookeeper");
+    t.keys(&["Enter"]);
+    t.wait_for("[config, quota]");
+
+    // History: Up recalls the last line; `history` lists them.
+    t.keys(&["Up"]);
+    t.wait_for("(CONNECTED) 3] ls /zookeeper");
+    t.keys(&["C-u", "history", "Enter"]);
+    let s = t.wait_for("1 - get /term");
+    assert!(s.contains("0 - create /term hi"), "{s}");
+
+    // An error does not end the session; quit does, and saves the history file.
+    t.keys(&["get /nope", "Enter"]);
+    t.wait_for("Node does not exist: /nope");
+    t.keys(&["quit", "Enter"]);
+    let hist = home.join(".zkherd_shell_history");
+    let saved = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&hist)
+            .ok()
+            .filter(|h| h.contains("get /nope"))
+    });
+    assert!(saved.is_some(), "history not saved to {}", hist.display());
+    let o = c.run(&["shell", "get", "/term"], 30);
+    assert_eq!(stdout(&o), "hi\n");
+}
