@@ -168,6 +168,26 @@ pub(super) fn answer(core: &Core, cmd: &str) -> Value {
             "num_alive_client_connections".into(),
             core.conns.len().into(),
         );
+        m.insert("auth_failed_count".into(), s.auth_failed.into());
+        m.insert(
+            "fsync_threshold_exceed_count".into(),
+            super::persist::SLOW_FSYNCS
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .into(),
+        );
+        m.insert(
+            "client_response_stats".into(),
+            json!({
+                "last_buffer_size": s.resp_last,
+                "min_buffer_size": s.resp_min,
+                "max_buffer_size": s.resp_max,
+            }),
+        );
+        // Apache counts connections that fell back from mutual TLS and those with no auth
+        // provider; without TLS on this server, neither can happen.
+        m.insert("non_mtlslocal_conn_count".into(), 0.into());
+        m.insert("non_mtlsremote_conn_count".into(), 0.into());
+        m.insert("provider_null".into(), 0.into());
         m
     };
     let connections = |core: &Core| -> Vec<Value> {
@@ -290,7 +310,7 @@ pub(super) fn answer(core: &Core, cmd: &str) -> Value {
 /// The Prometheus text exposition of the `mntr` figures, as Apache's PrometheusMetricsProvider
 /// names them (no `zk_` prefix); the server state is a labelled gauge.
 fn prometheus(core: &Core) -> String {
-    let counters = ["packets_received", "packets_sent"];
+    let counters = ["packets_received", "packets_sent", "auth_failed_count"];
     let mut out = String::new();
     for (k, v) in super::fourlw::monitor(core) {
         match k {

@@ -215,6 +215,13 @@ pub(super) struct Stats {
     pub lat_max: u64,
     pub lat_total: u64,
     pub lat_count: u64,
+    /// Authentication packets refused (an unknown scheme), Apache's `auth_failed_count`.
+    pub auth_failed: u64,
+    /// Sizes of the responses sent, in bytes with the length prefix (Apache's BufferStats:
+    /// -1 until the first).
+    pub resp_last: i64,
+    pub resp_min: i64,
+    pub resp_max: i64,
 }
 
 pub(super) struct Core {
@@ -317,6 +324,9 @@ impl Core {
             outbox: Vec::new(),
             stats: Stats {
                 lat_min: u64::MAX,
+                resp_last: -1,
+                resp_min: -1,
+                resp_max: -1,
                 ..Default::default()
             },
             started: Instant::now(),
@@ -427,6 +437,15 @@ impl Core {
     }
 
     /// Leader only: (learners connected, voters in sync, observers in sync) for `mntr`.
+    /// Ensemble: how many voters the current membership has (Apache's `quorum_size`).
+    pub fn voter_count(&self) -> Option<usize> {
+        let Backing::Ensemble(e) = &self.backing else {
+            return None;
+        };
+        let m = e.raft.metrics().borrow_watched().clone();
+        Some(m.membership_config.membership().voter_ids().count())
+    }
+
     pub fn followers(&self) -> Option<(u64, u64, u64)> {
         let Backing::Ensemble(e) = &self.backing else {
             return None;
@@ -1251,6 +1270,7 @@ impl Core {
                 }
                 "ip" => self.reply(conn, xid, 0, 0, &[], received),
                 _ => {
+                    self.stats.auth_failed += 1;
                     self.reply(conn, xid, 0, ErrorCode::AuthFailed.code(), &[], received);
                     self.close(conn);
                 }
@@ -1317,7 +1337,13 @@ impl Core {
             c.lat_total += lat;
             c.lat_count += 1;
         }
-        self.push(conn, w.into_frame());
+        let frame = w.into_frame();
+        let size = frame.len() as i64;
+        let st = &mut self.stats;
+        st.resp_last = size;
+        st.resp_min = if st.resp_min < 0 { size } else { st.resp_min.min(size) };
+        st.resp_max = st.resp_max.max(size);
+        self.push(conn, frame);
     }
 
     /// Reads and the watch ops: answered from the applied state.

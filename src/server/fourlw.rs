@@ -233,9 +233,22 @@ pub(super) fn monitor(core: &Core) -> Vec<(&'static str, String)> {
         ("max_file_descriptor_count", max_fds().to_string()),
     ];
     let mut lines = lines;
+    lines.push(("auth_failed_count", s.auth_failed.to_string()));
+    lines.push(("last_client_response_size", s.resp_last.to_string()));
+    lines.push(("max_client_response_size", s.resp_max.to_string()));
+    lines.push(("min_client_response_size", s.resp_min.to_string()));
+    if let Some(voters) = core.voter_count() {
+        let peer = match mode(core) {
+            "leader" => "leading - broadcast",
+            "follower" => "following - broadcast",
+            "observer" => "observing - broadcast",
+            _ => "looking",
+        };
+        lines.push(("peer_state", peer.to_string()));
+        lines.push(("quorum_size", voters.to_string()));
+    }
     if let Some((learners, synced, synced_obs)) = core.followers() {
         lines.push(("learners", learners.to_string()));
-        lines.push(("followers", learners.to_string()));
         lines.push(("synced_followers", synced.to_string()));
         lines.push(("synced_observers", synced_obs.to_string()));
     }

@@ -11,6 +11,27 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::proto::{self, DecodeError, Reader, Writer};
+
+/// Log fsyncs that took longer than Apache's `fsync.warningthresholdms` default (1 s): the
+/// admin `stats` `fsync_threshold_exceed_count`. Counted per process (in `tasks` mode the nodes
+/// of one supervisor share it).
+pub static SLOW_FSYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `f.sync_data()`, counted in [`SLOW_FSYNCS`] when slow, with a warning naming the file.
+pub fn sync_log(f: &File, path: &Path) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let r = f.sync_data();
+    let took = started.elapsed();
+    if took >= std::time::Duration::from_secs(1) {
+        SLOW_FSYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            "fsync of {} took {} ms (over 1000 ms); the disk is slow or busy",
+            path.display(),
+            took.as_millis()
+        );
+    }
+    r
+}
 use super::tree::{AuthId, Entry, SessionEntry, State, Txn, Znode};
 
 const SNAP_MAGIC: &[u8; 4] = b"ZKHS";
@@ -474,7 +495,7 @@ impl Log {
             .write_all_at(&self.pending, self.pos)
             .map_err(io_err(&self.out_path))?;
         if self.force_sync {
-            self.out.sync_data().map_err(io_err(&self.out_path))?;
+            sync_log(&self.out, &self.out_path).map_err(io_err(&self.out_path))?;
         }
         self.pos = end;
         self.pending.clear();

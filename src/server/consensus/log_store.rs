@@ -224,7 +224,7 @@ fn write_loop(path: PathBuf, mut log: File, force_sync: bool, jobs: std_mpsc::Re
                 }
                 let r = log.write_all(&bytes).and_then(|_| {
                     if force_sync {
-                        log.sync_data()
+                        crate::server::persist::sync_log(&log, &path)
                     } else {
                         Ok(())
                     }

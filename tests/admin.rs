@@ -1,0 +1,369 @@
+//! The HTTP AdminServer and the Prometheus endpoint of builtin nodes: Apache's URLs, names and
+//! JSON keys, checked against a real Apache ensemble where one is installed; `/metrics`
+//! scraped by a Prometheus text parser; off unless configured.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// `GET path` on 127.0.0.1:port: the status code and the body. Bounded by socket timeouts.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect to the HTTP port 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read from 127.0.0.1:{port}{path}: {e}"));
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response from :{port}{path}: {text:?}"));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line from :{port}{path}: {head:?}"));
+    // Jetty may answer chunked: undo it.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (code, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn command(port: u16, name: &str) -> Value {
+    let (code, body) = http_get(port, &format!("/commands/{name}"));
+    assert_eq!(code, 200, "/commands/{name} on :{port}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/commands/{name}: {e}: {body}"))
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A cluster whose zkherd.toml turns the AdminServer and the metrics endpoint on, on port
+/// ranges found free. Returns the cluster and the first node's admin and metrics ports.
+fn cluster_with_http(nodes: u16, backend: &str) -> (Cluster, u16, u16) {
+    let c = Cluster::new(nodes);
+    // Another free triple: its first two ranges serve as the admin and metrics ports.
+    let http = free_base_port(nodes);
+    let (admin, metrics) = (http, http + 700);
+    std::fs::write(
+        c.tmp.path().join("zkherd.toml"),
+        format!(
+            "[cluster]\nnodes = {nodes}\nbackend = \"{backend}\"\n\n[ports]\nclient = {}\nquorum = {}\n\
+             election = {}\nadmin = {admin}\n{}",
+            c.base,
+            c.base + 700,
+            c.base + 1700,
+            if backend == "builtin" {
+                format!("metrics = {metrics}\n")
+            } else {
+                // Debian ships no Prometheus provider jar: Apache runs without metrics.
+                String::new()
+            }
+        ),
+    )
+    .unwrap();
+    let up = c.run(&["up", "-d", "--wait", "120"], 150);
+    assert!(
+        up.status.success(),
+        "up: {}{}",
+        stdout(&up),
+        stderr(&up)
+    );
+    (c, admin, metrics)
+}
+
+const COMMANDS: [&str; 11] = [
+    "stats",
+    "monitor",
+    "configuration",
+    "connections",
+    "leader",
+    "ruok",
+    "dirs",
+    "watch_summary",
+    "environment",
+    "is_read_only",
+    "server_stats",
+];
+
+#[test]
+fn admin_server_and_metrics_on_builtin() {
+    let (c, admin, metrics) = cluster_with_http(3, "builtin");
+    let (status, _) = c.status_json();
+    let leader = status["leader"].as_u64().expect("a leader") as u16;
+
+    // A session held open and some znodes, so the counters have something to count.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(async {
+        let zk = zookeeper_client::Client::connect(&c.connect_to(1))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            zk.create(
+                &format!("/m{i}"),
+                b"0123456789",
+                &zookeeper_client::CreateMode::Persistent
+                    .with_acls(zookeeper_client::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+        }
+        let (_, _, w) = zk.get_and_watch_data("/m0").await.unwrap();
+        (zk, w)
+    });
+
+    for node in 1..=3u16 {
+        let port = admin + node - 1;
+        let (code, listing) = http_get(port, "/commands");
+        assert_eq!(code, 200);
+        for name in COMMANDS {
+            assert!(
+                listing.contains(&format!("/commands/{name}")),
+                "/commands on node {node} does not list {name}: {listing}"
+            );
+        }
+        let l = command(port, "leader");
+        assert_eq!(l["command"], "leader");
+        assert_eq!(l["error"], Value::Null);
+        assert_eq!(l["leader_id"], leader, "node {node}: {l}");
+        assert_eq!(l["is_leader"], node == leader, "node {node}: {l}");
+        assert_eq!(l["leader_ip"], "127.0.0.1");
+
+        let ruok = command(port, "ruok");
+        assert_eq!(ruok, serde_json::json!({"command": "ruok", "error": null}));
+
+        // Aliases answer the same command.
+        assert_eq!(command(port, "mntr")["command"], "monitor");
+        assert_eq!(command(port, "srvr")["command"], "server_stats");
+        assert_eq!(command(port, "isro")["read_only"], false);
+
+        let m = command(port, "monitor");
+        let expect_state = if node == leader { "leader" } else { "follower" };
+        assert_eq!(m["server_state"], expect_state, "node {node}: {m}");
+        assert!(m["znode_count"].as_u64().unwrap() >= 5 + 4, "{m}");
+
+        let conf = command(port, "conf");
+        assert_eq!(conf["client_port"], c.base + node - 1, "{conf}");
+        assert_eq!(conf["server_id"], node, "{conf}");
+
+        // The Prometheus text, parsed by a real parser; the values are mntr's.
+        let (code, text) = http_get(metrics + node - 1, "/metrics");
+        assert_eq!(code, 200, "{text}");
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .unwrap_or_else(|e| panic!("node {node}: /metrics does not parse: {e}\n{text}"));
+        let value = |name: &str| -> f64 {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => f64::NAN,
+                })
+                .unwrap_or_else(|| panic!("node {node}: no {name} in /metrics:\n{text}"))
+        };
+        let m = command(port, "monitor");
+        for name in ["znode_count", "ephemerals_count", "approximate_data_size"] {
+            assert_eq!(
+                value(name),
+                m[name].as_f64().unwrap(),
+                "node {node}: {name} differs between /metrics and mntr"
+            );
+        }
+        // Counted as a counter; node 1 serves our session, so it has counted packets.
+        let received = &scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "packets_received")
+            .unwrap()
+            .value;
+        assert!(
+            matches!(received, prometheus_parse::Value::Counter(v) if node != 1 || *v > 0.0),
+            "node {node} packets_received: {received:?}\n{text}"
+        );
+        let state = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "server_state")
+            .expect("server_state");
+        assert_eq!(state.labels.get("state"), Some(expect_state), "{text}");
+        assert_eq!(value("leader_id"), leader as f64);
+        if node == leader {
+            assert_eq!(value("synced_followers"), 2.0, "{text}");
+        }
+        if node == 1 {
+            // This node holds our session and its watch.
+            assert_eq!(value("num_alive_connections"), 1.0, "{text}");
+            assert_eq!(value("watch_count"), 1.0, "{text}");
+            let cons = command(port, "cons");
+            assert_eq!(cons["connections"].as_array().unwrap().len(), 1, "{cons}");
+            let w = command(port, "wchs");
+            assert_eq!(w["num_paths"], 1, "{w}");
+        }
+
+        // Unknown URLs: zkherd answers like Jetty (404) and the command servlet (an error).
+        assert_eq!(http_get(port, "/nothing").0, 404);
+        let bogus = command(port, "bogus");
+        assert_ne!(bogus["error"], Value::Null, "{bogus}");
+    }
+    drop(client);
+    drop(rt);
+
+    // The ports are those the spec gave.
+    let zoo = std::fs::read_to_string(c.dir().join("node1/conf/zoo.cfg")).unwrap();
+    assert!(zoo.contains(&format!("admin.serverPort={admin}")), "{zoo}");
+    assert!(zoo.contains(&format!("metricsProvider.httpPort={metrics}")), "{zoo}");
+    assert!(
+        zoo.contains("metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"),
+        "{zoo}"
+    );
+}
+
+/// Off unless configured, as Apache: a plain cluster listens on no HTTP port.
+#[test]
+fn admin_and_metrics_off_by_default() {
+    let c = Cluster::new(1);
+    let up = c.up(&["--backend", "builtin"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let zoo = std::fs::read_to_string(c.dir().join("node1/conf/zoo.cfg")).unwrap();
+    assert!(zoo.contains("admin.enableServer=false"), "{zoo}");
+    assert!(!zoo.contains("metricsProvider"), "{zoo}");
+    let pid = c.status_json().0["nodes"][0]["pid"].as_i64().unwrap();
+    // The node listens on its client port and nothing else.
+    let listening = listening_ports(pid as i32);
+    assert_eq!(listening, vec![c.base], "node 1 listens on {listening:?}");
+}
+
+/// The TCP ports a process listens on, from /proc (its socket inodes against /proc/net/tcp).
+fn listening_ports(pid: i32) -> Vec<u16> {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let s = l.to_string_lossy().into_owned();
+            s.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string)
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(t) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in t.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, st (0A = LISTEN), inode.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = u16::from_str_radix(f[1].rsplit(':').next().unwrap(), 16).unwrap();
+                ports.push(port);
+            }
+        }
+    }
+    ports.sort();
+    ports
+}
+
+/// The same commands on Apache's AdminServer and ours: the same names, and our JSON keys are
+/// Apache's (a subset where Apache reports JVM internals we do not have).
+#[test]
+fn admin_keys_match_apache() {
+    if !apache_available("admin_keys_match_apache") {
+        return;
+    }
+    let (apache, apache_admin, _) = cluster_with_http(3, "apache");
+    let (ours, our_admin, _) = cluster_with_http(3, "builtin");
+    let a_leader = apache.status_json().0["leader"].as_u64().unwrap() as u16;
+    let o_leader = ours.status_json().0["leader"].as_u64().unwrap() as u16;
+    // A follower and the leader of each.
+    for (a_node, o_node) in [(a_leader, o_leader), (a_leader % 3 + 1, o_leader % 3 + 1)] {
+        let (ap, op) = (apache_admin + a_node - 1, our_admin + o_node - 1);
+        let (_, listing) = http_get(ap, "/commands");
+        for name in COMMANDS {
+            assert!(listing.contains(&format!("/commands/{name}")), "Apache lacks {name}?");
+        }
+        for name in COMMANDS {
+            let (a, o) = (command(ap, name), command(op, name));
+            assert_eq!(a["command"], o["command"], "{name}");
+            assert_eq!(a["error"], o["error"], "{name}: Apache {a}, ours {o}");
+            let (ak, ok) = (keys(&a), keys(&o));
+            let extra: Vec<_> = ok.difference(&ak).collect();
+            assert!(
+                extra.is_empty(),
+                "{name}: keys Apache does not have: {extra:?}\nApache: {a}\nours: {o}"
+            );
+            // Where Apache's answer has no JVM or platform specifics, ours has every key.
+            if ["leader", "ruok", "dirs", "watch_summary", "is_read_only", "connections"]
+                .contains(&name)
+            {
+                assert_eq!(ak, ok, "{name}: Apache {a}\nours {o}");
+            }
+            if name == "stats" || name == "server_stats" {
+                let (ak, ok) = (keys(&a["server_stats"]), keys(&o["server_stats"]));
+                let missing: Vec<_> = ak.difference(&ok).collect();
+                let extra: Vec<_> = ok.difference(&ak).collect();
+                assert!(extra.is_empty(), "{name}.server_stats extra {extra:?}");
+                assert!(missing.len() <= 3, "{name}.server_stats lacks {missing:?}");
+            }
+        }
+        // Same answer to a command neither has.
+        let (a, o) = (command(ap, "bogus"), command(op, "bogus"));
+        assert_eq!(a, o, "unknown command");
+    }
+}
+
+#[test]
+fn http_ports_in_use_are_refused_clearly() {
+    // A port taken by someone else: `up` names it instead of starting a node that cannot serve.
+    let c = Cluster::new(1);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        c.tmp.path().join("zkherd.toml"),
+        format!(
+            "[ports]\nclient = {}\nquorum = {}\nelection = {}\nadmin = {port}\n",
+            c.base,
+            c.base + 700,
+            c.base + 1700
+        ),
+    )
+    .unwrap();
+    let up = c.run(&["up", "-d", "-n", "1", "--wait", "30"], 60);
+    assert!(!up.status.success(), "{}", stdout(&up));
+    let err = stderr(&up);
+    assert!(err.contains(&port.to_string()), "{err}");
+}
