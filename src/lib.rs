@@ -18,6 +18,8 @@
 //!   run without the supervisor, rendered by the same code as `up`.
 //! - [`shell`] — `zkherd shell`: zkCli.sh's commands and output shapes over any ZooKeeper,
 //!   and subtrees as JSON (`dump`/`load`).
+//! - [`ui`] — the dashboard (`zkherd ui`, `up --ui`): one embedded page over a loopback JSON
+//!   API (status, timeline, logs, znodes, faults).
 //! - [`testing`] — an in-process builtin ensemble for Rust integration tests.
 //! - `cli` — the `zkherd` command, one file per subcommand (binary only).
 
@@ -35,3 +37,4 @@ pub mod spec;
 pub mod status;
 pub mod supervisor;
 pub mod testing;
+pub mod ui;

@@ -311,6 +311,10 @@ pub struct EnsembleSpec {
     /// `up --no-watch`: do not reload the spec file when it changes.
     #[serde(default)]
     pub no_watch: bool,
+    /// `up --ui [PORT]`: the supervisor serves the dashboard on 127.0.0.1:PORT (0: any free
+    /// port; the URL is written to `<dir>/ui.url`).
+    #[serde(default)]
+    pub ui: Option<u16>,
     /// `[network]`: links between nodes through the supervisor's proxies, for network faults.
     #[serde(default)]
     pub network: NetworkSettings,
@@ -656,6 +660,7 @@ impl EnsembleSpec {
             source: src.path.clone(),
             flags: Overrides::default(),
             no_watch: false,
+            ui: None,
             network,
         };
         if spec.network.faults && spec.members.is_some() {

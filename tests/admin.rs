@@ -36,7 +36,10 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line from :{port}{path}: {head:?}"));
     // Jetty may answer chunked: undo it.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -94,12 +97,7 @@ fn cluster_with_http(nodes: u16, backend: &str) -> (Cluster, u16, u16) {
     )
     .unwrap();
     let up = c.run(&["up", "-d", "--wait", "120"], 150);
-    assert!(
-        up.status.success(),
-        "up: {}{}",
-        stdout(&up),
-        stderr(&up)
-    );
+    assert!(up.status.success(), "up: {}{}", stdout(&up), stderr(&up));
     (c, admin, metrics)
 }
 
@@ -248,7 +246,10 @@ fn admin_server_and_metrics_on_builtin() {
     // The ports are those the spec gave.
     let zoo = std::fs::read_to_string(c.dir().join("node1/conf/zoo.cfg")).unwrap();
     assert!(zoo.contains(&format!("admin.serverPort={admin}")), "{zoo}");
-    assert!(zoo.contains(&format!("metricsProvider.httpPort={metrics}")), "{zoo}");
+    assert!(
+        zoo.contains(&format!("metricsProvider.httpPort={metrics}")),
+        "{zoo}"
+    );
     assert!(
         zoo.contains("metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"),
         "{zoo}"
@@ -277,7 +278,9 @@ fn listening_ports(pid: i32) -> Vec<u16> {
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .filter_map(|l| {
             let s = l.to_string_lossy().into_owned();
-            s.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string)
+            s.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
         })
         .collect();
     let mut ports = Vec::new();
@@ -314,7 +317,10 @@ fn admin_keys_match_apache() {
         let (ap, op) = (apache_admin + a_node - 1, our_admin + o_node - 1);
         let (_, listing) = http_get(ap, "/commands");
         for name in COMMANDS {
-            assert!(listing.contains(&format!("/commands/{name}")), "Apache lacks {name}?");
+            assert!(
+                listing.contains(&format!("/commands/{name}")),
+                "Apache lacks {name}?"
+            );
         }
         for name in COMMANDS {
             let (a, o) = (command(ap, name), command(op, name));
@@ -327,8 +333,15 @@ fn admin_keys_match_apache() {
                 "{name}: keys Apache does not have: {extra:?}\nApache: {a}\nours: {o}"
             );
             // Where Apache's answer has no JVM or platform specifics, ours has every key.
-            if ["leader", "ruok", "dirs", "watch_summary", "is_read_only", "connections"]
-                .contains(&name)
+            if [
+                "leader",
+                "ruok",
+                "dirs",
+                "watch_summary",
+                "is_read_only",
+                "connections",
+            ]
+            .contains(&name)
             {
                 assert_eq!(ak, ok, "{name}: Apache {a}\nours {o}");
             }

@@ -15,6 +15,7 @@ mod rolling;
 mod scale;
 mod shell;
 mod status;
+mod ui;
 mod up;
 mod wait;
 
@@ -125,6 +126,9 @@ enum Command {
     /// or one command (`zkherd shell ls -R /`); `dump`/`load` a subtree as JSON.
     #[command(after_help = shell::SHELL_HELP)]
     Shell(shell::ShellArgs),
+    /// The dashboard on 127.0.0.1: live status, the leader/epoch timeline, node logs, a znode
+    /// browser and the fault buttons (`up --ui` serves it from the supervisor instead).
+    Ui(ui::UiArgs),
     /// Run one builtin ZooKeeper-compatible server from a zoo.cfg, in the foreground.
     Node(node_server::NodeServerArgs),
     /// Run the supervisor of an already rendered cluster (used by `up -d`).
@@ -194,6 +198,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Export(a) => export::run(&g, a).await,
         Command::Node(a) => node_server::run(a).await,
         Command::Shell(a) => shell::run(&g, a).await,
+        Command::Ui(a) => ui::run(&g, a).await,
     }
 }
 
@@ -228,6 +233,8 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Node logs are files: colour codes only for a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

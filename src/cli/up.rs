@@ -55,6 +55,11 @@ pub struct UpArgs {
     /// Do not watch the spec file: edits then take effect only through `zkherd apply`.
     #[arg(long)]
     no_watch: bool,
+    /// Serve the dashboard (status, timeline, logs, znodes, faults) from the supervisor on
+    /// 127.0.0.1:PORT (default 8181; 0 picks a free port). The URL is printed and kept in
+    /// `<cluster dir>/ui.url`.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8181")]
+    ui: Option<u16>,
     /// `faults`: route every link between nodes through the supervisor's proxies, so
     /// `zkherd partition|isolate|heal|net` can break them (same as `[network] faults = true`).
     #[arg(long, value_name = "MODE", value_parser = ["faults", "direct"])]
@@ -78,6 +83,7 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
     )?;
     let spec = EnsembleSpec {
         no_watch: a.no_watch,
+        ui: a.ui,
         ..spec
     };
     if spec.network.faults && render::uses_dynamic_file(&spec) {
@@ -113,6 +119,21 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
         up_detached(&spec, &files, Duration::from_secs(a.wait)).await
     } else {
         up_foreground(spec, backend, lock, Duration::from_secs(a.wait)).await
+    }
+}
+
+/// With `--ui`: where the supervisor serves the dashboard (it writes the URL when it binds).
+fn dashboard_line(spec: &EnsembleSpec) {
+    if spec.ui.is_none() {
+        return;
+    }
+    let file = spec.dir.join(crate::ui::URL_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(url) => println!("dashboard: {}", url.trim()),
+        Err(e) => println!(
+            "dashboard: not running ({}: {e}); see supervisor.log",
+            file.display()
+        ),
     }
 }
 
@@ -216,6 +237,7 @@ async fn up_foreground(
                 s.leader.map_or("- (standalone)".into(), |l| l.to_string()),
                 s.connect_string
             );
+            dashboard_line(&spec);
             println!("supervising; press Ctrl-C to stop every node");
         }
         Some(Err(e)) => {
@@ -301,6 +323,7 @@ async fn up_detached(spec: &EnsembleSpec, files: &ClusterFiles, wait: Duration) 
                 child.id()
             );
             println!("connect: {}", s.connect_string);
+            dashboard_line(spec);
             println!("next: `zkherd status`, `zkherd env`, `zkherd down`");
             Ok(0)
         }

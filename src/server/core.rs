@@ -1341,7 +1341,11 @@ impl Core {
         let size = frame.len() as i64;
         let st = &mut self.stats;
         st.resp_last = size;
-        st.resp_min = if st.resp_min < 0 { size } else { st.resp_min.min(size) };
+        st.resp_min = if st.resp_min < 0 {
+            size
+        } else {
+            st.resp_min.min(size)
+        };
         st.resp_max = st.resp_max.max(size);
         self.push(conn, frame);
     }

@@ -21,6 +21,8 @@ pub struct Request {
     pub path: String,
     /// The query string's pairs, percent-decoded.
     pub query: Vec<(String, String)>,
+    /// Header names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -30,6 +32,14 @@ impl Request {
         self.query
             .iter()
             .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 }
@@ -149,8 +159,10 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
         return Err(Response::error(400, format!("bad request line {first:?}")));
     };
     let mut length = 0usize;
+    let mut headers = Vec::new();
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             if k.trim().eq_ignore_ascii_case("content-length") {
                 length = v
                     .trim()
@@ -187,6 +199,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
                 (percent_decode(k), percent_decode(&v.replace('+', " ")))
             })
             .collect(),
+        headers,
         body,
     })
 }

@@ -563,6 +563,13 @@ pub async fn start(
     // We hold the lock, so an existing socket file is a leftover of a dead supervisor.
     let _ = std::fs::remove_file(&files.socket);
     let listener = UnixListener::bind(&files.socket).map_err(io_err(&files.socket))?;
+    let _ = std::fs::remove_file(spec.dir.join(crate::ui::URL_FILE));
+    let dashboard = match spec.ui {
+        Some(port) => {
+            Some(crate::ui::bind(port).map_err(|e| SupervisorError::Ports(vec![e.to_string()]))?)
+        }
+        None => None,
+    };
 
     let (job_events_tx, mut job_events) = mpsc::unbounded_channel();
     let mut jobs = BTreeMap::new();
@@ -618,6 +625,11 @@ pub async fn start(
     // Signalled once the reply to `down` is written, so the process does not exit before.
     let down_written = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(serve_control(listener, req_tx, down_written.clone()));
+    let dashboard = dashboard.map(|l| {
+        let url = l.local_addr().map(crate::ui::url).unwrap_or_default();
+        log_line(&files, &format!("dashboard on {url}"));
+        tokio::spawn(crate::ui::serve(l, running.spec.clone()))
+    });
     if let (Some(source), false) = (running.spec.source.clone(), running.spec.no_watch) {
         // A weak sender: the watcher must not keep the event stream open after the
         // supervisor ends (`up` reads events until every sender is gone).
@@ -657,6 +669,10 @@ pub async fn start(
         };
         start_all.abort();
         log_line(&running.files, &format!("stopping every node ({ended:?})"));
+        if let Some(d) = dashboard {
+            d.abort();
+            let _ = std::fs::remove_file(running.spec.dir.join(crate::ui::URL_FILE));
+        }
         running.shutdown().await;
         while let Ok(ev) = job_events.try_recv() {
             running.on_event(&ev);
