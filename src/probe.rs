@@ -327,6 +327,158 @@ pub async fn probe_node(addr: SocketAddr, timeout: Duration) -> NodeProbe {
     }
 }
 
+/// `GET /commands/<cmd>` on an AdminServer (Apache's or a builtin node's): the JSON answer.
+pub async fn admin_command(
+    addr: SocketAddr,
+    cmd: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value, ProbeError> {
+    let what = format!("/commands/{cmd}");
+    let work = async {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ProbeError::Connect { addr, source })?;
+        let io = |source| ProbeError::Io {
+            addr,
+            cmd: what.clone(),
+            source,
+        };
+        let req = format!(
+            "GET {what} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.map_err(io)?;
+        let mut buf = Vec::with_capacity(4096);
+        s.read_to_end(&mut buf).await.map_err(io)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let text = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ProbeError::Timeout {
+            addr,
+            cmd: what.clone(),
+            timeout,
+        })??;
+    let parse = |reason: String| ProbeError::Parse {
+        addr,
+        cmd: what.clone(),
+        reason,
+    };
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| parse("not an HTTP response".into()))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(parse(format!("HTTP status {status}")));
+    }
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| parse(format!("not JSON: {e}")))?;
+    match v["error"].as_str() {
+        Some(e) if e.contains("not currently serving") => Err(ProbeError::NotServing { addr }),
+        Some(e) => Err(parse(e.to_string())),
+        None => Ok(v),
+    }
+}
+
+/// Undo `Transfer-Encoding: chunked` (Jetty answers so).
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The same probe through the AdminServer at `admin` (for nodes whose client port does not
+/// answer four-letter words): `server_stats` for srvr's figures, `monitor` for mntr's.
+pub async fn probe_node_admin(admin: SocketAddr, timeout: Duration) -> NodeProbe {
+    let failed = |e: ProbeError| NodeProbe {
+        srvr: None,
+        mntr: None,
+        reachable: !matches!(e, ProbeError::Connect { .. }),
+        not_serving: matches!(e, ProbeError::NotServing { .. }),
+        error: Some(e.to_string()),
+    };
+    let stats = match admin_command(admin, "server_stats", timeout).await {
+        Ok(v) => v,
+        Err(e) => return failed(e),
+    };
+    let monitor = match admin_command(admin, "monitor", timeout).await {
+        Ok(v) => v,
+        Err(e) => return failed(e),
+    };
+    let values: BTreeMap<String, String> = monitor
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| *k != "command" && *k != "error")
+                .filter_map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Number(n) => n.to_string(),
+                        serde_json::Value::Bool(b) => b.to_string(),
+                        _ => return None,
+                    };
+                    Some((k.clone(), text))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ss = &stats["server_stats"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let read_only = stats["read_only"] == true;
+    let mode = if read_only {
+        Ok(Mode::ReadOnly)
+    } else {
+        parse_mode(ss["server_state"].as_str().unwrap_or(""))
+    };
+    let mode = match mode {
+        Ok(m) => m,
+        Err(reason) => {
+            return failed(ProbeError::Parse {
+                addr: admin,
+                cmd: "/commands/server_stats".into(),
+                reason,
+            })
+        }
+    };
+    let version = stats["version"].as_str().unwrap_or("");
+    let srvr = Srvr {
+        version: version
+            .split(',')
+            .next()
+            .unwrap_or(version)
+            .trim()
+            .to_string(),
+        mode,
+        zxid: n(&ss["last_processed_zxid"]),
+        connections: n(&ss["num_alive_client_connections"]),
+        outstanding: n(&ss["outstanding_requests"]),
+        node_count: n(&stats["node_count"]),
+        received: n(&ss["packets_received"]),
+        sent: n(&ss["packets_sent"]),
+    };
+    NodeProbe {
+        mntr: (mode == Mode::Leader).then_some(Mntr { values }),
+        srvr: Some(srvr),
+        error: None,
+        reachable: true,
+        not_serving: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

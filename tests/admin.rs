@@ -40,24 +40,11 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        dechunk(body)
+        zkherd::probe::dechunk(body)
     } else {
         body.to_string()
     };
     (code, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn command(port: u16, name: &str) -> Value {
@@ -379,4 +366,107 @@ fn http_ports_in_use_are_refused_clearly() {
     assert!(!up.status.success(), "{}", stdout(&up));
     let err = stderr(&up);
     assert!(err.contains(&port.to_string()), "{err}");
+}
+
+/// The AdminServer probe gives what the four-letter words give, on both backends.
+#[test]
+fn admin_probe_matches_four_letter_words() {
+    let mut backends = vec!["builtin"];
+    if apache_available("admin_probe_matches_four_letter_words") {
+        backends.push("apache");
+    }
+    for backend in backends {
+        let (c, admin, _) = cluster_with_http(3, backend);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for node in 1..=3u16 {
+            let (by_4lw, by_admin) = rt.block_on(async {
+                let t = Duration::from_secs(5);
+                let client: std::net::SocketAddr = c.connect_to(node).parse().unwrap();
+                let admin: std::net::SocketAddr =
+                    format!("127.0.0.1:{}", admin + node - 1).parse().unwrap();
+                (
+                    zkherd::probe::probe_node(client, t).await,
+                    zkherd::probe::probe_node_admin(admin, t).await,
+                )
+            });
+            let (a, b) = (
+                by_4lw.srvr.unwrap(),
+                by_admin.srvr.unwrap_or_else(|| {
+                    panic!(
+                        "{backend} node {node}: admin probe failed: {:?}",
+                        by_admin.error
+                    )
+                }),
+            );
+            assert_eq!(a.mode, b.mode, "{backend} node {node}");
+            // Probed one after the other: a session closing in between may take a zxid.
+            assert_eq!(a.epoch(), b.epoch(), "{backend} node {node}");
+            assert!(
+                b.zxid >= a.zxid && b.zxid - a.zxid <= 2,
+                "{backend} node {node}: zxid {:#x} by 4lw, {:#x} by admin",
+                a.zxid,
+                b.zxid
+            );
+            assert_eq!(a.node_count, b.node_count, "{backend} node {node}");
+            assert_eq!(a.version, b.version, "{backend} node {node}");
+            assert_eq!(
+                by_4lw.mntr.as_ref().and_then(|m| m.synced_followers()),
+                by_admin.mntr.as_ref().and_then(|m| m.synced_followers()),
+                "{backend} node {node}"
+            );
+        }
+    }
+}
+
+/// `status` of a node that answers no four-letter word (its whitelist edited by hand) comes
+/// from its AdminServer.
+#[test]
+fn status_falls_back_to_the_admin_server() {
+    let (c, _, _) = cluster_with_http(3, "builtin");
+    let cfg = c.dir().join("node1/conf/zoo.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let edited: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("4lw.commands.whitelist=") {
+                "4lw.commands.whitelist=ruok".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(text, edited, "no whitelist line in {}", cfg.display());
+    std::fs::write(&cfg, edited + "\n").unwrap();
+    let r = c.run(&["restart", "1"], 60);
+    assert!(r.status.success(), "{}{}", stdout(&r), stderr(&r));
+    let srvr = run_with_timeout(
+        std::process::Command::new(BIN).args(["shell", "-server", &c.connect_to(1), "ls", "/"]),
+        Duration::from_secs(30),
+    );
+    assert!(srvr.status.success(), "node 1 serves clients");
+    let v = eventually(Duration::from_secs(30), || {
+        let (v, code) = c.status_json();
+        (code == 0 && v["nodes"][0]["zxid"].is_string()).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("status never healthy: {}", c.status_json().0));
+    let n1 = &v["nodes"][0];
+    assert!(
+        ["leader", "follower"].contains(&n1["role"].as_str().unwrap()),
+        "{n1}"
+    );
+    // And the four-letter word really is refused.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let p = rt.block_on(zkherd::probe::probe_node(
+        c.connect_to(1).parse().unwrap(),
+        Duration::from_secs(5),
+    ));
+    assert!(p.srvr.is_none(), "srvr still answers: {p:?}");
+    assert!(p.error.unwrap().contains("whitelist"));
 }
