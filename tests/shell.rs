@@ -92,6 +92,9 @@ getAllChildrenNumber /sh
 getEphemerals /sh
 whoami
 sync /sh
+config
+printwatches off
+printwatches on
 bogus command
 get
 deleteall /sh
@@ -520,6 +523,18 @@ fn shell_interactive_in_a_terminal() {
     let s = t.wait_for("1 - get /term");
     assert!(s.contains("0 - create /term hi"), "{s}");
 
+    // Watches: `get -w` here, a change from another client, zkCli's event lines here.
+    t.keys(&["get -w /term", "Enter"]);
+    t.wait_for("(CONNECTED) 5]");
+    let o = c.run(&["shell", "set", "/term", "changed"], 30);
+    assert!(o.status.success(), "{}", stderr(&o));
+    t.wait_for("WatchedEvent state:SyncConnected type:NodeDataChanged path:/term");
+    t.keys(&["addWatch -m PERSISTENT_RECURSIVE /term", "Enter"]);
+    t.wait_for("(CONNECTED) 6]");
+    let o = c.run(&["shell", "create", "/term/child", "x"], 30);
+    assert!(o.status.success(), "{}", stderr(&o));
+    t.wait_for("WatchedEvent state:SyncConnected type:NodeCreated path:/term/child");
+
     // An error does not end the session; quit does, and saves the history file.
     t.keys(&["get /nope", "Enter"]);
     t.wait_for("Node does not exist: /nope");
@@ -532,5 +547,5 @@ fn shell_interactive_in_a_terminal() {
     });
     assert!(saved.is_some(), "history not saved to {}", hist.display());
     let o = c.run(&["shell", "get", "/term"], 30);
-    assert_eq!(stdout(&o), "hi\n");
+    assert_eq!(stdout(&o), "changed\n");
 }

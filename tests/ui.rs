@@ -163,6 +163,10 @@ fn dashboard_api_guards() {
     assert_eq!(code, 400, "{body}");
     let (code, body) = post("/api/fault", r#"{"action":"kill","node":9}"#, true);
     assert_eq!(code, 409, "{body}");
+    // No link proxies on this cluster: network faults are refused with the way to get them.
+    let (code, body) = post("/api/net", r#"{"isolate":1}"#, true);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("--net faults"), "{body}");
 
     let get = |path: &str| {
         http(
@@ -203,7 +207,7 @@ fn dashboard_in_headless_chromium() {
         return;
     };
     let c = Cluster::new(3);
-    let up = c.up(&["--backend", "builtin", "--ui", "0"]);
+    let up = c.up(&["--backend", "builtin", "--ui", "0", "--net", "faults"]);
     assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
     let url = dashboard_url(&c);
 
@@ -349,6 +353,31 @@ fn dashboard_in_headless_chromium() {
         Duration::from_secs(20),
     );
     assert_eq!(shell_get(&c, "/fromui").0, 1, "still there after delete");
+
+    // Network: isolate a follower from its row, see the cut in the page and in `net show`,
+    // then heal.
+    let follower = (1..=3u64).find(|id| *id != leader).unwrap();
+    click(
+        &tab,
+        &format!("#status tr[data-node=\"{follower}\"] button[data-action=isolate]"),
+    );
+    confirm(&tab, "yes");
+    wait_js(
+        &tab,
+        &format!("document.getElementById('links').textContent.includes('{follower}<->') || document.getElementById('links').textContent.includes('<->{follower}')"),
+        "the isolated follower's cut links",
+        Duration::from_secs(20),
+    );
+    let shown = stdout(&c.run(&["net", "show"], 30));
+    assert!(shown.contains("cut"), "{shown}");
+    click(&tab, "#heal-btn");
+    wait_js(
+        &tab,
+        "document.getElementById('links').textContent === 'every link is clear'",
+        "every link clear after heal",
+        Duration::from_secs(20),
+    );
+    assert!(stdout(&c.run(&["net", "show"], 30)).contains("every link is clear"));
 
     // Fault: kill the leader from its row; the page shows another leader, the timeline
     // records it, and the supervisor restarted the killed node.

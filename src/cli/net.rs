@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use super::Global;
 use crate::spec::EnsembleSpec;
 use crate::supervisor::control::{Request, Response};
+pub use crate::supervisor::netfault::describe;
 use crate::supervisor::netfault::{parse_delay, LinkFault, LinkInfo};
 
 #[derive(Debug, Args)]
@@ -109,25 +110,6 @@ async fn node_of(spec: &EnsembleSpec, token: &str) -> Result<u16> {
         );
     }
     Ok(id)
-}
-
-/// Describe the faults, a symmetric pair once: `1<->3 cut; 2->1 delay 50ms±0ms`.
-pub fn describe(links: &[LinkInfo]) -> String {
-    if links.is_empty() {
-        return "every link is clear".into();
-    }
-    let mut out = Vec::new();
-    for l in links {
-        let back = links
-            .iter()
-            .find(|b| b.from == l.to && b.to == l.from && b.fault == l.fault);
-        match back {
-            Some(_) if l.from > l.to => continue,
-            Some(_) => out.push(format!("{}<->{} {}", l.from, l.to, l.fault)),
-            None => out.push(format!("{}->{} {}", l.from, l.to, l.fault)),
-        }
-    }
-    out.join("; ")
 }
 
 /// The fault in force on the link from `from` to `to`.

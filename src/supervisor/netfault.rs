@@ -81,6 +81,25 @@ pub struct LinkInfo {
     pub fault: LinkFault,
 }
 
+/// Describe the faults, a symmetric pair once: `1<->3 cut; 2->1 delay 50ms±0ms`.
+pub fn describe(links: &[LinkInfo]) -> String {
+    if links.is_empty() {
+        return "every link is clear".into();
+    }
+    let mut out = Vec::new();
+    for l in links {
+        let back = links
+            .iter()
+            .find(|b| b.from == l.to && b.to == l.from && b.fault == l.fault);
+        match back {
+            Some(_) if l.from > l.to => continue,
+            Some(_) => out.push(format!("{}<->{} {}", l.from, l.to, l.fault)),
+            None => out.push(format!("{}->{} {}", l.from, l.to, l.fault)),
+        }
+    }
+    out.join("; ")
+}
+
 /// The faults of every directed link (absent = clear).
 #[derive(Default)]
 pub struct Links {

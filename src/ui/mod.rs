@@ -8,6 +8,8 @@
 //! - `POST /api/znode/create|set|delete`  `{"path", "data", "version", "recursive"}`
 //! - `POST /api/fault`             `{"action": "kill|stop|start|restart|pause|resume",
 //!   "node": N}` or `{"action", "leader": true}`, through the supervisor's control socket
+//! - `GET  /api/links`, `POST /api/net` `{"isolate": N}` or `{"heal": true}`: link faults, on a
+//!   cluster with link proxies (`up --net faults`)
 //!
 //! It binds 127.0.0.1 only. Every request must name that address (or `localhost`) in `Host`
 //! (a page elsewhere cannot reach it through DNS rebinding), and every POST must carry
@@ -28,6 +30,7 @@ use crate::server::http::{self, Request, Response};
 use crate::spec::EnsembleSpec;
 use crate::status::{self, EnsembleStatus};
 use crate::supervisor::control::{self, NodeAction, Target};
+use crate::supervisor::netfault::{describe, LinkInfo};
 use crate::supervisor::ClusterFiles;
 
 /// `zkherd ui`'s port when none is given.
@@ -264,6 +267,11 @@ impl Ui {
                 Ok(b) => self.fault(&b).await,
                 Err(r) => r,
             },
+            ("GET", "/api/links") => self.links(Vec::new(), false).await,
+            ("POST", "/api/net") => match body() {
+                Ok(b) => self.net(&b).await,
+                Err(r) => r,
+            },
             (_, p) if p == "/" || p.starts_with("/api/") => {
                 Response::error(405, format!("{} {p} is not supported", req.method))
             }
@@ -473,6 +481,82 @@ impl Ui {
             Ok(other) => Response::error(502, format!("supervisor: unexpected answer {other:?}")),
             Err(e) => Response::error(503, e),
         }
+    }
+}
+
+impl Ui {
+    /// Change the link faults (`set`, after clearing all when `heal`) and answer those in
+    /// force: `{"enabled", "links", "described"}`.
+    async fn links(&self, set: Vec<LinkInfo>, heal: bool) -> Response {
+        let spec = self.spec();
+        if !spec.network.faults {
+            return Response::json(
+                200,
+                &json!({"enabled": false, "links": [], "described": "no link proxies \
+                         (start the cluster with `up --net faults` for network faults)"}),
+            );
+        }
+        let files = ClusterFiles::new(&spec.dir);
+        let req = control::Request::Net { set, heal };
+        match control::request(&files.socket, &req, Duration::from_secs(10)).await {
+            Ok(control::Response::Links { links }) => Response::json(
+                200,
+                &json!({"enabled": true, "described": describe(&links), "links": links}),
+            ),
+            Ok(control::Response::Error { message }) => Response::error(409, message),
+            Ok(other) => Response::error(502, format!("supervisor: unexpected answer {other:?}")),
+            Err(e) => Response::error(503, e),
+        }
+    }
+
+    /// `{"isolate": N}`: cut every link to and from node N (delays and loss stay), as
+    /// `zkherd isolate`; `{"heal": true}`: clear every link fault, as `zkherd heal`.
+    async fn net(&self, b: &Value) -> Response {
+        if b["heal"] == true {
+            return self.links(Vec::new(), true).await;
+        }
+        let total = self.spec().total_nodes();
+        let node = match b["isolate"].as_u64() {
+            Some(n) if n >= 1 && n <= total as u64 => n as u16,
+            _ => {
+                return bad(format!(
+                    "POST /api/net needs {{\"isolate\": N}} (1 to {total}) or {{\"heal\": true}}"
+                ))
+            }
+        };
+        let spec = self.spec();
+        if !spec.network.faults {
+            return Response::error(
+                409,
+                "this cluster has no link proxies; start it with `up --net faults`",
+            );
+        }
+        let files = ClusterFiles::new(&spec.dir);
+        let ask = control::Request::Net {
+            set: Vec::new(),
+            heal: false,
+        };
+        let current = match control::request(&files.socket, &ask, Duration::from_secs(10)).await {
+            Ok(control::Response::Links { links }) => links,
+            Ok(other) => return Response::error(502, format!("supervisor: {other:?}")),
+            Err(e) => return Response::error(503, e),
+        };
+        let mut set = Vec::new();
+        for from in 1..=total {
+            for to in 1..=total {
+                if from == to || (from != node && to != node) {
+                    continue;
+                }
+                let mut fault = current
+                    .iter()
+                    .find(|l| l.from == from && l.to == to)
+                    .map(|l| l.fault)
+                    .unwrap_or_default();
+                fault.cut = true;
+                set.push(LinkInfo { from, to, fault });
+            }
+        }
+        self.links(set, false).await
     }
 }
 
