@@ -60,35 +60,7 @@ pub async fn four_letter_word(
     cmd: &str,
     timeout: Duration,
 ) -> Result<String, ProbeError> {
-    let work = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|source| ProbeError::Connect { addr, source })?;
-        let io = |source| ProbeError::Io {
-            addr,
-            cmd: cmd.to_string(),
-            source,
-        };
-        s.write_all(cmd.as_bytes()).await.map_err(io)?;
-        // Half-close as ZooKeeper's own client does; the server still writes its reply.
-        let _ = s.shutdown().await;
-        let mut buf = Vec::with_capacity(2048);
-        s.read_to_end(&mut buf)
-            .await
-            .map_err(|source| ProbeError::Io {
-                addr,
-                cmd: cmd.to_string(),
-                source,
-            })?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
-    };
-    let text = tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| ProbeError::Timeout {
-            addr,
-            cmd: cmd.to_string(),
-            timeout,
-        })??;
+    let text = exchange(addr, cmd, cmd.as_bytes(), true, timeout).await?;
     if text.contains("is not executed because it is not in the whitelist") {
         return Err(ProbeError::NotWhitelisted {
             addr,
@@ -327,6 +299,41 @@ pub async fn probe_node(addr: SocketAddr, timeout: Duration) -> NodeProbe {
     }
 }
 
+/// Send `request` to `addr` (closing our side after it when `half_close`, as four-letter
+/// words want) and read the answer to its end; `label` names the exchange in errors.
+async fn exchange(
+    addr: SocketAddr,
+    label: &str,
+    request: &[u8],
+    half_close: bool,
+    timeout: Duration,
+) -> Result<String, ProbeError> {
+    let work = async {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ProbeError::Connect { addr, source })?;
+        let io = |source| ProbeError::Io {
+            addr,
+            cmd: label.to_string(),
+            source,
+        };
+        s.write_all(request).await.map_err(io)?;
+        if half_close {
+            let _ = s.shutdown().await;
+        }
+        let mut buf = Vec::with_capacity(4096);
+        s.read_to_end(&mut buf).await.map_err(io)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ProbeError::Timeout {
+            addr,
+            cmd: label.to_string(),
+            timeout,
+        })?
+}
+
 /// `GET /commands/<cmd>` on an AdminServer (Apache's or a builtin node's): the JSON answer.
 pub async fn admin_command(
     addr: SocketAddr,
@@ -334,30 +341,10 @@ pub async fn admin_command(
     timeout: Duration,
 ) -> Result<serde_json::Value, ProbeError> {
     let what = format!("/commands/{cmd}");
-    let work = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|source| ProbeError::Connect { addr, source })?;
-        let io = |source| ProbeError::Io {
-            addr,
-            cmd: what.clone(),
-            source,
-        };
-        let req = format!(
-            "GET {what} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await.map_err(io)?;
-        let mut buf = Vec::with_capacity(4096);
-        s.read_to_end(&mut buf).await.map_err(io)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
-    };
-    let text = tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| ProbeError::Timeout {
-            addr,
-            cmd: what.clone(),
-            timeout,
-        })??;
+    let req = format!(
+        "GET {what} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    let text = exchange(addr, &what, req.as_bytes(), false, timeout).await?;
     let parse = |reason: String| ProbeError::Parse {
         addr,
         cmd: what.clone(),

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -16,36 +16,6 @@ fn builtin_node() -> Cluster {
     let out = c.up(&["--backend", "builtin"]);
     assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
     c
-}
-
-fn run_with_stdin(cmd: &mut Command, input: &str, timeout: Duration) -> String {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let deadline = std::time::Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -76,7 +46,7 @@ fn a_scripted_zkcli_session_works() {
         return;
     }
     let c = builtin_node();
-    let text = run_with_stdin(
+    let (text, _) = run_with_stdin(
         Command::new(zkcli).args(["-server", &c.connect_to(1)]),
         "create /zc \"x\"\nls /\nget -s /zc\nset -v 0 /zc y\nget -w /zc\nset /zc z\ncreate -e -s /zc/e- \"\"\nls /zc\ndelete /zc\nquit\n",
         Duration::from_secs(60),
@@ -112,7 +82,7 @@ fn a_scripted_cli_mt_session_works() {
     let c = builtin_node();
     // cli_mt reads commands from stdin and quits at once on `quit`, even with requests in
     // flight: send it only after the replies had time to arrive.
-    let text = run_with_stdin(
+    let (text, _) = run_with_stdin(
         Command::new("sh").arg("-c").arg(format!(
             "(cat; sleep 2; echo quit) | {} {}",
             cli.display(),

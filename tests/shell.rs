@@ -22,43 +22,6 @@ fn zkcli_available(test: &str) -> bool {
         )
 }
 
-/// Run with `input` on stdin; stdout, stderr and the exit code. Bounded.
-fn run_piped(cmd: &mut Command, input: &str, timeout: Duration) -> (String, String, i32) {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
-}
-
-/// As `run_piped`, stdout and stderr one after the other.
-fn run_with_stdin(cmd: &mut Command, input: &str, timeout: Duration) -> (String, i32) {
-    let (out, err, rc) = run_piped(cmd, input, timeout);
-    (format!("{out}{err}"), rc)
-}
-
 /// A session that touches every command whose output shape scripts depend on. It ends with
 /// the tree as it began, so it can run twice in a row on one ensemble.
 const SESSION: &str = "\

@@ -109,6 +109,18 @@ fn confirm(tab: &Tab, answer: &str) {
     );
 }
 
+/// Wait until the znode browser lists `path` (or, with `present` false, no longer does).
+fn in_tree(tab: &Tab, path: &str, present: bool) {
+    let js = format!(
+        "(document.querySelector('#tree span[data-path=\"{path}\"]') !== null) === {present}"
+    );
+    let what = format!(
+        "{path} {} the tree",
+        if present { "in" } else { "gone from" }
+    );
+    wait_js(tab, &js, &what, Duration::from_secs(20));
+}
+
 fn shell_get(c: &Cluster, path: &str) -> (i32, String) {
     let o = c.run(&["shell", "get", path], 30);
     (o.status.code().unwrap_or(-1), stdout(&o))
@@ -276,12 +288,7 @@ fn dashboard_in_headless_chromium() {
     );
 
     // The tree: create a child of / (after confirming), see it listed, read it back.
-    wait_js(
-        &tab,
-        "document.querySelector('#tree span[data-path=\"/zookeeper\"]') !== null",
-        "/zookeeper in the tree",
-        Duration::from_secs(20),
-    );
+    in_tree(&tab, "/zookeeper", true);
     tab.evaluate(
         "document.getElementById('new-name').value = 'fromui'; \
          document.getElementById('new-data').value = 'hello from chromium'; true",
@@ -295,12 +302,7 @@ fn dashboard_in_headless_chromium() {
     assert_eq!(shell_get(&c, "/fromui").0, 1, "cancelled, yet created");
     click(&tab, "#create-btn");
     confirm(&tab, "yes");
-    wait_js(
-        &tab,
-        "document.querySelector('#tree span[data-path=\"/fromui\"]') !== null",
-        "/fromui in the tree",
-        Duration::from_secs(20),
-    );
+    in_tree(&tab, "/fromui", true);
     assert_eq!(
         shell_get(&c, "/fromui"),
         (0, "hello from chromium\n".into())
@@ -346,12 +348,7 @@ fn dashboard_in_headless_chromium() {
     // Delete: confirm, gone from the ensemble and from the tree.
     click(&tab, "#delete-btn");
     confirm(&tab, "yes");
-    wait_js(
-        &tab,
-        "document.querySelector('#tree span[data-path=\"/fromui\"]') === null",
-        "/fromui gone from the tree",
-        Duration::from_secs(20),
-    );
+    in_tree(&tab, "/fromui", false);
     assert_eq!(shell_get(&c, "/fromui").0, 1, "still there after delete");
 
     // Network: isolate a follower from its row, see the cut in the page and in `net show`,

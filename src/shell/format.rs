@@ -43,7 +43,7 @@ pub fn java_date(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::supervisor::job::civil_from_days(days);
     // 1970-01-01 was a Thursday.
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
     let month = [
@@ -55,20 +55,6 @@ pub fn java_date(ms: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Howard Hinnant's days-to-civil: (year, month 1-12, day 1-31).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Permissions as zkCli prints them: `cdrwa`, in that order.
@@ -109,6 +95,19 @@ pub fn acl_lines(acls: &[Acl]) -> String {
     acls.iter()
         .map(|a| format!("'{},'{}\n: {}\n", a.scheme(), a.id(), perms(a.permission())))
         .collect()
+}
+
+/// A znode's data in a JSON answer: `"data"` when it is UTF-8 text, else `"data_base64"`.
+pub fn put_data(v: &mut Value, data: &[u8]) {
+    use base64::Engine;
+    match std::str::from_utf8(data) {
+        Ok(s) => v["data"] = s.into(),
+        Err(_) => {
+            v["data_base64"] = base64::engine::general_purpose::STANDARD
+                .encode(data)
+                .into()
+        }
+    }
 }
 
 pub fn acl_json(acls: &[Acl]) -> Value {

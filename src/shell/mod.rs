@@ -131,6 +131,16 @@ impl Failure {
     }
 }
 
+/// The answer of `set`/`setAcl`: the stat with `-s`, else nothing (JSON: always the stat).
+fn stat_reply(p: &Parsed, path: &str, stat: &zookeeper_client::Stat) -> Reply {
+    let text = if p.has('s') {
+        format::stat(stat)
+    } else {
+        String::new()
+    };
+    Reply::new(text, json!({"path": path, "stat": format::stat_json(stat)}))
+}
+
 /// A ZooKeeper error in zkCli's words (CliWrapperException's translations).
 fn keeper(e: ZkError, path: &str) -> Failure {
     let m = match &e {
@@ -576,13 +586,8 @@ impl Shell {
         };
         let shown = String::from_utf8_lossy(&data).into_owned();
         let mut text = format!("{shown}\n");
-        let mut j = json!({"path": path, "data": shown});
-        if std::str::from_utf8(&data).is_err() {
-            use base64::Engine;
-            j["data_base64"] = base64::engine::general_purpose::STANDARD
-                .encode(&data)
-                .into();
-        }
+        let mut j = json!({ "path": path });
+        format::put_data(&mut j, &data);
         if p.has('s') {
             text.push_str(&format::stat(&stat));
             j["stat"] = format::stat_json(&stat);
@@ -621,15 +626,7 @@ impl Shell {
             .set_data(path, data.as_bytes(), version)
             .await
             .map_err(|e| keeper(e, path))?;
-        let text = if p.has('s') {
-            format::stat(&stat)
-        } else {
-            String::new()
-        };
-        Ok(Reply::new(
-            text,
-            json!({"path": path, "stat": format::stat_json(&stat)}),
-        ))
+        Ok(stat_reply(&p, path, &stat))
     }
 
     async fn create(&mut self, p: Parsed) -> Result<Reply, Failure> {
@@ -749,15 +746,7 @@ impl Shell {
             }
         }
         let stat = stat.expect("the path itself is first");
-        let text = if p.has('s') {
-            format::stat(&stat)
-        } else {
-            String::new()
-        };
-        Ok(Reply::new(
-            text,
-            json!({"path": path, "stat": format::stat_json(&stat)}),
-        ))
+        Ok(stat_reply(&p, &path, &stat))
     }
 
     async fn addauth(&mut self, p: Parsed) -> Result<Reply, Failure> {

@@ -66,14 +66,7 @@ pub async fn dump(zk: &Client, root: &str) -> Result<Value, Failure> {
                 "ctime": stat.ctime,
                 "mtime": stat.mtime,
             });
-            match std::str::from_utf8(&data) {
-                Ok(s) => n["data"] = s.into(),
-                Err(_) => {
-                    n["data_base64"] = base64::engine::general_purpose::STANDARD
-                        .encode(&data)
-                        .into()
-                }
-            }
+            format::put_data(&mut n, &data);
             if stat.ephemeral_owner != 0 {
                 n["ephemeral"] = true.into();
             }

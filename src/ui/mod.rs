@@ -20,7 +20,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
@@ -364,14 +363,7 @@ impl Ui {
                     "stat": crate::shell::format::stat_json(&stat),
                     "children": kids,
                 });
-                match std::str::from_utf8(&data) {
-                    Ok(s) => v["data"] = s.into(),
-                    Err(_) => {
-                        v["data_base64"] = base64::engine::general_purpose::STANDARD
-                            .encode(&data)
-                            .into()
-                    }
-                }
+                crate::shell::format::put_data(&mut v, &data);
                 Response::json(200, &v)
             }
         }

@@ -98,6 +98,45 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// Run with `input` on stdin, killing it after `timeout`: stdout, stderr and the exit code
+/// (-1 when killed).
+pub fn run_piped(cmd: &mut Command, input: &str, timeout: Duration) -> (String, String, i32) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Fed from a thread, so a child that writes much before reading cannot block us.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// As `run_piped`: stdout then stderr in one string, and the exit code.
+pub fn run_with_stdin(cmd: &mut Command, input: &str, timeout: Duration) -> (String, i32) {
+    let (out, err, rc) = run_piped(cmd, input, timeout);
+    (format!("{out}{err}"), rc)
+}
+
 /// A cluster in a temporary directory, torn down (processes killed) on drop.
 pub struct Cluster {
     pub tmp: tempfile::TempDir,
