@@ -54,7 +54,7 @@ fn config() -> Arc<openraft::Config> {
 async fn start(id: u64, dir: &std::path::Path, quorum: TcpListener, election: TcpListener) -> Node {
     let (log, _) = LogStore::open(&dir.join("raft"), true).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let sm = StateMachine::open(&dir.join("sm"), false, None, tx).unwrap();
+    let sm = StateMachine::open(&dir.join("sm"), Default::default(), tx).unwrap();
     let raft = Raft::new(id, config(), Network::default(), log, sm.clone())
         .await
         .unwrap();

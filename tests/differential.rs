@@ -974,3 +974,317 @@ fn builtin_matches_apache_quorum_config_znode_with_reconfig_off() {
     );
     assert_eq!(a, b);
 }
+
+/// Quotas as zkCli's `setquota` makes them (the limits node, then the stats node), counted
+/// and, with `enforceQuota=true`, enforced: the same replies, data and stats as Apache.
+fn quota_script() -> Vec<Step> {
+    let a = acl_all();
+    let limits = "/zookeeper/quota/q/zookeeper_limits";
+    let stats = "/zookeeper/quota/q/zookeeper_stats";
+    let get = |what, p| path_watch(what, op::GET_DATA, p, false);
+    vec![
+        create("quota: create /q", op::CREATE2, "/q", Some(b"root"), &a, 0),
+        create(
+            "quota: create /q/a",
+            op::CREATE2,
+            "/q/a",
+            Some(b"12345"),
+            &a,
+            0,
+        ),
+        create(
+            "quota: create /q/a/deep",
+            op::CREATE2,
+            "/q/a/deep",
+            None,
+            &a,
+            0,
+        ),
+        create(
+            "quota: quota dir",
+            op::CREATE2,
+            "/zookeeper/quota/q",
+            None,
+            &a,
+            0,
+        ),
+        create(
+            "quota: limits node (hard count 5)",
+            op::CREATE2,
+            limits,
+            Some(b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=5"),
+            &a,
+            0,
+        ),
+        get("quota: limits read back", limits),
+        create(
+            "quota: stats node",
+            op::CREATE2,
+            stats,
+            Some(b"count=0,bytes=0"),
+            &a,
+            0,
+        ),
+        get("quota: stats counted the subtree", stats),
+        create(
+            "quota: create under the limit",
+            op::CREATE2,
+            "/q/b",
+            Some(b"xy"),
+            &a,
+            0,
+        ),
+        get("quota: stats after a create", stats),
+        create(
+            "quota: create over the hard count",
+            op::CREATE2,
+            "/q/c",
+            Some(b"z"),
+            &a,
+            0,
+        ),
+        create(
+            "quota: sequential over it",
+            op::CREATE2,
+            "/q/s-",
+            None,
+            &a,
+            2,
+        ),
+        get("quota: stats unchanged by refusals", stats),
+        multi(
+            "quota: multi over the hard count",
+            vec![
+                (
+                    op::DELETE,
+                    body(|w| {
+                        w.string("/q/b").int(-1);
+                    }),
+                ),
+                (
+                    op::CREATE,
+                    body(|w| {
+                        w.string("/q/m1").buffer(None).acls(&acl_all()).int(0);
+                    }),
+                ),
+                (
+                    op::CREATE,
+                    body(|w| {
+                        w.string("/q/m2").buffer(None).acls(&acl_all()).int(0);
+                    }),
+                ),
+            ],
+        ),
+        get("quota: stats after the failed multi", stats),
+        path_int("quota: delete /q/b", op::DELETE, "/q/b", -1),
+        get("quota: stats after a delete", stats),
+        set_data(
+            "quota: hard bytes 20 (setquota -B on an existing quota)",
+            limits,
+            b"count=-1,bytes=-1=;byteHardLimit=20;countHardLimit=5",
+            0,
+        ),
+        set_data("quota: set within the bytes", "/q/a", b"0123456789", -1),
+        set_data(
+            "quota: set over the hard bytes",
+            "/q/a",
+            b"0123456789abcdefghijkl",
+            -1,
+        ),
+        set_data("quota: shrink", "/q/a", b"0", -1),
+        get("quota: stats after sets", stats),
+        create(
+            "quota: ephemeral child",
+            op::CREATE2,
+            "/q/eph",
+            Some(b"e"),
+            &a,
+            1,
+        ),
+        get("quota: stats with the ephemeral", stats),
+        set_data("quota: soft limits only", limits, b"count=1,bytes=1", 1),
+        create(
+            "quota: over a soft limit is allowed",
+            op::CREATE2,
+            "/q/soft",
+            Some(b"abc"),
+            &a,
+            0,
+        ),
+        get("quota: stats over the soft limit", stats),
+        set_data(
+            "quota: a client overwrites the stats node",
+            stats,
+            b"count=100,bytes=100",
+            -1,
+        ),
+        create(
+            "quota: counted from the overwrite",
+            op::CREATE2,
+            "/q/after",
+            None,
+            &a,
+            0,
+        ),
+        get("quota: stats from the overwrite", stats),
+        path_int("quota: limits node deleted", op::DELETE, limits, -1),
+        create(
+            "quota: no quota now",
+            op::CREATE2,
+            "/q/free",
+            Some(b"f"),
+            &a,
+            0,
+        ),
+        get("quota: stats no longer counted", stats),
+        create("quota: a quota on /x", op::CREATE2, "/x", None, &a, 0),
+        create(
+            "quota: /x quota dir",
+            op::CREATE2,
+            "/zookeeper/quota/x",
+            None,
+            &a,
+            0,
+        ),
+        create(
+            "quota: /x limits (hard bytes 3)",
+            op::CREATE2,
+            "/zookeeper/quota/x/zookeeper_limits",
+            Some(b"count=-1,bytes=-1=;byteHardLimit=3;countHardLimit=-1"),
+            &a,
+            0,
+        ),
+        create(
+            "quota: /x stats",
+            op::CREATE2,
+            "/zookeeper/quota/x/zookeeper_stats",
+            None,
+            &a,
+            0,
+        ),
+        create(
+            "quota: /xy is not under /x",
+            op::CREATE2,
+            "/xy",
+            Some(b"0123456789"),
+            &a,
+            0,
+        ),
+        create(
+            "quota: /x/1 within bytes",
+            op::CREATE2,
+            "/x/1",
+            Some(b"ab"),
+            &a,
+            0,
+        ),
+        create(
+            "quota: /x/2 over bytes",
+            op::CREATE2,
+            "/x/2",
+            Some(b"cd"),
+            &a,
+            0,
+        ),
+        create(
+            "quota: /x/3 empty is fine",
+            op::CREATE2,
+            "/x/3",
+            None,
+            &a,
+            0,
+        ),
+        get("quota: /x stats", "/zookeeper/quota/x/zookeeper_stats"),
+    ]
+}
+
+async fn run_quota_script(addr: SocketAddr) -> Vec<(String, String)> {
+    let (mut s, hello) = raw::connect(addr, 0, vec![0; 16], 0, 30000).await;
+    let (_, sid, _) = hello.expect("handshake");
+    let base = raw::request(&mut s, -2, op::PING, &[]).await.unwrap().zxid;
+    let mut out = Vec::new();
+    for (i, step) in quota_script().into_iter().enumerate() {
+        let r = raw::request(&mut s, i as i32 + 1, step.opcode, &step.body)
+            .await
+            .unwrap_or_else(|| panic!("{addr}: connection closed at step {:?}", step.what));
+        out.push((step.what.to_string(), normalize(step.opcode, &r, base, sid)));
+    }
+    // The session ends: its ephemeral under /q is counted out (the quota was deleted, so
+    // this shows it no longer counts; /x's stats are read for the zxid delta).
+    let _ = raw::request(&mut s, 1000, op::CLOSE_SESSION, &[]).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (mut c, _) = raw::connect(addr, 0, vec![0; 16], 0, 30000).await;
+    for (i, p) in [
+        "/zookeeper/quota/q/zookeeper_stats",
+        "/zookeeper/quota/x/zookeeper_stats",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = raw::request(
+            &mut c,
+            i as i32 + 1,
+            op::GET_DATA,
+            &body(|w| {
+                w.string(p).boolean(false);
+            }),
+        )
+        .await
+        .unwrap();
+        out.push((
+            format!("quota: {p} after the session closed"),
+            normalize(op::GET_DATA, &r, base, 0),
+        ));
+    }
+    out
+}
+
+#[test]
+fn builtin_matches_apache_on_quotas() {
+    if !apache_available("builtin_matches_apache_on_quotas") {
+        return;
+    }
+    let spec = "[zookeeper.extra]\nenforceQuota = true\n";
+    let start = |backend: &str| {
+        let c = Cluster::new(1);
+        std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
+        let out = c.up(&["--backend", backend]);
+        assert!(
+            out.status.success(),
+            "{backend}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        c
+    };
+    let (apache, builtin) = (start("apache"), start("builtin"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = rt.block_on(run_quota_script(apache.connect_to(1).parse().unwrap()));
+    let b = rt.block_on(run_quota_script(builtin.connect_to(1).parse().unwrap()));
+    assert_eq!(a.len(), b.len());
+    let refused = a.iter().filter(|(_, x)| x.contains("-125")).count();
+    assert!(
+        refused >= 4,
+        "Apache refused only {refused} writes: is enforceQuota on?\n{a:#?}"
+    );
+    let mismatches: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .filter(|((_, x), (_, y))| x != y)
+        .map(|((what, x), (_, y))| format!("{what}:\n  apache : {x}\n  builtin: {y}"))
+        .collect();
+    eprintln!(
+        "quotas: {} of {} cases match",
+        a.len() - mismatches.len(),
+        a.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}

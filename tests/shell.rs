@@ -109,25 +109,23 @@ fn normalise(out: &str) -> Vec<String> {
     lines
 }
 
-fn compare_with_zkcli(backend: &str) {
-    let c = Cluster::new(3);
-    let up = c.up(&["--backend", backend]);
-    assert!(up.status.success(), "up: {}", stderr(&up));
+/// Pipe `session` into zkCli.sh and into `zkherd shell` on one cluster (zkCli first) and
+/// compare stdout and stderr; `sentinel` is a line zkCli must have printed on stderr.
+fn same_as_zkcli(c: &Cluster, backend: &str, session: &str, sentinel: &str) {
     let server = c.connect_to(1);
-
     let (theirs, theirs_err, their_rc) = run_piped(
         Command::new(ZKCLI).args(["-server", &server]),
-        SESSION,
+        session,
         Duration::from_secs(60),
     );
     let (ours, ours_err, our_rc) = run_piped(
         &mut c.cmd(&["shell", "-server", &server]),
-        SESSION,
+        session,
         Duration::from_secs(60),
     );
     // The comparison means something only if zkCli really ran the session.
     assert!(
-        theirs_err.contains("Created /sh/s-0000000001"),
+        theirs_err.contains(sentinel),
         "zkCli.sh did not run the session:\n{theirs}{theirs_err}"
     );
     // Stream by stream: scripts capture stdout and expect zkCli's split.
@@ -142,6 +140,14 @@ fn compare_with_zkcli(backend: &str) {
         );
     }
     assert_eq!(their_rc, our_rc, "{backend}: piped session exit codes");
+}
+
+fn compare_with_zkcli(backend: &str) {
+    let c = Cluster::new(3);
+    let up = c.up(&["--backend", backend]);
+    assert!(up.status.success(), "up: {}", stderr(&up));
+    same_as_zkcli(&c, backend, SESSION, "Created /sh/s-0000000001");
+    let server = c.connect_to(1);
 
     // One command after the flags: the exit codes scripts test.
     // Each tool on its own path, so that neither sees what the other created.
@@ -188,6 +194,77 @@ fn shell_matches_zkcli_on_builtin() {
     compare_with_zkcli("builtin");
 }
 
+/// setquota/listquota/delquota, their warnings and errors, and enforcement (`enforceQuota`):
+/// it ends with no quota and no znode left, so it can run twice.
+const QUOTA_SESSION: &str = "\
+create /q
+create /q/a 12345
+setquota -n 3 /q
+listquota /q
+get /zookeeper/quota/q/zookeeper_stats
+create /q/b x
+create /q/c y
+get /zookeeper/quota/q/zookeeper_stats
+setquota -N 4 /q
+create /q/d z
+setquota -B 20 /q
+set /q/a 123456789012345678901234567890
+listquota /q
+delquota -n /q
+listquota /q
+create /q/a/child
+setquota -n 5 /q/a
+setquota -n 5 /
+setquota -n abc /q
+setquota -n 5 -b 10 /q
+setquota
+setquota -n 3 /nope
+listquota /nope
+delquota /nope
+delquota -x /q
+delquota /q
+listquota /q
+create /deep
+create /deep/er
+create /deep/er/est
+setquota -n 9 /deep/er/est
+setquota -n 9 /deep
+ls -R /zookeeper/quota
+delquota /deep/er/est
+ls -R /zookeeper/quota
+deleteall /deep
+deleteall /q
+ls /
+";
+
+fn compare_quota_commands(backend: &str) {
+    let c = Cluster::new(3);
+    std::fs::write(
+        c.tmp.path().join("zkherd.toml"),
+        "[zookeeper.extra]\nenforceQuota = true\n",
+    )
+    .unwrap();
+    let up = c.up(&["--backend", backend]);
+    assert!(up.status.success(), "up: {}", stderr(&up));
+    same_as_zkcli(&c, backend, QUOTA_SESSION, "Quota has exceeded : /q/d");
+}
+
+#[test]
+fn shell_quota_commands_match_zkcli_on_builtin() {
+    if !zkcli_available("shell_quota_commands_match_zkcli_on_builtin") {
+        return;
+    }
+    compare_quota_commands("builtin");
+}
+
+#[test]
+fn shell_quota_commands_match_zkcli_on_apache() {
+    if !zkcli_available("shell_quota_commands_match_zkcli_on_apache") {
+        return;
+    }
+    compare_quota_commands("apache");
+}
+
 #[test]
 fn shell_matches_zkcli_on_apache() {
     if !zkcli_available("shell_matches_zkcli_on_apache") {
@@ -221,14 +298,23 @@ fn shell_exit_codes_and_default_server() {
     assert_eq!(code(&["delete", "-v", "5", "/d"]).0, Some(1));
     assert_eq!(code(&["delete", "-v", "0", "/d"]).0, Some(0));
 
-    // Piped: every line runs; the code is the last failure's.
+    // Piped: every line runs; the code is the last command's, as zkCli's.
     let (out, rc) = run_with_stdin(
         &mut c.cmd(&["shell"]),
         "create /p 1\nget /missing\ncreate /p/q 2\nls /p\n",
         Duration::from_secs(30),
     );
-    assert_eq!(rc, 1, "{out}");
+    assert_eq!(rc, 0, "{out}");
     assert!(out.contains("Created /p/q") && out.contains("[q]"), "{out}");
+    let (out, rc) = run_with_stdin(
+        &mut c.cmd(&["shell"]),
+        "ls /p\nget /missing\n\nquit\n",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        rc, 1,
+        "a failing last command (then a blank line and quit): {out}"
+    );
     let (out, rc) = run_with_stdin(
         &mut c.cmd(&["shell"]),
         "deleteall /p\nls /\n",

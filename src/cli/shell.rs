@@ -103,7 +103,7 @@ pub async fn run(g: &Global, a: ShellArgs) -> Result<u8> {
 }
 
 /// Lines from a pipe, one command each (as zkCli reads them without a terminal); the exit
-/// code is the last failure's, as zkCli's (0 when every command worked).
+/// code is the last command's, as zkCli's (`quit` and blank lines keep it).
 fn piped_loop(mut sh: Shell, rt: tokio::runtime::Handle) -> u8 {
     let mut code = 0;
     for line in std::io::stdin().lock().lines() {
@@ -116,13 +116,14 @@ fn piped_loop(mut sh: Shell, rt: tokio::runtime::Handle) -> u8 {
                 continue;
             }
         };
-        let out = rt.block_on(sh.execute(&words));
-        if out.code != 0 {
-            code = out.code;
+        if words.is_empty() {
+            continue;
         }
+        let out = rt.block_on(sh.execute(&words));
         if out.quit {
             break;
         }
+        code = out.code;
     }
     code
 }

@@ -59,6 +59,9 @@ pub struct ZooCfg {
     pub myid: Option<u64>,
     pub extended_types: bool,
     pub super_digest: Option<String>,
+    /// `enforceQuota` (Apache reads it as the `zookeeper.enforceQuota` property): hard quota
+    /// limits refuse writes with QuotaExceeded.
+    pub enforce_quota: bool,
     pub force_sync: bool,
     /// `quorumListenOnAllIPs`: bind the quorum and election ports on the wildcard address
     /// instead of the address in this server's own `server.N` line.
@@ -107,6 +110,8 @@ const KNOWN: &[&str] = &[
     "4lw.commands.whitelist",
     "extendedTypesEnabled",
     "zookeeper.extendedTypesEnabled",
+    "enforceQuota",
+    "zookeeper.enforceQuota",
     "DigestAuthenticationProvider.superDigest",
     "zookeeper.DigestAuthenticationProvider.superDigest",
     "forceSync",
@@ -131,6 +136,15 @@ const KNOWN: &[&str] = &[
 ];
 
 impl ZooCfg {
+    /// What the replicated state machine takes from this file.
+    pub fn tree_options(&self) -> super::tree::TreeOptions {
+        super::tree::TreeOptions {
+            extended_types: self.extended_types,
+            super_digest: self.super_digest.clone(),
+            enforce_quota: self.enforce_quota,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<ZooCfg, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -234,6 +248,9 @@ impl ZooCfg {
         let extended_types = bool_of("extendedTypesEnabled")?
             .or(bool_of("zookeeper.extendedTypesEnabled")?)
             .unwrap_or(false);
+        let enforce_quota = bool_of("enforceQuota")?
+            .or(bool_of("zookeeper.enforceQuota")?)
+            .unwrap_or(false);
         let force_sync = bool_of("forceSync")?.unwrap_or(true);
         let quorum_listen_on_all_ips = bool_of("quorumListenOnAllIPs")?.unwrap_or(false);
         let reconfig_enabled = bool_of("reconfigEnabled")?.unwrap_or(false);
@@ -326,6 +343,7 @@ impl ZooCfg {
             servers,
             myid: None,
             extended_types,
+            enforce_quota,
             super_digest: raw
                 .get("DigestAuthenticationProvider.superDigest")
                 .or(raw.get("zookeeper.DigestAuthenticationProvider.superDigest"))

@@ -95,13 +95,8 @@ pub async fn run(
         tracing::warn!("{w}");
     }
     let (sm_tx, mut sm_rx) = mpsc::unbounded_channel();
-    let sm = StateMachine::open(
-        &dir.join("sm"),
-        cfg.extended_types,
-        cfg.super_digest.clone(),
-        sm_tx.clone(),
-    )
-    .map_err(raft_err)?;
+    let sm =
+        StateMachine::open(&dir.join("sm"), cfg.tree_options(), sm_tx.clone()).map_err(raft_err)?;
     let initial = sm.data.lock().expect("state machine lock").state.clone();
     let sm_data = sm.data.clone();
     let config = Arc::new(

@@ -115,15 +115,14 @@ async fn run_standalone(
     cfg: ZooCfg,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let ext = cfg.extended_types;
-    let sup = cfg.super_digest.clone();
-    let sup2 = sup.clone();
+    let opts = cfg.tree_options();
+    let opts2 = opts.clone();
     let (log, recovered) = Log::open(
         &cfg.data_dir.join("zkherd"),
         &cfg.data_log_dir.join("zkherd"),
         cfg.force_sync,
-        move || tree::State::new(ext, sup.clone()),
-        move |b| persist::decode_snapshot(b, ext, sup2.clone()),
+        move || tree::State::new(opts.clone()),
+        move |b| persist::decode_snapshot(b, opts2.clone()),
     )?;
     for w in &recovered.warnings {
         tracing::warn!("{w}");

@@ -172,11 +172,7 @@ pub fn digest(st: &State) -> u64 {
     u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
-pub fn decode_snapshot(
-    b: &[u8],
-    extended_types: bool,
-    super_digest: Option<String>,
-) -> Result<State, DecodeError> {
+pub fn decode_snapshot(b: &[u8], opts: super::tree::TreeOptions) -> Result<State, DecodeError> {
     if b.len() < 8 || &b[..4] != SNAP_MAGIC {
         return Err(DecodeError("not a zkherd snapshot".into()));
     }
@@ -188,7 +184,7 @@ pub fn decode_snapshot(
     if r.int()? != SNAP_VERSION {
         return Err(DecodeError("unknown snapshot version".into()));
     }
-    let mut st = State::new(extended_types, super_digest);
+    let mut st = State::new(opts);
     st.nodes.clear();
     st.last_zxid = r.long()?;
     let n = r.int()?;
@@ -597,8 +593,8 @@ mod tests {
             &dir.join("snap"),
             &dir.join("log"),
             true,
-            || State::new(false, None),
-            |b| decode_snapshot(b, false, None),
+            || State::new(Default::default()),
+            |b| decode_snapshot(b, Default::default()),
         )
         .unwrap()
     }
@@ -627,7 +623,7 @@ mod tests {
     #[test]
     fn a_restart_replays_the_log_and_a_torn_tail_is_truncated() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut expected = State::new(false, None);
+        let mut expected = State::new(Default::default());
         {
             let (mut log, rec) = open(tmp.path());
             assert_eq!(rec.replayed, 0);
@@ -672,7 +668,7 @@ mod tests {
     #[test]
     fn snapshots_restore_the_state_and_purge_keeps_what_recovery_needs() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut st = State::new(false, None);
+        let mut st = State::new(Default::default());
         let (mut log, _) = open(tmp.path());
         let mut z = 0;
         for round in 0..5 {

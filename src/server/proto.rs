@@ -34,6 +34,7 @@ pub enum ErrorCode {
     NotReadOnly = -119,
     NoWatcher = -121,
     ReconfigDisabled = -123,
+    QuotaExceeded = -125,
 }
 
 impl ErrorCode {
@@ -65,6 +66,7 @@ impl ErrorCode {
             -119 => NotReadOnly,
             -121 => NoWatcher,
             -123 => ReconfigDisabled,
+            -125 => QuotaExceeded,
             _ => return None,
         })
     }

@@ -205,6 +205,86 @@ pub struct State {
     pub extended_types: bool,
     /// `DigestAuthenticationProvider.superDigest` id (`super:hash`), if configured.
     pub super_digest: Option<String>,
+    /// Hard quota limits refuse writes (zoo.cfg `enforceQuota`); the same on every replica.
+    pub enforce_quota: bool,
+}
+
+/// The zoo.cfg settings the state machine obeys. Every member must have the same (zkherd
+/// renders one zoo.cfg shape for all): they decide what a write does.
+/// Where quotas live (Apache's `Quotas`): `/zookeeper/quota<path>/zookeeper_limits` holds a
+/// quota's limits, `.../zookeeper_stats` what the subtree uses.
+pub const QUOTA_ROOT: &str = "/zookeeper/quota";
+pub const QUOTA_LIMITS: &str = "zookeeper_limits";
+pub const QUOTA_STATS: &str = "zookeeper_stats";
+
+fn data_len(d: &Option<Vec<u8>>) -> i64 {
+    d.as_ref().map_or(0, |d| d.len() as i64)
+}
+
+/// For `/zookeeper/quota<p>/zookeeper_stats`: `<p>`.
+fn quota_target_of_stat_node(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(QUOTA_ROOT)?;
+    let target = rest.strip_suffix(&format!("/{QUOTA_STATS}"))?;
+    target.starts_with('/').then(|| target.to_string())
+}
+
+/// Apache's StatsTrack text: `count=C,bytes=B`, then (when there are other keys) `=` and
+/// `;key=value` in key order. Parsing splits on runs of `,` and `;`; an empty value is -1,
+/// a missing key reads as -1.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StatsTrack(BTreeMap<String, i64>);
+
+impl StatsTrack {
+    pub fn parse(data: &[u8]) -> StatsTrack {
+        let text = String::from_utf8_lossy(data);
+        let mut m = BTreeMap::new();
+        for pair in text.split([',', ';']).filter(|p| !p.is_empty()) {
+            let mut kv = pair.split('=');
+            let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
+                continue;
+            };
+            let v = if v.is_empty() {
+                Ok(-1)
+            } else {
+                v.trim().parse::<i64>()
+            };
+            if let Ok(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        }
+        StatsTrack(m)
+    }
+
+    pub fn get(&self, key: &str) -> i64 {
+        self.0.get(key).copied().unwrap_or(-1)
+    }
+
+    pub fn set(&mut self, key: &str, value: i64) {
+        self.0.insert(key.to_string(), value);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = format!("count={},bytes={}", self.get("count"), self.get("bytes"));
+        let others: Vec<_> = self
+            .0
+            .iter()
+            .filter(|(k, _)| *k != "count" && *k != "bytes")
+            .collect();
+        if !others.is_empty() {
+            s.push('=');
+            for (k, v) in others {
+                s.push_str(&format!(";{k}={v}"));
+            }
+        }
+        s.into_bytes()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeOptions {
+    pub extended_types: bool,
+    pub super_digest: Option<String>,
+    pub enforce_quota: bool,
 }
 
 /// Parent path of `p` ("" → root for "/x").
@@ -252,7 +332,12 @@ pub fn validate_path(p: &str) -> Result<(), ErrorCode> {
 
 impl State {
     /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota`, `/zookeeper/config`.
-    pub fn new(extended_types: bool, super_digest: Option<String>) -> State {
+    pub fn new(opts: TreeOptions) -> State {
+        let TreeOptions {
+            extended_types,
+            super_digest,
+            enforce_quota,
+        } = opts;
         let mut nodes = BTreeMap::new();
         let mut root = Znode::new(Some(vec![]), vec![Acl::world_all()], 0, 0, 0);
         root.children.insert("zookeeper".into());
@@ -283,6 +368,7 @@ impl State {
             last_zxid: 0,
             extended_types,
             super_digest,
+            enforce_quota,
         }
     }
 
@@ -389,7 +475,7 @@ impl State {
                 // Deepest first, so an ephemeral's (impossible) children never block it.
                 for p in paths.iter().rev() {
                     if self.nodes.contains_key(p) {
-                        self.remove_node(p, e.zxid, &mut events);
+                        self.remove_node(p, e.zxid, &mut events, &mut Undo::disabled());
                     }
                 }
                 TxnResult::Session
@@ -401,7 +487,7 @@ impl State {
                             || n.ttl().is_some_and(|ttl| e.time_ms - n.stat.mtime > ttl))
                 });
                 if reapable {
-                    self.remove_node(path, e.zxid, &mut events);
+                    self.remove_node(path, e.zxid, &mut events, &mut Undo::disabled());
                     TxnResult::Single(Ok(OpResult::Delete))
                 } else {
                     TxnResult::Single(Err(ErrorCode::BadArguments))
@@ -518,7 +604,7 @@ impl State {
                     return Err(ErrorCode::NotEmpty);
                 }
                 undo.removed(self, path);
-                self.remove_node(path, e.zxid, events);
+                self.remove_node(path, e.zxid, events, undo);
                 Ok(OpResult::Delete)
             }
             WriteOp::SetData {
@@ -537,19 +623,21 @@ impl State {
                 if *version != -1 && *version != node.stat.version {
                     return Err(ErrorCode::BadVersion);
                 }
+                let bytes_diff = data_len(data) - data_len(&node.data);
+                self.quota_check(path, bytes_diff, 0, undo)?;
                 undo.changed(self, path);
                 let node = self.nodes.get_mut(path).expect("checked");
                 node.data = data.clone();
                 node.stat.version = node.stat.version.wrapping_add(1);
                 node.stat.mzxid = e.zxid;
                 node.stat.mtime = e.time_ms;
+                let stat = node.visible_stat();
                 events.push(Event {
                     kind: EventType::NodeDataChanged,
                     path: path.clone(),
                 });
-                Ok(OpResult::SetData {
-                    stat: node.visible_stat(),
-                })
+                self.quota_account(path, bytes_diff, 0, undo);
+                Ok(OpResult::SetData { stat })
             }
             WriteOp::SetAcl { path, acl, version } => {
                 validate_path(path)?;
@@ -637,6 +725,7 @@ impl State {
         if parent.ephemeral_session().is_some() {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
+        self.quota_check(&final_path, data_len(data), 1, undo)?;
         let owner = if mode.is_ephemeral() {
             e.session_id
         } else if mode == CreateMode::Container {
@@ -666,6 +755,12 @@ impl State {
                 .insert(final_path.clone());
         }
         self.nodes.insert(final_path.clone(), node);
+        // A quota's stats node starts with the subtree's figures (Apache's
+        // updateQuotaForPath); then this node counts for the quota over it, if any.
+        if let Some(quoted) = quota_target_of_stat_node(&final_path) {
+            self.quota_recount(&quoted, &final_path);
+        }
+        self.quota_account(&final_path, data_len(data), 1, undo);
         events.push(Event {
             kind: EventType::NodeCreated,
             path: final_path.clone(),
@@ -681,11 +776,12 @@ impl State {
         })
     }
 
-    /// Remove an existing node (no checks) and record its events.
-    fn remove_node(&mut self, path: &str, zxid: i64, events: &mut Vec<Event>) {
+    /// Remove an existing node (no checks), count it out of its quota, record its events.
+    fn remove_node(&mut self, path: &str, zxid: i64, events: &mut Vec<Event>, undo: &mut Undo) {
         let Some(node) = self.nodes.remove(path) else {
             return;
         };
+        self.quota_account(path, -data_len(&node.data), -1, undo);
         if let Some(s) = node.ephemeral_session() {
             if let Some(set) = self.ephemerals.get_mut(&s) {
                 set.remove(path);
@@ -707,6 +803,114 @@ impl State {
             kind: EventType::NodeChildrenChanged,
             path: parent_path,
         });
+    }
+
+    /// The path with a quota that covers `path` (itself or its nearest ancestor whose
+    /// `/zookeeper/quota<p>/zookeeper_limits` exists), as Apache's quota trie finds it; a
+    /// quota on `/` counts nothing, as in Apache.
+    fn quota_prefix(&self, path: &str) -> Option<String> {
+        let mut p = path;
+        while !p.is_empty() && p != "/" {
+            if self
+                .nodes
+                .contains_key(&format!("{QUOTA_ROOT}{p}/{QUOTA_LIMITS}"))
+            {
+                return Some(p.to_string());
+            }
+            p = parent_of(p).unwrap_or("");
+        }
+        None
+    }
+
+    /// Apache's checkQuota (with `enforceQuota`): refuse a write that takes the covering
+    /// quota's count or bytes past a hard limit. Soft limits only warn there; here they do
+    /// nothing.
+    /// The usage compared is the one before the txn: Apache checks against the committed tree,
+    /// so earlier ops of the same multi do not count.
+    fn quota_check(
+        &self,
+        path: &str,
+        bytes_diff: i64,
+        count_diff: i64,
+        undo: &Undo,
+    ) -> Result<(), ErrorCode> {
+        if !self.enforce_quota {
+            return Ok(());
+        }
+        let Some(q) = self.quota_prefix(path) else {
+            return Ok(());
+        };
+        let node_data = |p: String| self.nodes.get(&p).and_then(|n| n.data.clone());
+        let Some(limits) = node_data(format!("{QUOTA_ROOT}{q}/{QUOTA_LIMITS}")) else {
+            return Ok(());
+        };
+        let limits = StatsTrack::parse(&limits);
+        let check_count =
+            count_diff != 0 && (limits.get("count") > -1 || limits.get("countHardLimit") > -1);
+        let check_bytes =
+            bytes_diff != 0 && (limits.get("bytes") > -1 || limits.get("byteHardLimit") > -1);
+        if !check_count && !check_bytes {
+            return Ok(());
+        }
+        let stats_path = format!("{QUOTA_ROOT}{q}/{QUOTA_STATS}");
+        let before = match undo.data_before(&stats_path) {
+            Some(d) => d.clone(),
+            None => node_data(stats_path),
+        };
+        let Some(current) = before else {
+            return Ok(());
+        };
+        let current = StatsTrack::parse(&current);
+        let over = |now: &str, diff: i64, hard: &str| {
+            let hard = limits.get(hard);
+            hard > -1 && current.get(now) + diff > hard
+        };
+        if (check_count && over("count", count_diff, "countHardLimit"))
+            || (check_bytes && over("bytes", bytes_diff, "byteHardLimit"))
+        {
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// Add the diffs to the stats node of the quota covering `path`. As in Apache the stats
+    /// node's data changes but its stat does not (no new version, no watch event).
+    fn quota_account(&mut self, path: &str, bytes_diff: i64, count_diff: i64, undo: &mut Undo) {
+        let Some(q) = self.quota_prefix(path) else {
+            return;
+        };
+        let stats_path = format!("{QUOTA_ROOT}{q}/{QUOTA_STATS}");
+        if !self.nodes.contains_key(&stats_path) {
+            return;
+        }
+        undo.changed(self, &stats_path);
+        let node = self.nodes.get_mut(&stats_path).expect("checked");
+        let mut st = StatsTrack::parse(node.data.as_deref().unwrap_or_default());
+        st.set("count", st.get("count") + count_diff);
+        st.set("bytes", st.get("bytes") + bytes_diff);
+        node.data = Some(st.encode());
+    }
+
+    /// Set the stats node at `stats_path` to the count and bytes of the subtree at `quoted`.
+    fn quota_recount(&mut self, quoted: &str, stats_path: &str) {
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let mut stack = vec![quoted.to_string()];
+        while let Some(p) = stack.pop() {
+            let Some(n) = self.nodes.get(&p) else {
+                continue;
+            };
+            count += 1;
+            bytes += data_len(&n.data);
+            for c in &n.children {
+                stack.push(format!("{}/{c}", p.trim_end_matches('/')));
+            }
+        }
+        if let Some(n) = self.nodes.get_mut(stats_path) {
+            let mut st = StatsTrack::default();
+            st.set("count", count);
+            st.set("bytes", bytes);
+            n.data = Some(st.encode());
+        }
     }
 
     /// Undo a failed multi's effects, newest first.
@@ -839,6 +1043,14 @@ impl Undo {
         }
     }
 
+    /// The data `path` had before this txn changed it, if it did.
+    fn data_before(&self, path: &str) -> Option<&Option<Vec<u8>>> {
+        self.ops.iter().find_map(|op| match op {
+            UndoOp::Changed { path: p, data, .. } if p == path => Some(data),
+            _ => None,
+        })
+    }
+
     fn parent_stat(state: &State, parent: &str) -> Stat {
         state.nodes.get(parent).map(|p| p.stat).unwrap_or_default()
     }
@@ -936,7 +1148,7 @@ mod tests {
     impl T {
         fn new() -> T {
             let mut t = T {
-                st: State::new(false, None),
+                st: State::new(TreeOptions::default()),
                 zxid: 0,
             };
             t.run(Txn::CreateSession {
@@ -986,8 +1198,84 @@ mod tests {
     }
 
     #[test]
+    fn stats_track_reads_and_writes_apaches_format() {
+        let t = StatsTrack::parse(b"count=3,bytes=-1=;byteHardLimit=20;countHardLimit=-1");
+        assert_eq!(t.get("count"), 3);
+        assert_eq!(t.get("bytes"), -1);
+        assert_eq!(t.get("byteHardLimit"), 20);
+        assert_eq!(t.get("missing"), -1);
+        assert_eq!(
+            t.encode(),
+            b"count=3,bytes=-1=;byteHardLimit=20;countHardLimit=-1".to_vec()
+        );
+        let mut s = StatsTrack::parse(b"count=2,bytes=5");
+        s.set("count", 3);
+        assert_eq!(s.encode(), b"count=3,bytes=5".to_vec());
+        // Empty values read as -1; garbage is skipped, not a panic in apply.
+        assert_eq!(StatsTrack::parse(b"count=,bytes=x;;=").get("count"), -1);
+        assert_eq!(StatsTrack::parse(b"").encode(), b"count=-1,bytes=-1".to_vec());
+    }
+
+    #[test]
+    fn quota_counts_follow_creates_deletes_and_sets_and_roll_back_with_a_multi() {
+        let mut t = T::new();
+        t.create("/q", 0).unwrap();
+        t.create("/zookeeper/quota/q", 0).unwrap();
+        t.write(WriteOp::Create {
+            opcode: op::CREATE2,
+            path: "/zookeeper/quota/q/zookeeper_limits".into(),
+            data: Some(b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=3".to_vec()),
+            acl: vec![Acl::world_all()],
+            flags: 0,
+            ttl: -1,
+        })
+        .unwrap();
+        t.create("/zookeeper/quota/q/zookeeper_stats", 0).unwrap();
+        let stats = |t: &T| {
+            let n = t.st.get("/zookeeper/quota/q/zookeeper_stats").unwrap();
+            (
+                String::from_utf8(n.data.clone().unwrap()).unwrap(),
+                n.stat.version,
+            )
+        };
+        // `/q` with data "d" (the helper's).
+        assert_eq!(stats(&t), ("count=1,bytes=1".into(), 0));
+        t.create("/q/a", 0).unwrap();
+        assert_eq!(stats(&t), ("count=2,bytes=2".into(), 0));
+        // Not enforced by default: over the hard limit is allowed and counted.
+        t.create("/q/b", 0).unwrap();
+        t.create("/q/c", 0).unwrap();
+        assert_eq!(stats(&t).0, "count=4,bytes=4");
+        t.st.enforce_quota = true;
+        assert_eq!(t.create("/q/d", 0), Err(ErrorCode::QuotaExceeded));
+        // A failed multi leaves the figures as they were.
+        let r = t.run(Txn::Multi(vec![
+            WriteOp::Delete {
+                path: "/q/c".into(),
+                version: -1,
+            },
+            WriteOp::Create {
+                opcode: op::CREATE,
+                path: "/q/e".into(),
+                data: None,
+                acl: vec![Acl::world_all()],
+                flags: 0,
+                ttl: -1,
+            },
+        ]));
+        assert!(matches!(r.result, TxnResult::Multi(_)), "{:?}", r.result);
+        assert_eq!(stats(&t).0, "count=4,bytes=4");
+        t.write(WriteOp::Delete {
+            path: "/q/c".into(),
+            version: -1,
+        })
+        .unwrap();
+        assert_eq!(stats(&t), ("count=3,bytes=3".into(), 0));
+    }
+
+    #[test]
     fn the_initial_tree_shows_zookeepers_special_stats() {
-        let st = State::new(false, None);
+        let st = State::new(TreeOptions::default());
         assert_eq!(st.get("/").unwrap().visible_stat().cversion, -1);
         assert_eq!(st.get("/zookeeper").unwrap().visible_stat().cversion, -2);
         assert_eq!(

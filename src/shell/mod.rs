@@ -10,6 +10,7 @@
 //! a [`Failure`] with zkCli's message and exit code.
 
 pub mod format;
+mod quota;
 pub mod tree;
 pub mod words;
 
@@ -36,6 +37,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ("create", "create [-s] [-e] [-c] [-t ttl] path [data] [acl]"),
     ("delete", "delete [-v version] path"),
     ("deleteall", "deleteall path [-b batch size]"),
+    ("delquota", "delquota [-n|-b|-N|-B] path"),
     ("dump", "dump [path] # the subtree as JSON (zkherd)"),
     ("get", "get [-s] [-w] path"),
     ("getAcl", "getAcl [-s] path"),
@@ -43,6 +45,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ("getEphemerals", "getEphemerals path"),
     ("history", "history "),
     ("load", "load [-o] file # create the nodes of a dump; -o sets data of existing ones (zkherd)"),
+    ("listquota", "listquota path"),
     ("ls", "ls [-s] [-w] [-R] path"),
     ("printwatches", "printwatches on|off"),
     ("quit", "quit "),
@@ -50,6 +53,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ("removewatches", "removewatches path [-c|-d|-a] [-l]"),
     ("set", "set [-s] [-v version] path data"),
     ("setAcl", "setAcl [-s] [-v version] [-R] path acl"),
+    ("setquota", "setquota -n|-b|-N|-B val path"),
     ("stat", "stat [-w] path"),
     ("sync", "sync path"),
     ("version", "version "),
@@ -84,9 +88,9 @@ pub fn usage_text() -> String {
 pub struct Reply {
     pub text: String,
     pub json: Value,
-    /// zkCli prints some confirmations (`Created /a`) on stderr; scripts that capture stdout
-    /// rely on it.
-    pub on_stderr: bool,
+    /// What zkCli prints on stderr for this command (`Created /a`, `absolute path is …`),
+    /// before `text`; scripts that capture stdout rely on the split.
+    pub err: String,
 }
 
 impl Reply {
@@ -94,13 +98,15 @@ impl Reply {
         Reply {
             text: text.into(),
             json,
-            on_stderr: false,
+            err: String::new(),
         }
     }
 
+    /// The whole text goes to stderr.
     fn on_stderr(self) -> Reply {
         Reply {
-            on_stderr: true,
+            err: self.text,
+            text: String::new(),
             ..self
         }
     }
@@ -149,6 +155,7 @@ fn keeper(e: ZkError, path: &str) -> Failure {
         ZkError::NodeExists => format!("Node already exists: {path}"),
         ZkError::NotEmpty => format!("Node not empty: {path}"),
         ZkError::NoAuth => format!("Insufficient permission : {path}"),
+        ZkError::QuotaExceeded => format!("Quota has exceeded : {path}"),
         ZkError::InvalidAcl => format!("Acl is not valid : {path}"),
         ZkError::NoChildrenForEphemerals => {
             format!("KeeperErrorCode = NoChildrenForEphemerals for {path}")
@@ -300,9 +307,8 @@ impl Shell {
             Ok(Step::Reply(r)) => {
                 if self.json {
                     println!("{}", r.json);
-                } else if r.on_stderr {
-                    eprint!("{}", r.text);
                 } else {
+                    eprint!("{}", r.err);
                     print!("{}", r.text);
                 }
                 Outcome::default()
@@ -358,6 +364,9 @@ impl Shell {
             "sync" => self.sync(parse("", "")?).await?,
             "getAllChildrenNumber" => self.children_number(parse("", "")?).await?,
             "getEphemerals" => self.ephemerals(parse("", "")?).await?,
+            "setquota" => quota::set(self.zk()?, rest).await?,
+            "listquota" => quota::list(self.zk()?, rest).await?,
+            "delquota" => quota::delete(self.zk()?, rest).await?,
             "addWatch" => self.add_watch(parse("", "m")?).await?,
             "removewatches" => self.remove_watches(parse("cdal", "")?)?,
             "config" => self.config(parse("cws", "")?).await?,
@@ -533,20 +542,20 @@ impl Shell {
         let path = Self::path(&p, "ls")?.to_string();
         let zk = self.zk()?.clone();
         if p.has('R') {
-            // Breadth first, as ZKUtil.listSubTreeBFS.
+            // As zkCli's ZKUtil.visitSubTreeDFS: a node's children (sorted), then each
+            // child's subtree in turn.
             let mut out = vec![path.clone()];
-            let mut i = 0;
-            while i < out.len() {
+            let mut stack = vec![path.clone()];
+            while let Some(node) = stack.pop() {
                 let mut kids = zk
-                    .list_children(&out[i])
+                    .list_children(&node)
                     .await
-                    .map_err(|e| keeper(e, &out[i]))?;
+                    .map_err(|e| keeper(e, &node))?;
                 kids.sort();
-                let base = out[i].trim_end_matches('/').to_string();
-                for k in kids {
-                    out.push(format!("{base}/{k}"));
-                }
-                i += 1;
+                let base = node.trim_end_matches('/').to_string();
+                let paths: Vec<String> = kids.iter().map(|k| format!("{base}/{k}")).collect();
+                out.extend(paths.iter().cloned());
+                stack.extend(paths.into_iter().rev());
             }
             let text: String = out.iter().map(|l| format!("{l}\n")).collect();
             return Ok(Reply::new(text, json!({"path": path, "tree": out})));

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::{zxid, ApplyAck, Origin, ZkRaft};
 use crate::server::persist::{decode_entry, decode_snapshot, encode_snapshot};
-use crate::server::tree::{Applied, Entry, State};
+use crate::server::tree::{Applied, Entry, State, TreeOptions};
 
 /// An applied ZooKeeper entry, as the core receives it.
 #[derive(Debug, Clone)]
@@ -80,8 +80,7 @@ pub struct StateMachine {
     pub data: Arc<Mutex<SmData>>,
     dir: PathBuf,
     applied: mpsc::UnboundedSender<SmEvent>,
-    extended_types: bool,
-    super_digest: Option<String>,
+    opts: TreeOptions,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -109,9 +108,9 @@ fn decode_header(b: &[u8]) -> io::Result<(SnapshotHeader, usize)> {
     Ok((serde_json::from_slice(h).map_err(other)?, 4 + n))
 }
 
-fn decode(b: &[u8], ext: bool, sup: Option<String>) -> io::Result<(SnapshotHeader, State)> {
+fn decode(b: &[u8], opts: TreeOptions) -> io::Result<(SnapshotHeader, State)> {
     let (header, tree) = decode_header(b)?;
-    let state = decode_snapshot(&b[tree..], ext, sup).map_err(|e| other(e.0))?;
+    let state = decode_snapshot(&b[tree..], opts).map_err(|e| other(e.0))?;
     Ok((header, state))
 }
 
@@ -119,14 +118,13 @@ impl StateMachine {
     /// Open the state machine in `dir`, resuming from its snapshot if there is one.
     pub fn open(
         dir: &Path,
-        extended_types: bool,
-        super_digest: Option<String>,
+        opts: TreeOptions,
         applied: mpsc::UnboundedSender<SmEvent>,
     ) -> io::Result<StateMachine> {
         fs::create_dir_all(dir)?;
         let data = match fs::read(dir.join("snapshot")) {
             Ok(b) => {
-                let (h, state) = decode(&b, extended_types, super_digest.clone())?;
+                let (h, state) = decode(&b, opts.clone())?;
                 SmData {
                     state,
                     last_applied: h.meta.last_log_id,
@@ -137,7 +135,7 @@ impl StateMachine {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => SmData {
-                state: State::new(extended_types, super_digest.clone()),
+                state: State::new(opts.clone()),
                 last_applied: None,
                 membership: Default::default(),
                 term: 0,
@@ -150,8 +148,7 @@ impl StateMachine {
             data: Arc::new(Mutex::new(data)),
             dir: dir.to_path_buf(),
             applied,
-            extended_types,
-            super_digest,
+            opts,
         })
     }
 }
@@ -278,7 +275,7 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
         meta: &SnapshotMetaOf<ZkRaft>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let (header, state) = decode(&snapshot, self.extended_types, self.super_digest.clone())?;
+        let (header, state) = decode(&snapshot, self.opts.clone())?;
         write_snapshot(&self.dir, &snapshot)?;
         let mut d = self.data.lock().expect("state machine lock");
         d.state = state;
@@ -328,7 +325,8 @@ mod tests {
             let (tx, rx) = mpsc::unbounded_channel();
             // The suite applies entries; keep the receiver alive so sends succeed.
             std::mem::forget(rx);
-            let sm = StateMachine::open(&tmp.path().join("sm"), false, None, tx).expect("sm");
+            let sm =
+                StateMachine::open(&tmp.path().join("sm"), TreeOptions::default(), tx).expect("sm");
             Ok((tmp, log, sm))
         }
     }
