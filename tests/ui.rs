@@ -439,3 +439,95 @@ fn dashboard_in_headless_chromium() {
     assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
     eprintln!("dashboard screenshot: {}", artifact.display());
 }
+
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `zkherd ui` beside a running cluster (no `--ui` on `up`): it serves the same API, on
+/// Apache too, and Ctrl-C ends it and removes `ui.url`.
+#[test]
+fn zkherd_ui_command_on_both_backends() {
+    let mut backends = vec!["builtin"];
+    if apache_available("zkherd_ui_command_on_both_backends") {
+        backends.push("apache");
+    }
+    for backend in backends {
+        let c = Cluster::new(3);
+        let up = c.up(&["--backend", backend]);
+        assert!(up.status.success(), "{backend}: {}", stderr(&up));
+        let mut child = KillOnDrop(
+            c.cmd(&["ui", "--port", "0"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let child = &mut child.0;
+        let mut first = String::new();
+        {
+            use std::io::BufRead;
+            let out = child.stdout.as_mut().unwrap();
+            let mut reader = std::io::BufReader::new(out);
+            // Bounded: the child prints this line at once or dies (then read returns 0).
+            reader.read_line(&mut first).unwrap();
+        }
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| panic!("{backend}: no URL in {first:?}"))
+            .to_string();
+        let port = port_of(&url);
+        let host = format!("127.0.0.1:{port}");
+        let get = |path: &str| {
+            http(
+                port,
+                &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            )
+        };
+        let status = eventually(Duration::from_secs(20), || {
+            let (code, body) = get("/api/status");
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (code == 200 && v["leader"].is_u64()).then_some(v)
+        })
+        .unwrap_or_else(|| panic!("{backend}: no leader in /api/status"));
+        assert_eq!(status["backend"], backend);
+        assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+        let (code, body) = get("/api/znode?path=/zookeeper");
+        assert_eq!(code, 200, "{backend}: {body}");
+        assert!(
+            body.contains("\"config\"") && body.contains("\"quota\""),
+            "{body}"
+        );
+        let (code, body) = get("/api/logs?node=2&lines=20");
+        assert_eq!(code, 200, "{backend}: {body}");
+        let logs: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            !logs["lines"].as_array().unwrap().is_empty(),
+            "{backend}: empty log"
+        );
+        assert!(c.dir().join("ui.url").exists());
+
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let ended = eventually(Duration::from_secs(10), || child.try_wait().unwrap());
+        let status = ended.unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("{backend}: zkherd ui did not end on SIGINT")
+        });
+        assert!(status.success(), "{backend}: {status:?}");
+        assert!(
+            !c.dir().join("ui.url").exists(),
+            "{backend}: ui.url left behind"
+        );
+    }
+}

@@ -1213,7 +1213,10 @@ mod tests {
         assert_eq!(s.encode(), b"count=3,bytes=5".to_vec());
         // Empty values read as -1; garbage is skipped, not a panic in apply.
         assert_eq!(StatsTrack::parse(b"count=,bytes=x;;=").get("count"), -1);
-        assert_eq!(StatsTrack::parse(b"").encode(), b"count=-1,bytes=-1".to_vec());
+        assert_eq!(
+            StatsTrack::parse(b"").encode(),
+            b"count=-1,bytes=-1".to_vec()
+        );
     }
 
     #[test]
