@@ -153,7 +153,7 @@ pub(super) fn answer(core: &Core, cmd: &str) -> Value {
             super::fourlw::dir_size(&snap).into(),
         );
         m.insert("log_dir_size".into(), super::fourlw::dir_size(&log).into());
-        m.insert("last_processed_zxid".into(), core.state.last_zxid.into());
+        m.insert("last_processed_zxid".into(), core.visible_zxid().into());
         m.insert("outstanding_requests".into(), 0.into());
         let avg = if s.lat_count == 0 {
             0.0

@@ -437,6 +437,21 @@ impl Core {
     }
 
     /// Leader only: (learners connected, voters in sync, observers in sync) for `mntr`.
+    /// The zxid the four-letter words and the AdminServer report: the last applied one, or,
+    /// in an ensemble whose leader's term has not committed a transaction yet, that term's
+    /// epoch with counter 0 — as Apache's servers show `epoch << 32` right after an election.
+    pub fn visible_zxid(&self) -> i64 {
+        let last = self.state.last_zxid;
+        let Backing::Ensemble(e) = &self.backing else {
+            return last;
+        };
+        let m = e.raft.metrics().borrow_watched().clone();
+        if m.current_leader.is_none() {
+            return last;
+        }
+        last.max(super::consensus::zxid(m.current_term, 0))
+    }
+
     /// Ensemble: how many voters the current membership has (Apache's `quorum_size`).
     pub fn voter_count(&self) -> Option<usize> {
         let Backing::Ensemble(e) = &self.backing else {

@@ -58,7 +58,7 @@ pub(super) fn answer(core: &Core, cmd: &str, remote: SocketAddr) -> String {
             s.received,
             s.sent,
             core.conns.len() + 1,
-            core.state.last_zxid,
+            core.visible_zxid(),
             mode(core),
             core.state.node_count()
         ));
