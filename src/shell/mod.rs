@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use zookeeper_client::{
-    Acl, AddWatchMode, AuthId, Client, CreateMode, Error as ZkError, OneshotWatcher,
-    PersistentWatcher,
+    Acl, AddWatchMode, AuthId, Client, CreateMode, EnsembleUpdate, Error as ZkError,
+    OneshotWatcher, PersistentWatcher,
 };
 
 use words::Parsed;
@@ -49,6 +49,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ("ls", "ls [-s] [-w] [-R] path"),
     ("printwatches", "printwatches on|off"),
     ("quit", "quit "),
+    ("reconfig", "reconfig [-s] [-v version] [[-file path] | [-members serverID=host:port1:port2;port3[,...]*]] | [-add serverId=host:port1:port2;port3[,...]]* [-remove serverId[,...]*]"),
     ("redo", "redo cmdno"),
     ("removewatches", "removewatches path [-c|-d|-a] [-l]"),
     ("set", "set [-s] [-v version] path data"),
@@ -166,6 +167,8 @@ fn keeper(e: ZkError, path: &str) -> Failure {
         ZkError::ReconfigDisabled => "KeeperErrorCode = ReconfigDisabled".to_string(),
         ZkError::ConnectionLoss => format!("KeeperErrorCode = ConnectionLoss for {path}"),
         ZkError::SessionExpired => format!("KeeperErrorCode = Session expired for {path}"),
+        // The server's refusal, in zkCli's words; the crate's own checks say what they found.
+        ZkError::BadArguments(&"server error") => format!("Arguments are not valid : {path}"),
         ZkError::BadArguments(why) => format!("{path}: {why}"),
         other => format!("{other} ({path})"),
     };
@@ -367,6 +370,7 @@ impl Shell {
             "setquota" => quota::set(self.zk()?, rest).await?,
             "listquota" => quota::list(self.zk()?, rest).await?,
             "delquota" => quota::delete(self.zk()?, rest).await?,
+            "reconfig" => self.reconfig(rest).await?,
             "addWatch" => self.add_watch(parse("", "m")?).await?,
             "removewatches" => self.remove_watches(parse("cdal", "")?)?,
             "config" => self.config(parse("cws", "")?).await?,
@@ -636,6 +640,99 @@ impl Shell {
             .await
             .map_err(|e| keeper(e, path))?;
         Ok(stat_reply(&p, path, &stat))
+    }
+
+    /// zkCli's `reconfig`: `-add`/`-remove` (incremental) or `-members`/`-file` (a new
+    /// membership), `-v` the expected config version (hex), `-s` the stat after.
+    async fn reconfig(&mut self, words: &[String]) -> Result<Reply, Failure> {
+        // Its options are words (`-members`, `-file`), and lists hold `;`: parsed here.
+        let (mut add, mut remove, mut members) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut with_stat, mut version_arg, mut file) = (false, None, None);
+        let mut it = words.iter();
+        while let Some(w) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| Failure::new(usage_of("reconfig")))
+            };
+            match w.as_str() {
+                "-s" => with_stat = true,
+                "-v" => version_arg = Some(value()?),
+                "-file" => file = Some(value()?),
+                "-members" => members.push(value()?),
+                "-add" => add.push(value()?),
+                "-remove" => remove.push(value()?),
+                _ => return Err(Failure::new(usage_of("reconfig"))),
+            }
+        }
+        if let Some(file) = &file {
+            // zkCli names the file twice in this message; so do we.
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::new(format!(
+                    "Error processing {file}{file} ({})",
+                    match e.kind() {
+                        std::io::ErrorKind::NotFound => "No such file or directory".to_string(),
+                        _ => e.to_string(),
+                    }
+                ))
+            })?;
+            members.push(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with("server."))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        if add.is_empty() && remove.is_empty() && members.is_empty() {
+            return Err(Failure::usage("reconfig"));
+        }
+        let version = match version_arg.as_deref() {
+            None => None,
+            Some(v) => Some(
+                i64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|_| {
+                    Failure::new(format!(
+                        "{v} is not a hex version\n{}",
+                        usage_of("reconfig")
+                    ))
+                })?,
+            ),
+        };
+        let joined = |v: &[String]| v.join(",");
+        let (add, remove, members) = (joined(&add), joined(&remove), joined(&members));
+        let zk = self.zk()?;
+        let result = if members.is_empty() {
+            let (j, l): (Vec<&str>, Vec<&str>) = (
+                add.split(',').filter(|s| !s.is_empty()).collect(),
+                remove.split(',').filter(|s| !s.is_empty()).collect(),
+            );
+            zk.update_ensemble(
+                EnsembleUpdate::Incremental {
+                    joinings: j.into_iter(),
+                    leavings: l.into_iter(),
+                },
+                version,
+            )
+            .await
+        } else {
+            let m: Vec<&str> = members.split(',').filter(|s| !s.is_empty()).collect();
+            zk.update_ensemble(
+                EnsembleUpdate::New {
+                    ensemble: m.into_iter(),
+                },
+                version,
+            )
+            .await
+        };
+        let (data, stat) = result.map_err(|e| keeper(e, ""))?;
+        let config = String::from_utf8_lossy(&data).into_owned();
+        let mut text = format!("Committed new configuration:\n{config}\n");
+        let mut j = json!({"config": config});
+        if with_stat {
+            text.push_str(&format::stat(&stat));
+            j["stat"] = format::stat_json(&stat);
+        }
+        Ok(Reply::new(text, j))
     }
 
     async fn create(&mut self, p: Parsed) -> Result<Reply, Failure> {
