@@ -193,6 +193,23 @@ fn dashboard_api_guards() {
     let logs: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(logs["lines"].as_array().unwrap().len() <= 5, "{body}");
     assert!(!body.contains("\\u001b"), "colour codes in the log: {body}");
+    // A wide znode: the first 500 children by name, each with its own child count.
+    let mut script = String::from("create /many\n");
+    for i in 0..503 {
+        script.push_str(&format!("create /many/c{i:03}\n"));
+    }
+    script.push_str("create /many/c000/grandchild\n");
+    let (out, rc) = run_with_stdin(&mut c.cmd(&["shell"]), &script, Duration::from_secs(60));
+    assert_eq!(rc, 0, "{out}");
+    let (code, body) = get("/api/znode?path=/many");
+    assert_eq!(code, 200, "{body}");
+    let z: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(z["children_total"], 503);
+    let kids = z["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 500);
+    assert_eq!(kids[0], serde_json::json!({"name": "c000", "children": 1}));
+    assert_eq!(kids[499]["name"], "c499");
+    assert_eq!(kids[499]["children"], 0);
     let (code, page) = get("/");
     assert_eq!(code, 200);
     assert!(page.contains("<title>zkherd</title>"));

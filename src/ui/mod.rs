@@ -38,6 +38,8 @@ pub const DEFAULT_PORT: u16 = 8181;
 pub const URL_FILE: &str = "ui.url";
 
 const PAGE: &str = include_str!("../../templates/ui.html");
+/// Children listed per znode (by name); the rest are counted.
+const CHILDREN_SHOWN: usize = 500;
 /// Timeline entries kept (the oldest go first).
 const TIMELINE_MAX: usize = 500;
 
@@ -343,6 +345,8 @@ impl Ui {
         }
     }
 
+    /// Data, stat and children of `path`; each child with its own child count (so the page
+    /// can draw the tree without a request per node), the first `CHILDREN_SHOWN` by name.
     async fn znode(&self, path: &str) -> Response {
         let zk = match self.client().await {
             Ok(c) => c,
@@ -352,16 +356,32 @@ impl Ui {
             let (data, stat) = zk.get_data(path).await?;
             let mut kids = zk.list_children(path).await?;
             kids.sort();
-            Ok::<_, ZkError>((data, stat, kids))
+            let total = kids.len();
+            kids.truncate(CHILDREN_SHOWN);
+            let base = path.trim_end_matches('/');
+            let paths: Vec<String> = kids.iter().map(|k| format!("{base}/{k}")).collect();
+            let stats =
+                futures_util::future::join_all(paths.iter().map(|p| zk.check_stat(p))).await;
+            let children: Vec<Value> = kids
+                .iter()
+                .zip(stats)
+                .map(|(k, st)| {
+                    // Gone in between: shown without children.
+                    let n = st.ok().flatten().map_or(0, |s| s.num_children);
+                    json!({"name": k, "children": n})
+                })
+                .collect();
+            Ok::<_, ZkError>((data, stat, children, total))
         };
         match tokio::time::timeout(Duration::from_secs(10), read).await {
             Err(_) => Response::error(504, format!("reading {path} took over 10 s")),
             Ok(Err(e)) => keeper_error(e, path),
-            Ok(Ok((data, stat, kids))) => {
+            Ok(Ok((data, stat, children, total))) => {
                 let mut v = json!({
                     "path": path,
                     "stat": crate::shell::format::stat_json(&stat),
-                    "children": kids,
+                    "children": children,
+                    "children_total": total,
                 });
                 crate::shell::format::put_data(&mut v, &data);
                 Response::json(200, &v)
