@@ -43,6 +43,11 @@ pub async fn run(g: &Global, a: StatusArgs) -> Result<u8> {
             println!("{}", serde_json::to_string_pretty(&s)?);
         } else {
             print!("{}", status::render_table(&s));
+            // The file outlives a supervisor killed with SIGKILL: trust it only while one runs.
+            let url = std::fs::read_to_string(spec.dir.join(crate::ui::URL_FILE));
+            if let (true, Ok(url)) = (s.supervisor.running, url) {
+                println!("dashboard: {}", url.trim());
+            }
             if spec.network.faults {
                 let req = crate::supervisor::control::Request::Net {
                     set: vec![],
