@@ -910,23 +910,7 @@ fn builtin_matches_apache_quorum_on_every_reconfig_case() {
         builtin.base,
         &auth(&builtin),
     ));
-    let mut mismatches = Vec::new();
-    for ((what, x), (_, y)) in a.iter().zip(&b) {
-        if x != y {
-            mismatches.push(format!("{what}:\n  apache : {x}\n  builtin: {y}"));
-        }
-    }
-    eprintln!(
-        "reconfig differential: {} of {} cases match",
-        a.len() - mismatches.len(),
-        a.len()
-    );
-    assert!(
-        mismatches.is_empty(),
-        "{} mismatches:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert_all_match("reconfig differential", &a, &b);
 }
 
 /// With reconfig off (the default), a quorum still shows its static config in
@@ -1270,14 +1254,20 @@ fn builtin_matches_apache_on_quotas() {
         refused >= 4,
         "Apache refused only {refused} writes: is enforceQuota on?\n{a:#?}"
     );
+    assert_all_match("quotas", &a, &b);
+}
+
+/// Every case gives the same line on both servers; the count of matches is printed.
+fn assert_all_match(what: &str, a: &[(String, String)], b: &[(String, String)]) {
+    assert_eq!(a.len(), b.len(), "{what}: case counts");
     let mismatches: Vec<String> = a
         .iter()
-        .zip(&b)
+        .zip(b)
         .filter(|((_, x), (_, y))| x != y)
-        .map(|((what, x), (_, y))| format!("{what}:\n  apache : {x}\n  builtin: {y}"))
+        .map(|((case, x), (_, y))| format!("{case}:\n  apache : {x}\n  builtin: {y}"))
         .collect();
     eprintln!(
-        "quotas: {} of {} cases match",
+        "{what}: {} of {} cases match",
         a.len() - mismatches.len(),
         a.len()
     );

@@ -134,18 +134,23 @@ fn same_as_zkcli(c: &Cluster, backend: &str, session: &str, sentinel: &str) {
         theirs_err.contains(sentinel),
         "zkCli.sh did not run the session:\n{theirs}{theirs_err}"
     );
-    // Stream by stream: scripts capture stdout and expect zkCli's split.
-    for (what, t, o) in [
-        ("stdout", &theirs, &ours),
-        ("stderr", &theirs_err, &ours_err),
-    ] {
+    assert_same_run(
+        backend,
+        (&theirs, &theirs_err, their_rc),
+        (&ours, &ours_err, our_rc),
+    );
+}
+
+/// Stream by stream (scripts capture stdout and expect zkCli's split), then the exit code.
+fn assert_same_run(backend: &str, theirs: (&str, &str, i32), ours: (&str, &str, i32)) {
+    for (what, t, o) in [("stdout", theirs.0, ours.0), ("stderr", theirs.1, ours.1)] {
         assert_eq!(
             normalise(t).join("\n"),
             normalise(o).join("\n"),
             "{backend}: zkherd shell's {what} differs from zkCli.sh's\n--- zkCli.sh:\n{t}\n--- ours:\n{o}"
         );
     }
-    assert_eq!(their_rc, our_rc, "{backend}: piped session exit codes");
+    assert_eq!(theirs.2, ours.2, "{backend}: piped session exit codes");
 }
 
 fn compare_with_zkcli(backend: &str) {
@@ -332,17 +337,11 @@ fn compare_reconfig(backend: &str) {
         theirs.contains("Committed new configuration:"),
         "zkCli.sh did not reconfigure:\n{theirs}{theirs_err}"
     );
-    for (what, t, o) in [
-        ("stdout", &theirs, &ours),
-        ("stderr", &theirs_err, &ours_err),
-    ] {
-        assert_eq!(
-            normalise(t).join("\n"),
-            normalise(o).join("\n"),
-            "{backend}: reconfig {what} differs\n--- zkCli.sh:\n{t}\n--- ours:\n{o}"
-        );
-    }
-    assert_eq!(their_rc, our_rc, "{backend}: reconfig session exit codes");
+    assert_same_run(
+        backend,
+        (&theirs, &theirs_err, their_rc),
+        (&ours, &ours_err, our_rc),
+    );
 }
 
 #[test]
