@@ -870,8 +870,15 @@ fn reconfig_cluster(backend: &str) -> Cluster {
 }
 
 fn quorum_cluster(backend: &str, spec: &str) -> Cluster {
-    let mut c = Cluster::new(3);
-    c.base = free_base_port(8);
+    // Room for the members a reconfig adds.
+    spec_cluster(3, 8, backend, spec)
+}
+
+/// `nodes` nodes of `backend` on a port range with room for `room`, with `spec` as
+/// zkherd.toml.
+fn spec_cluster(nodes: u16, room: u16, backend: &str, spec: &str) -> Cluster {
+    let mut c = Cluster::new(nodes);
+    c.base = free_base_port(room);
     std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
     let out = c.up(&["--backend", backend]);
     assert!(
@@ -1229,18 +1236,7 @@ fn builtin_matches_apache_on_quotas() {
         return;
     }
     let spec = "[zookeeper.extra]\nenforceQuota = true\n";
-    let start = |backend: &str| {
-        let c = Cluster::new(1);
-        std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
-        let out = c.up(&["--backend", backend]);
-        assert!(
-            out.status.success(),
-            "{backend}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        c
-    };
+    let start = |backend: &str| spec_cluster(1, 2, backend, spec);
     let (apache, builtin) = (start("apache"), start("builtin"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
