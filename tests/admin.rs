@@ -470,3 +470,61 @@ fn status_falls_back_to_the_admin_server() {
     assert!(p.srvr.is_none(), "srvr still answers: {p:?}");
     assert!(p.error.unwrap().contains("whitelist"));
 }
+
+/// Hostile HTTP clients on a node's AdminServer: garbage, an endless head, a huge announced
+/// body, hundreds of idle connections and a slow drip. Each gets a 4xx or is dropped; the
+/// node keeps answering HTTP and its clients.
+#[test]
+fn admin_port_survives_hostile_clients() {
+    let (c, admin, _) = cluster_with_http(1, "builtin");
+    let raw = |bytes: &[u8]| -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let status = |reply: &str| reply.split_whitespace().nth(1).unwrap_or("").to_string();
+    assert_eq!(status(&raw(b"\x00\x01\xff garbage\r\n\r\n")), "400");
+    assert_eq!(status(&raw(b"GET\r\n\r\n")), "400");
+    let endless = format!("GET /{} HTTP/1.1\r\n", "a".repeat(40_000));
+    assert_eq!(status(&raw(endless.as_bytes())), "413");
+    assert_eq!(
+        status(&raw(
+            b"POST /commands/ruok HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n"
+        )),
+        "413"
+    );
+    assert_eq!(
+        status(&raw(
+            b"GET /commands HTTP/1.1\r\nContent-Length: -4\r\n\r\n"
+        )),
+        "400"
+    );
+
+    // 300 idle connections and a slow drip, held open while others are served.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(("127.0.0.1", admin)).unwrap())
+        .collect();
+    let mut drip = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    drip.write_all(b"GET /comm").unwrap();
+    for _ in 0..20 {
+        assert_eq!(command(admin, "ruok")["error"], Value::Null);
+    }
+    let o = c.run(&["shell", "ls", "/"], 30);
+    assert!(
+        o.status.success(),
+        "the client port stopped serving: {}",
+        stderr(&o)
+    );
+    drop(idle);
+    // The drip finishes its request late and is still answered (it is under the 10 s limit).
+    drip.write_all(b"ands/ruok HTTP/1.1\r\n\r\n").unwrap();
+    drip.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = drip.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(command(admin, "ruok")["error"], Value::Null);
+}
