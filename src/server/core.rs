@@ -436,7 +436,6 @@ impl Core {
         }
     }
 
-    /// Leader only: (learners connected, voters in sync, observers in sync) for `mntr`.
     /// The zxid the four-letter words and the AdminServer report: the last applied one, or,
     /// in an ensemble whose leader's term has not committed a transaction yet, that term's
     /// epoch with counter 0 — as Apache's servers show `epoch << 32` right after an election.
@@ -445,7 +444,8 @@ impl Core {
         let Backing::Ensemble(e) = &self.backing else {
             return last;
         };
-        let m = e.raft.metrics().borrow_watched().clone();
+        let m = e.raft.metrics();
+        let m = m.borrow_watched();
         if m.current_leader.is_none() {
             return last;
         }
@@ -457,10 +457,17 @@ impl Core {
         let Backing::Ensemble(e) = &self.backing else {
             return None;
         };
-        let m = e.raft.metrics().borrow_watched().clone();
-        Some(m.membership_config.membership().voter_ids().count())
+        let m = e.raft.metrics();
+        let count = m
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count();
+        Some(count)
     }
 
+    /// Leader only: (learners connected, voters in sync, observers in sync) for `mntr`.
     pub fn followers(&self) -> Option<(u64, u64, u64)> {
         let Backing::Ensemble(e) = &self.backing else {
             return None;

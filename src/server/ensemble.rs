@@ -570,7 +570,7 @@ async fn send_touches(
 }
 
 /// Aborts a task when dropped (the client listener of a node that is stopped or dropped).
-pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

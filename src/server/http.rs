@@ -135,10 +135,13 @@ where
 /// Read one request; a malformed one becomes the error response to send.
 async fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
     let mut buf = Vec::with_capacity(1024);
+    // Where the search for the blank line resumes: each read scans only what it added.
+    let mut scanned = 0;
     let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
+        if let Some(i) = find(&buf[scanned..], b"\r\n\r\n") {
+            break scanned + i;
         }
+        scanned = buf.len().saturating_sub(3);
         if buf.len() > MAX_HEAD {
             return Err(Response::error(413, "request head too large"));
         }

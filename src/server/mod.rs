@@ -14,7 +14,7 @@ pub mod conn;
 pub mod consensus;
 pub mod core;
 pub mod dynconfig;
-mod ensemble;
+pub(crate) mod ensemble;
 pub mod fourlw;
 pub mod http;
 pub mod persist;

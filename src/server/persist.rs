@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::proto::{self, DecodeError, Reader, Writer};
+use super::tree::{AuthId, Entry, SessionEntry, State, Txn, Znode};
 
 /// Log fsyncs that took longer than Apache's `fsync.warningthresholdms` default (1 s): the
 /// admin `stats` `fsync_threshold_exceed_count`. Counted per process (in `tasks` mode the nodes
@@ -32,7 +33,6 @@ pub fn sync_log(f: &File, path: &Path) -> io::Result<()> {
     }
     r
 }
-use super::tree::{AuthId, Entry, SessionEntry, State, Txn, Znode};
 
 const SNAP_MAGIC: &[u8; 4] = b"ZKHS";
 const SNAP_VERSION: i32 = 1;

@@ -211,6 +211,13 @@ pub struct State {
 
 /// The zoo.cfg settings the state machine obeys. Every member must have the same (zkherd
 /// renders one zoo.cfg shape for all): they decide what a write does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeOptions {
+    pub extended_types: bool,
+    pub super_digest: Option<String>,
+    pub enforce_quota: bool,
+}
+
 /// Where quotas live (Apache's `Quotas`): `/zookeeper/quota<path>/zookeeper_limits` holds a
 /// quota's limits, `.../zookeeper_stats` what the subtree uses.
 pub const QUOTA_ROOT: &str = "/zookeeper/quota";
@@ -278,13 +285,6 @@ impl StatsTrack {
         }
         s.into_bytes()
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TreeOptions {
-    pub extended_types: bool,
-    pub super_digest: Option<String>,
-    pub enforce_quota: bool,
 }
 
 /// Parent path of `p` ("" → root for "/x").
@@ -809,6 +809,14 @@ impl State {
     /// `/zookeeper/quota<p>/zookeeper_limits` exists), as Apache's quota trie finds it; a
     /// quota on `/` counts nothing, as in Apache.
     fn quota_prefix(&self, path: &str) -> Option<String> {
+        // No quota at all (the usual case): one lookup, not one per ancestor.
+        if self
+            .nodes
+            .get(QUOTA_ROOT)
+            .is_none_or(|q| q.children.is_empty())
+        {
+            return None;
+        }
         let mut p = path;
         while !p.is_empty() && p != "/" {
             if self

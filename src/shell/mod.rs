@@ -138,14 +138,20 @@ impl Failure {
     }
 }
 
+/// A reply with zkCli's stat lines after `text` (and the stat in the JSON) when `show`
+/// (`-s`).
+fn with_stat(mut text: String, mut j: Value, stat: &zookeeper_client::Stat, show: bool) -> Reply {
+    if show {
+        text.push_str(&format::stat(stat));
+        j["stat"] = format::stat_json(stat);
+    }
+    Reply::new(text, j)
+}
+
 /// The answer of `set`/`setAcl`: the stat with `-s`, else nothing (JSON: always the stat).
 fn stat_reply(p: &Parsed, path: &str, stat: &zookeeper_client::Stat) -> Reply {
-    let text = if p.has('s') {
-        format::stat(stat)
-    } else {
-        String::new()
-    };
-    Reply::new(text, json!({"path": path, "stat": format::stat_json(stat)}))
+    let j = json!({"path": path, "stat": format::stat_json(stat)});
+    with_stat(String::new(), j, stat, p.has('s'))
 }
 
 /// A ZooKeeper error in zkCli's words (CliWrapperException's translations).
@@ -575,13 +581,9 @@ impl Shell {
             zk.get_children(&path).await.map_err(|e| keeper(e, &path))?
         };
         kids.sort();
-        let mut text = format!("[{}]\n", kids.join(", "));
-        let mut j = json!({"path": path, "children": kids});
-        if p.has('s') {
-            text.push_str(&format::stat(&stat));
-            j["stat"] = format::stat_json(&stat);
-        }
-        Ok(Reply::new(text, j))
+        let text = format!("[{}]\n", kids.join(", "));
+        let j = json!({"path": path, "children": kids});
+        Ok(with_stat(text, j, &stat, p.has('s')))
     }
 
     async fn get(&mut self, p: Parsed) -> Result<Reply, Failure> {
@@ -598,14 +600,10 @@ impl Shell {
             zk.get_data(&path).await.map_err(|e| keeper(e, &path))?
         };
         let shown = String::from_utf8_lossy(&data).into_owned();
-        let mut text = format!("{shown}\n");
+        let text = format!("{shown}\n");
         let mut j = json!({ "path": path });
         format::put_data(&mut j, &data);
-        if p.has('s') {
-            text.push_str(&format::stat(&stat));
-            j["stat"] = format::stat_json(&stat);
-        }
-        Ok(Reply::new(text, j))
+        Ok(with_stat(text, j, &stat, p.has('s')))
     }
 
     async fn stat(&mut self, p: Parsed) -> Result<Reply, Failure> {
@@ -647,7 +645,7 @@ impl Shell {
     async fn reconfig(&mut self, words: &[String]) -> Result<Reply, Failure> {
         // Its options are words (`-members`, `-file`), and lists hold `;`: parsed here.
         let (mut add, mut remove, mut members) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut with_stat, mut version_arg, mut file) = (false, None, None);
+        let (mut show_stat, mut version_arg, mut file) = (false, None, None);
         let mut it = words.iter();
         while let Some(w) = it.next() {
             let mut value = || {
@@ -656,7 +654,7 @@ impl Shell {
                     .ok_or_else(|| Failure::new(usage_of("reconfig")))
             };
             match w.as_str() {
-                "-s" => with_stat = true,
+                "-s" => show_stat = true,
                 "-v" => version_arg = Some(value()?),
                 "-file" => file = Some(value()?),
                 "-members" => members.push(value()?),
@@ -726,13 +724,9 @@ impl Shell {
         };
         let (data, stat) = result.map_err(|e| keeper(e, ""))?;
         let config = String::from_utf8_lossy(&data).into_owned();
-        let mut text = format!("Committed new configuration:\n{config}\n");
-        let mut j = json!({"config": config});
-        if with_stat {
-            text.push_str(&format::stat(&stat));
-            j["stat"] = format::stat_json(&stat);
-        }
-        Ok(Reply::new(text, j))
+        let text = format!("Committed new configuration:\n{config}\n");
+        let j = json!({"config": config});
+        Ok(with_stat(text, j, &stat, show_stat))
     }
 
     async fn create(&mut self, p: Parsed) -> Result<Reply, Failure> {
@@ -813,13 +807,9 @@ impl Shell {
             .get_acl(path)
             .await
             .map_err(|e| keeper(e, path))?;
-        let mut text = format::acl_lines(&acls);
-        let mut j = json!({"path": path, "acl": format::acl_json(&acls)});
-        if p.has('s') {
-            text.push_str(&format::stat(&stat));
-            j["stat"] = format::stat_json(&stat);
-        }
-        Ok(Reply::new(text, j))
+        let text = format::acl_lines(&acls);
+        let j = json!({"path": path, "acl": format::acl_json(&acls)});
+        Ok(with_stat(text, j, &stat, p.has('s')))
     }
 
     async fn set_acl(&mut self, p: Parsed) -> Result<Reply, Failure> {
@@ -994,7 +984,7 @@ impl Shell {
                 .map_err(|e| keeper(e, "/zookeeper/config"))?
         };
         let text_cfg = String::from_utf8_lossy(&data).into_owned();
-        let mut text = if p.has('c') {
+        let text = if p.has('c') {
             // Only the client addresses: `host:port,host:port`.
             let clients: Vec<String> = text_cfg
                 .lines()
@@ -1014,12 +1004,8 @@ impl Shell {
         } else {
             format!("{text_cfg}\n")
         };
-        let mut j = json!({"config": text_cfg});
-        if p.has('s') {
-            text.push_str(&format::stat(&stat));
-            j["stat"] = format::stat_json(&stat);
-        }
-        Ok(Reply::new(text, j))
+        let j = json!({"config": text_cfg});
+        Ok(with_stat(text, j, &stat, p.has('s')))
     }
 }
 

@@ -15,16 +15,17 @@
 //! (a page elsewhere cannot reach it through DNS rebinding), and every POST must carry
 //! `X-Zkherd-Ui: 1` (a header a cross-site form cannot set), so only this page changes things.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 
 use crate::ports::PortPlan;
+use crate::server::ensemble::AbortOnDrop;
 use crate::server::http::{self, Request, Response};
 use crate::spec::EnsembleSpec;
 use crate::status::{self, EnsembleStatus};
@@ -75,7 +76,10 @@ struct Change {
 struct Ui {
     spec: EnsembleSpec,
     addr: SocketAddr,
-    timeline: Mutex<Vec<Change>>,
+    /// The sampler's latest `status --json` document: `/api/status` answers it instead of
+    /// probing every node again for each page refresh.
+    latest: Mutex<Option<Value>>,
+    timeline: Mutex<VecDeque<Change>>,
     zk: tokio::sync::Mutex<Option<Client>>,
 }
 
@@ -89,7 +93,8 @@ pub async fn serve(listener: tokio::net::TcpListener, spec: EnsembleSpec) {
     let ui = Arc::new(Ui {
         spec,
         addr,
-        timeline: Mutex::new(Vec::new()),
+        latest: Mutex::new(None),
+        timeline: Mutex::new(VecDeque::new()),
         zk: tokio::sync::Mutex::new(None),
     });
     let sampler = {
@@ -98,6 +103,9 @@ pub async fn serve(listener: tokio::net::TcpListener, spec: EnsembleSpec) {
             loop {
                 let s = ui.status().await;
                 ui.record(&s);
+                if let Ok(v) = serde_json::to_value(&s) {
+                    *ui.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })
@@ -110,24 +118,8 @@ pub async fn serve(listener: tokio::net::TcpListener, spec: EnsembleSpec) {
     .await;
 }
 
-/// Ends the sampler when the server's task is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 pub fn url(addr: SocketAddr) -> String {
     format!("http://{addr}/")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn bad(message: impl std::fmt::Display) -> Response {
@@ -164,7 +156,7 @@ impl Ui {
             .map(|n| (n.id, n.role.as_str().to_string()))
             .collect();
         let mut t = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
-        let what = match t.last() {
+        let what = match t.back() {
             None => match s.leader {
                 Some(l) => format!("dashboard started; node {l} leads"),
                 None => "dashboard started; no leader".to_string(),
@@ -193,8 +185,8 @@ impl Ui {
                 parts.join(", ")
             }
         };
-        t.push(Change {
-            at_ms: now_ms(),
+        t.push_back(Change {
+            at_ms: crate::supervisor::job::unix_ms(),
             leader: s.leader,
             epoch: s.epoch,
             verdict: s.verdict.as_str().to_string(),
@@ -202,7 +194,7 @@ impl Ui {
             what,
         });
         if t.len() > TIMELINE_MAX {
-            t.remove(0);
+            t.pop_front();
         }
     }
 
@@ -235,10 +227,22 @@ impl Ui {
             ("GET", "/") | ("GET", "/index.html") => {
                 Response::text(200, "text/html; charset=utf-8", PAGE)
             }
-            ("GET", "/api/status") => match serde_json::to_value(self.status().await) {
-                Ok(v) => Response::json(200, &v),
-                Err(e) => Response::error(500, e),
-            },
+            ("GET", "/api/status") => {
+                let sampled = self
+                    .latest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                // Before the first sample: probe now.
+                let v = match sampled {
+                    Some(v) => Ok(v),
+                    None => serde_json::to_value(self.status().await),
+                };
+                match v {
+                    Ok(v) => Response::json(200, &v),
+                    Err(e) => Response::error(500, e),
+                }
+            }
             ("GET", "/api/timeline") => {
                 let t = self
                     .timeline
@@ -527,7 +531,8 @@ impl Ui {
         if b["heal"] == true {
             return self.links(Vec::new(), true).await;
         }
-        let total = self.spec().total_nodes();
+        let spec = self.spec();
+        let total = spec.total_nodes();
         let node = match b["isolate"].as_u64() {
             Some(n) if n >= 1 && n <= total as u64 => n as u16,
             _ => {
@@ -536,7 +541,6 @@ impl Ui {
                 ))
             }
         };
-        let spec = self.spec();
         if !spec.network.faults {
             return Response::error(
                 409,
