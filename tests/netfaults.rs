@@ -4,26 +4,9 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A proxy base with the ports of three nodes' proxies free (base .. base + 132), below the
-/// range `free_base_port` hands out.
-fn free_proxy_base() -> u16 {
-    // Each call moves on, so the tests of this process (run in parallel) never pick the same.
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let seed = (std::process::id() as u16).wrapping_mul(31) % 40;
-    for _ in 0..40u16 {
-        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let base = 5000 + ((seed + i) % 40) * 150;
-        if (base..base + 132).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free proxy port range");
-}
 
 fn faulty_cluster() -> Cluster {
     let c = Cluster::new(3);

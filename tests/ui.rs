@@ -236,6 +236,13 @@ fn dashboard_in_headless_chromium() {
         return;
     };
     let c = Cluster::new(3);
+    // The link proxies on a range found free (the default, quorum + 10000, can fall among
+    // the kernel's ephemeral ports).
+    std::fs::write(
+        c.tmp.path().join("zkherd.toml"),
+        format!("[network]\nproxy_base = {}\n", free_proxy_base()),
+    )
+    .unwrap();
     let up = c.up(&["--backend", "builtin", "--ui", "0", "--net", "faults"]);
     assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
     let url = dashboard_url(&c);
