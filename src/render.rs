@@ -33,6 +33,41 @@ pub const MARKER: &str = ".zkherd-cluster";
 pub const SUPER_SECRET: &str = "super.secret";
 const SUPER_USER: &str = "zkherd";
 
+/// The server's JAAS file (`[security] sasl_users`), in the cluster directory.
+pub const JAAS_SERVER: &str = "jaas.conf";
+/// A client JAAS file (the `Client` section, as `sasl_client`), for zkCli.sh, Kafka, Curator.
+pub const JAAS_CLIENT: &str = "client-jaas.conf";
+/// The provider zoo.cfg registers for the `sasl` scheme.
+pub const SASL_PROVIDER: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+
+fn jaas_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The server and client JAAS files, when the spec has SASL users.
+pub fn jaas_files(spec: &EnsembleSpec) -> Option<(String, String)> {
+    let (user, password) = spec.security.sasl_client()?;
+    let module = crate::server::sasl::DIGEST_LOGIN_MODULE;
+    let users = spec
+        .security
+        .sasl_users
+        .iter()
+        .map(|(n, p)| format!("    user_{n}={}", jaas_quote(p)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let server = format!(
+        "// Written by zkherd from [security] sasl_users: the server's DIGEST-MD5 users.\n\
+         Server {{\n    {module} required\n{users};\n}};\n"
+    );
+    let client = format!(
+        "// Written by zkherd: log in as {user} (java -Djava.security.auth.login.config=<this file>).\n\
+         Client {{\n    {module} required\n    username={}\n    password={};\n}};\n",
+        jaas_quote(user),
+        jaas_quote(password)
+    );
+    Some((server, client))
+}
+
 /// Whether the spec turns reconfig on (`reconfigEnabled = true` under [zookeeper.extra]).
 pub fn reconfig_enabled(spec: &EnsembleSpec) -> bool {
     spec.extra
@@ -312,8 +347,19 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
     .expect("marker serializes");
     write_if_changed(&dir.join(MARKER), &marker, &mut changes, false)?;
     let spec_json = serde_json::to_string_pretty(spec).expect("spec serializes");
-    write_if_changed(&dir.join("spec.json"), &spec_json, &mut changes, false)?;
+    // spec.json holds the SASL passwords, if any: owner-only, like the JAAS files.
+    write_file(
+        &dir.join("spec.json"),
+        &spec_json,
+        &mut changes,
+        false,
+        0o600,
+    )?;
     ensure_super_secret(spec)?;
+    if let Some((server, client)) = jaas_files(spec) {
+        write_file(&dir.join(JAAS_SERVER), &server, &mut changes, false, 0o600)?;
+        write_file(&dir.join(JAAS_CLIENT), &client, &mut changes, false, 0o600)?;
+    }
 
     let plan = PortPlan::new(spec);
     // `up --member N` lays out member N only: the others live on their own hosts.
@@ -433,6 +479,14 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
         }
         extra.push_str(&format!("{k}={v}\n"));
     }
+    if !spec.security.sasl_users.is_empty() {
+        // The builtin server reads the JAAS path from this line; the apache backend hands it
+        // to Java as the system property of the same name.
+        extra.push_str(&format!(
+            "authProvider.1={SASL_PROVIDER}\njava.security.auth.login.config={}\n",
+            spec.dir.join(JAAS_SERVER).display()
+        ));
+    }
     if let Some(secret) = own_super_secret(spec) {
         // zkherd's own super user, so `zkherd scale` may reconfig (Apache allows only the
         // super user by default).
@@ -497,6 +551,21 @@ fn write_if_changed(
     changes: &mut Vec<Change>,
     report_diff: bool,
 ) -> Result<(), RenderError> {
+    write_file(path, contents, changes, report_diff, 0o644)
+}
+
+/// [`write_if_changed`] with the file's mode (before umask).
+fn write_file(
+    path: &Path,
+    contents: &str,
+    changes: &mut Vec<Change>,
+    report_diff: bool,
+    mode: u32,
+) -> Result<(), RenderError> {
+    use std::os::unix::fs::PermissionsExt;
+    if fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 != mode & 0o777) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+    }
     match fs::read_to_string(path) {
         Ok(old) if old == contents => return Ok(()),
         Ok(old) => {
@@ -525,7 +594,18 @@ fn write_if_changed(
     }
     // Write to a temporary file and rename, so a reader never sees half a config.
     let tmp = path.with_extension("zkherd-tmp");
-    fs::write(&tmp, contents).map_err(io_err(&tmp))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = fs::remove_file(&tmp);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(contents.as_bytes()))
+            .map_err(io_err(&tmp))?;
+    }
     fs::rename(&tmp, path).map_err(io_err(path))?;
     Ok(())
 }

@@ -121,6 +121,15 @@ struct RawSpec {
     restart: RawRestart,
     #[serde(default)]
     network: RawNetwork,
+    #[serde(default)]
+    security: RawSecurity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    sasl_users: Option<Spanned<BTreeMap<String, String>>>,
+    sasl_client: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +327,33 @@ pub struct EnsembleSpec {
     /// `[network]`: links between nodes through the supervisor's proxies, for network faults.
     #[serde(default)]
     pub network: NetworkSettings,
+    /// `[security]`: SASL on the client port.
+    #[serde(default)]
+    pub security: SecuritySettings,
+}
+
+/// `[security]`: with `sasl_users`, zkherd renders a JAAS file with those DIGEST-MD5 users
+/// (`<dir>/jaas.conf`, the server's; `<dir>/client-jaas.conf`, for clients, as
+/// `sasl_client`) and registers SASLAuthenticationProvider, on either backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecuritySettings {
+    /// name → password.
+    pub sasl_users: BTreeMap<String, String>,
+    /// The user the client JAAS file logs in as: `sasl_client`, or the first name.
+    pub sasl_client: Option<String>,
+}
+
+impl SecuritySettings {
+    /// The client's SASL user and password, when SASL is on.
+    pub fn sasl_client(&self) -> Option<(&str, &str)> {
+        let name = match &self.sasl_client {
+            Some(n) => n.as_str(),
+            None => self.sasl_users.keys().next()?.as_str(),
+        };
+        self.sasl_users
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 /// `[network]`: with `faults`, every node reaches every other through a proxy of the
@@ -594,6 +630,57 @@ impl EnsembleSpec {
                 None => None,
             },
         };
+        let security = {
+            let users = raw
+                .security
+                .sasl_users
+                .as_ref()
+                .map(|u| u.get_ref().clone())
+                .unwrap_or_default();
+            let origin_of = |span: std::ops::Range<usize>| src.origin(span.start);
+            if let Some(u) = &raw.security.sasl_users {
+                for (name, password) in u.get_ref() {
+                    let bad = name.is_empty()
+                        || name.chars().any(|c| {
+                            c.is_whitespace() || c.is_control() || "{};=\"'\\/#@".contains(c)
+                        });
+                    if bad {
+                        return Err(SpecError::Invalid {
+                            origin: origin_of(u.span()),
+                            key: "security.sasl_users".into(),
+                            message: format!(
+                                "user name {name:?} cannot go in a JAAS file; use letters, digits, \
+                                 `.`, `_` or `-`"
+                            ),
+                        });
+                    }
+                    if password.chars().any(|c| c.is_control()) {
+                        return Err(SpecError::Invalid {
+                            origin: origin_of(u.span()),
+                            key: "security.sasl_users".into(),
+                            message: format!("the password of {name} contains a control character"),
+                        });
+                    }
+                }
+            }
+            if let Some(c) = &raw.security.sasl_client {
+                if !users.contains_key(c.get_ref()) {
+                    return Err(SpecError::Invalid {
+                        origin: origin_of(c.span()),
+                        key: "security.sasl_client".into(),
+                        message: format!(
+                            "{:?} is not one of security.sasl_users ({})",
+                            c.get_ref(),
+                            users.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                }
+            }
+            SecuritySettings {
+                sasl_users: users,
+                sasl_client: raw.security.sasl_client.map(|c| c.into_inner()),
+            }
+        };
         let r = raw.restart;
         let restart = RestartSettings {
             policy: r.policy.unwrap_or_default(),
@@ -662,6 +749,7 @@ impl EnsembleSpec {
             no_watch: false,
             ui: None,
             network,
+            security,
         };
         if spec.network.faults && spec.members.is_some() {
             return Err(SpecError::Invalid {

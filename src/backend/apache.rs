@@ -263,6 +263,13 @@ impl Backend for Apache {
         {
             cmd.arg("-Dreadonlymode.enabled=true");
         }
+        // The JAAS file, likewise: Java reads it from a system property only.
+        if let Some(jaas) = zoo_cfg.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "java.security.auth.login.config").then(|| v.trim().to_string())
+        }) {
+            cmd.arg(format!("-Djava.security.auth.login.config={jaas}"));
+        }
         cmd.arg("-cp")
             .arg(cp)
             .arg(MAIN_CLASS)

@@ -1,7 +1,7 @@
 //! zoo.cfg as Apache ZooKeeper reads it: `key=value` lines, `#` comments, unknown keys warned
 //! about (not fatal), `myid` from `dataDir/myid`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,16 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Missing { path: PathBuf, message: String },
+    #[error("{0} (named by {1})")]
+    Jaas(super::sasl::JaasError, String),
+}
+
+/// SASL on the client port: the JAAS file's server section and the users it names.
+#[derive(Debug, Clone)]
+pub struct SaslConfig {
+    pub jaas: PathBuf,
+    pub section: String,
+    pub users: super::sasl::SaslUsers,
 }
 
 /// One `server.N=host:quorum:election[:role];[clientHost:]clientPort` line.
@@ -89,6 +99,22 @@ pub struct ZooCfg {
     /// The Prometheus endpoint (`metricsProvider.className=…PrometheusMetricsProvider`,
     /// `metricsProvider.httpHost`, `metricsProvider.httpPort`).
     pub metrics: Option<HttpEndpoint>,
+    /// `authProvider.N=…` (Apache's `zookeeper.authProvider.*` properties): the extra ACL
+    /// schemes registered, `sasl` for SASLAuthenticationProvider. digest and ip always are.
+    pub auth_schemes: BTreeSet<String>,
+    /// Where the JAAS file is: zoo.cfg `java.security.auth.login.config` (the builtin server
+    /// reads it from zoo.cfg; the apache backend passes the line to Java as the system
+    /// property of that name), else `-Djava.security.auth.login.config=` in
+    /// `$SERVER_JVMFLAGS`/`$JVMFLAGS`, as zkServer.sh passes it.
+    pub jaas_path: Option<PathBuf>,
+    /// The JAAS section with the server's users (`sasl.serverconfig`, default `Server`).
+    pub sasl_section: String,
+    /// Filled by [`ZooCfg::load`] from the JAAS file; `None` = SASL is not configured.
+    pub sasl: Option<SaslConfig>,
+    /// `superUser`: the SASL user that is also the super user (Apache's `zookeeper.superUser`).
+    pub sasl_super_user: Option<String>,
+    /// `allowSaslFailedClients`: keep a connection whose SASL exchange failed.
+    pub allow_sasl_failed: bool,
     /// Every key=value as written, for `conf`.
     pub raw: BTreeMap<String, String>,
     /// Keys this server does not understand (warned about at start).
@@ -133,7 +159,23 @@ const KNOWN: &[&str] = &[
     "electionAlg",
     "quorumListenOnAllIPs",
     "readonlymode.enabled",
+    "java.security.auth.login.config",
+    "sasl.serverconfig",
+    "zookeeper.sasl.serverconfig",
+    "superUser",
+    "zookeeper.superUser",
+    "allowSaslFailedClients",
+    "zookeeper.allowSaslFailedClients",
 ];
+
+/// `-Dkey=value` in a JVM flags string, the way zkServer.sh hands flags to Java.
+fn jvm_flag(flags: &str, key: &str) -> Option<String> {
+    let prefix = format!("-D{key}=");
+    flags
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(&prefix))
+        .map(|v| v.trim_matches(['"', '\'']).to_string())
+}
 
 impl ZooCfg {
     /// What the replicated state machine takes from this file.
@@ -142,6 +184,7 @@ impl ZooCfg {
             extended_types: self.extended_types,
             super_digest: self.super_digest.clone(),
             enforce_quota: self.enforce_quota,
+            auth_schemes: self.auth_schemes.clone(),
         }
     }
 
@@ -160,6 +203,9 @@ impl ZooCfg {
             })?;
             cfg.myid = Some(id);
         }
+        if let Some(jaas) = cfg.jaas_path.clone() {
+            cfg.sasl = cfg.load_sasl(&jaas)?;
+        }
         if cfg.servers.len() > 1 && cfg.myid.is_none() {
             return Err(ConfigError::Missing {
                 path: myid_path,
@@ -167,6 +213,43 @@ impl ZooCfg {
             });
         }
         Ok(cfg)
+    }
+
+    /// Read the JAAS file's server section. A file without that section is no error (Apache
+    /// then runs without SASL too); a file that cannot be read or parsed, or a section with a
+    /// login module other than DIGEST-MD5's, is.
+    fn load_sasl(&self, jaas: &Path) -> Result<Option<SaslConfig>, ConfigError> {
+        let named_by = format!(
+            "{}: java.security.auth.login.config, or $SERVER_JVMFLAGS",
+            self.path.display()
+        );
+        let text = std::fs::read_to_string(jaas).map_err(|e| {
+            ConfigError::Jaas(
+                super::sasl::JaasError::Unusable {
+                    path: jaas.to_path_buf(),
+                    message: format!("cannot read the JAAS file: {e}"),
+                },
+                named_by.clone(),
+            )
+        })?;
+        let parsed = super::sasl::Jaas::parse(&text, jaas)
+            .map_err(|e| ConfigError::Jaas(e, named_by.clone()))?;
+        if !parsed.sections.contains_key(&self.sasl_section) {
+            tracing::warn!(
+                "{}: no JAAS section named {}; SASL is off",
+                jaas.display(),
+                self.sasl_section
+            );
+            return Ok(None);
+        }
+        let users = parsed
+            .digest_users(&self.sasl_section, jaas)
+            .map_err(|e| ConfigError::Jaas(e, named_by))?;
+        Ok(Some(SaslConfig {
+            jaas: jaas.to_path_buf(),
+            section: self.sasl_section.clone(),
+            users,
+        }))
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<ZooCfg, ConfigError> {
@@ -318,12 +401,57 @@ impl ZooCfg {
                 .filter(|s| !s.is_empty())
                 .collect(),
         };
+        let mut auth_schemes = BTreeSet::new();
+        for (k, v) in &raw {
+            if !k.starts_with("authProvider.") && !k.starts_with("zookeeper.authProvider.") {
+                continue;
+            }
+            match v.rsplit('.').next().unwrap_or("") {
+                "SASLAuthenticationProvider" => {
+                    auth_schemes.insert("sasl".to_string());
+                }
+                "DigestAuthenticationProvider" | "IPAuthenticationProvider" => {}
+                other => {
+                    return Err(err(
+                        k,
+                        format!(
+                            "{other:?} is not an authentication provider this server has; it \
+                             knows org.apache.zookeeper.server.auth.SASLAuthenticationProvider \
+                             (digest and ip are always on)"
+                        ),
+                    ))
+                }
+            }
+        }
+        let jaas_path = raw
+            .get("java.security.auth.login.config")
+            .map(PathBuf::from)
+            .or_else(|| {
+                ["SERVER_JVMFLAGS", "JVMFLAGS"].iter().find_map(|v| {
+                    jvm_flag(&std::env::var(v).ok()?, "java.security.auth.login.config")
+                        .map(PathBuf::from)
+                })
+            });
+        let sasl_section = raw
+            .get("sasl.serverconfig")
+            .or(raw.get("zookeeper.sasl.serverconfig"))
+            .cloned()
+            .unwrap_or_else(|| "Server".into());
+        let sasl_super_user = raw
+            .get("superUser")
+            .or(raw.get("zookeeper.superUser"))
+            .cloned();
+        let allow_sasl_failed = bool_of("allowSaslFailedClients")?
+            .or(bool_of("zookeeper.allowSaslFailedClients")?)
+            .unwrap_or(false);
         let unknown = raw
             .keys()
             .filter(|k| {
                 !KNOWN.contains(&k.as_str())
                     && !k.starts_with("server.")
                     && !k.starts_with("zkherd.proxy.")
+                    && !k.starts_with("authProvider.")
+                    && !k.starts_with("zookeeper.authProvider.")
             })
             .cloned()
             .collect();
@@ -368,6 +496,12 @@ impl ZooCfg {
                 .cloned()
                 .unwrap_or_else(|| "/commands".into()),
             metrics,
+            auth_schemes,
+            jaas_path,
+            sasl_section,
+            sasl: None,
+            sasl_super_user,
+            allow_sasl_failed,
             raw,
             unknown,
         })

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::config::ZooCfg;
 use super::conn::{CoreMsg, Out};
+use super::sasl;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::Instant as _;
 
@@ -73,6 +74,8 @@ pub(super) struct Conn {
     pub barriers: u32,
     /// Requests waiting for the write in flight (per-session FIFO).
     pub queue: VecDeque<Queued>,
+    /// This connection's SASL exchange, from its first SASL packet on.
+    pub sasl: Option<sasl::DigestMd5>,
 }
 
 impl Conn {
@@ -1002,6 +1005,7 @@ impl Core {
                 in_flight: 0,
                 barriers: 0,
                 queue: VecDeque::new(),
+                sasl: None,
             },
         );
         self.stats.received += 1;
@@ -1230,7 +1234,8 @@ impl Core {
                     reply_to(WriteKind::CloseConnection),
                 )?;
             }
-            Request::Unimplemented(_) | Request::Sasl => {
+            Request::Sasl { token } => self.sasl(conn, xid, &token, received),
+            Request::Unimplemented(_) => {
                 self.reply(
                     conn,
                     xid,
@@ -1332,7 +1337,98 @@ impl Core {
         Ok(())
     }
 
+    /// One SASL packet: the next step of the connection's DIGEST-MD5 exchange. A failure is
+    /// answered as Apache does (AuthFailed, a null token, the connection closed) unless
+    /// `allowSaslFailedClients` keeps it.
+    fn sasl(&mut self, conn: ConnId, xid: i32, token: &[u8], received: Instant) {
+        let Some(cfg) = self.cfg.sasl.as_ref() else {
+            tracing::warn!(
+                "connection {conn}: a SASL packet, but SASL is not configured (no JAAS file with \
+                 a {} section: zoo.cfg java.security.auth.login.config); refused",
+                self.cfg.sasl_section
+            );
+            self.stats.auth_failed += 1;
+            self.sasl_reply(conn, xid, ErrorCode::AuthFailed.code(), None, received);
+            self.close(conn);
+            return;
+        };
+        let users = cfg.users.clone();
+        let super_user = self.cfg.sasl_super_user.clone();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let remote = c.remote;
+        let exchange = c
+            .sasl
+            .get_or_insert_with(|| sasl::DigestMd5::new(users, sasl::new_nonce()));
+        match exchange.step(token) {
+            Ok(sasl::SaslStep::Continue(t)) => {
+                self.sasl_reply(conn, xid, 0, Some(&t), received);
+            }
+            Ok(sasl::SaslStep::Done { id, token: t }) => {
+                tracing::info!("client {remote}: SASL authorization id {id}");
+                // whoami lists super first, then the sasl id (measured against 3.8.0).
+                let mut ids = Vec::new();
+                if super_user.as_deref() == Some(id.as_str()) {
+                    ids.push(AuthId {
+                        scheme: "super".into(),
+                        id: String::new(),
+                    });
+                }
+                ids.push(AuthId {
+                    scheme: "sasl".into(),
+                    id: id.clone(),
+                });
+                for a in ids {
+                    if !c.auth.contains(&a) {
+                        c.auth.push(a);
+                    }
+                }
+                self.sasl_reply(conn, xid, 0, Some(&t), received);
+            }
+            Err(e) => {
+                tracing::warn!("client {remote} failed to SASL authenticate: {e}");
+                self.stats.auth_failed += 1;
+                if self.cfg.allow_sasl_failed {
+                    self.sasl_reply(conn, xid, 0, None, received);
+                } else {
+                    self.sasl_reply(conn, xid, ErrorCode::AuthFailed.code(), None, received);
+                    self.close(conn);
+                }
+            }
+        }
+    }
+
+    /// A SetSASLResponse: zxid 0 and the token (null on failure) even with an error code, as
+    /// Apache writes it.
+    fn sasl_reply(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        err: i32,
+        token: Option<&[u8]>,
+        received: Instant,
+    ) {
+        let mut body = Writer::new();
+        body.buffer(token);
+        self.reply_keeping_body(conn, xid, 0, err, &body.buf, received);
+    }
+
+    /// A reply; an error reply carries no body.
     fn reply(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        body: &[u8],
+        received: Instant,
+    ) {
+        let body = if err == 0 { body } else { &[] };
+        self.reply_keeping_body(conn, xid, zxid, err, body, received);
+    }
+
+    fn reply_keeping_body(
         &mut self,
         conn: ConnId,
         xid: i32,
@@ -1343,9 +1439,7 @@ impl Core {
     ) {
         let mut w = Writer::frame();
         w.reply_header(xid, zxid, err);
-        if err == 0 {
-            w.buf.extend_from_slice(body);
-        }
+        w.buf.extend_from_slice(body);
         let lat = received.elapsed().as_millis() as u64;
         self.stats.lat_min = self.stats.lat_min.min(lat);
         self.stats.lat_max = self.stats.lat_max.max(lat);

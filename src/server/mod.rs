@@ -19,6 +19,7 @@ pub mod fourlw;
 pub mod http;
 pub mod persist;
 pub mod proto;
+pub mod sasl;
 pub mod tree;
 pub mod watch;
 

@@ -619,7 +619,10 @@ pub enum Request {
     },
     WhoAmI,
     CloseSession,
-    Sasl,
+    /// A SASL token (`GetSASLRequest`), answered by the connection's exchange ([`super::sasl`]).
+    Sasl {
+        token: Vec<u8>,
+    },
     /// A top-level check, a notification, or an opcode we do not know: −6 then close.
     Unimplemented(i32),
 }
@@ -803,7 +806,9 @@ pub fn decode_request(opcode: i32, body: &[u8]) -> DResult<Request> {
         },
         op::WHO_AM_I => Request::WhoAmI,
         op::CLOSE_SESSION => Request::CloseSession,
-        op::SASL => Request::Sasl,
+        op::SASL => Request::Sasl {
+            token: r.buffer()?.unwrap_or_default(),
+        },
         other => Request::Unimplemented(other),
     };
     Ok(req)

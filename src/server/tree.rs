@@ -207,6 +207,8 @@ pub struct State {
     pub super_digest: Option<String>,
     /// Hard quota limits refuse writes (zoo.cfg `enforceQuota`); the same on every replica.
     pub enforce_quota: bool,
+    /// ACL schemes registered beyond digest and ip (`authProvider.N`): `sasl`.
+    pub auth_schemes: BTreeSet<String>,
 }
 
 /// The zoo.cfg settings the state machine obeys. Every member must have the same (zkherd
@@ -216,6 +218,7 @@ pub struct TreeOptions {
     pub extended_types: bool,
     pub super_digest: Option<String>,
     pub enforce_quota: bool,
+    pub auth_schemes: BTreeSet<String>,
 }
 
 /// Where quotas live (Apache's `Quotas`): `/zookeeper/quota<path>/zookeeper_limits` holds a
@@ -337,6 +340,7 @@ impl State {
             extended_types,
             super_digest,
             enforce_quota,
+            auth_schemes,
         } = opts;
         let mut nodes = BTreeMap::new();
         let mut root = Znode::new(Some(vec![]), vec![Acl::world_all()], 0, 0, 0);
@@ -369,6 +373,7 @@ impl State {
             extended_types,
             super_digest,
             enforce_quota,
+            auth_schemes,
         }
     }
 
@@ -404,6 +409,11 @@ impl State {
                             && match e.scheme.as_str() {
                                 "digest" => a.id == e.id,
                                 "ip" => ip_matches(&e.id, &a.id),
+                                // SASLAuthenticationProvider.matches: the same name, or the
+                                // SASL user `super`. (An entry of this scheme exists only
+                                // where the provider is registered: fixup refuses it
+                                // otherwise.)
+                                "sasl" => a.id == e.id || a.id == "super",
                                 _ => false,
                             }
                     }))
@@ -411,7 +421,15 @@ impl State {
     }
 
     /// ACL fixup for create and setACL.
-    fn fixup_acl(acl: &[Acl], auth: &[AuthId]) -> Result<Vec<Acl>, ErrorCode> {
+    fn fixup_acl(
+        acl: &[Acl],
+        auth: &[AuthId],
+        schemes: &BTreeSet<String>,
+    ) -> Result<Vec<Acl>, ErrorCode> {
+        // Ids whose provider authenticates (Apache's isAuthenticated): digest, and sasl
+        // when SASLAuthenticationProvider is registered; never ip or super.
+        let authenticated =
+            |scheme: &str| scheme == "digest" || (scheme == "sasl" && schemes.contains("sasl"));
         let mut out: Vec<Acl> = Vec::new();
         let push = |out: &mut Vec<Acl>, a: Acl| {
             if !out.contains(&a) {
@@ -422,7 +440,8 @@ impl State {
             match a.scheme.as_str() {
                 "world" if a.id == "anyone" => push(&mut out, a.clone()),
                 "auth" => {
-                    let ids: Vec<&AuthId> = auth.iter().filter(|i| i.scheme == "digest").collect();
+                    let ids: Vec<&AuthId> =
+                        auth.iter().filter(|i| authenticated(&i.scheme)).collect();
                     if ids.is_empty() {
                         return Err(ErrorCode::InvalidAcl);
                     }
@@ -439,6 +458,9 @@ impl State {
                 }
                 "digest" if a.id.matches(':').count() == 1 => push(&mut out, a.clone()),
                 "ip" if parse_cidr(&a.id).is_some() => push(&mut out, a.clone()),
+                "sasl" if schemes.contains("sasl") && super::sasl::valid_sasl_id(&a.id) => {
+                    push(&mut out, a.clone())
+                }
                 _ => return Err(ErrorCode::InvalidAcl),
             }
         }
@@ -644,7 +666,7 @@ impl State {
                 if !self.session_live(e) {
                     return Err(ErrorCode::SessionExpired);
                 }
-                let fixed = Self::fixup_acl(acl, &e.auth)?;
+                let fixed = Self::fixup_acl(acl, &e.auth, &self.auth_schemes)?;
                 let node = self.get(path).ok_or(ErrorCode::NoNode)?;
                 if !Self::check_acl(&node.acl, &e.auth, perms::ADMIN) {
                     return Err(ErrorCode::NoAuth);
@@ -707,7 +729,7 @@ impl State {
         if !path.contains('/') || path.contains('\0') {
             return Err(ErrorCode::BadArguments);
         }
-        let fixed = Self::fixup_acl(acl, &e.auth)?;
+        let fixed = Self::fixup_acl(acl, &e.auth, &self.auth_schemes)?;
         let parent_path = parent_of(path).ok_or(ErrorCode::BadArguments)?;
         let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
         if !Self::check_acl(&parent.acl, &e.auth, perms::CREATE) {
@@ -1619,6 +1641,7 @@ mod tests {
                 id: "".into(),
             }],
             &auth,
+            &BTreeSet::new(),
         )
         .unwrap();
         assert_eq!(fixed.len(), 1);
@@ -1630,7 +1653,8 @@ mod tests {
                     scheme: "auth".into(),
                     id: "".into()
                 }],
-                &auth[..1]
+                &auth[..1],
+                &BTreeSet::new()
             ),
             Err(ErrorCode::InvalidAcl),
             "ip ids do not count for auth"
