@@ -733,6 +733,30 @@ mod tests {
     }
 
     #[test]
+    fn sasl_users_give_owner_only_jaas_files_the_server_parses() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let s = spec(
+            "[security]\nsasl_users = { bob = 'se\"cr\\\\et', super = 'x' }\n",
+            &dir,
+        );
+        render(&s).unwrap();
+        for f in [JAAS_SERVER, JAAS_CLIENT, "spec.json"] {
+            let mode = fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+        let cfg = crate::server::config::ZooCfg::load(&dir.join("node1/conf/zoo.cfg")).unwrap();
+        assert!(cfg.auth_schemes.contains("sasl"));
+        let users = cfg.sasl.expect("SASL configured").users;
+        assert_eq!(users.0.get("bob").map(String::as_str), Some("se\"cr\\\\et"));
+        let client = fs::read_to_string(dir.join(JAAS_CLIENT)).unwrap();
+        let j = crate::server::sasl::Jaas::parse(&client, Path::new("c")).unwrap();
+        assert_eq!(j.sections["Client"][0].options["username"], "bob");
+        assert_eq!(j.sections["Client"][0].options["password"], "se\"cr\\\\et");
+    }
+
+    #[test]
     fn a_changed_spec_reports_the_changed_lines() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("c");

@@ -1522,6 +1522,23 @@ crash_loop_window_s = 10
     }
 
     #[test]
+    fn sasl_users_are_checked_and_the_client_user_defaults_to_the_first() {
+        let s = parse("[security]\nsasl_users = { zed = \"z\", bob = \"b\" }\n").unwrap();
+        assert_eq!(s.security.sasl_client(), Some(("bob", "b")));
+        let e = err("[security]\nsasl_users = { \"bo b\" = \"x\" }\n");
+        assert!(
+            e.starts_with("zkherd.toml:2:") && e.contains("cannot go in a JAAS file"),
+            "{e}"
+        );
+        let e = err("[security]\nsasl_users = { bob = \"x\" }\nsasl_client = \"eve\"\n");
+        assert!(
+            e.starts_with("zkherd.toml:3:") && e.contains("not one of security.sasl_users (bob)"),
+            "{e}"
+        );
+        assert_eq!(parse("").unwrap().security.sasl_client(), None);
+    }
+
+    #[test]
     fn unknown_section_is_an_error() {
         let e = err("[clutser]\nnodes = 3\n");
         assert!(e.contains("unknown field `clutser`"), "{e}");

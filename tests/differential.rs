@@ -840,20 +840,8 @@ fn quorum_cluster(backend: &str, spec: &str) -> Cluster {
     spec_cluster(3, 8, backend, spec)
 }
 
-/// `nodes` nodes of `backend` on a port range with room for `room`, with `spec` as
-/// zkherd.toml.
 fn spec_cluster(nodes: u16, room: u16, backend: &str, spec: &str) -> Cluster {
-    let mut c = Cluster::new(nodes);
-    c.base = free_base_port(room);
-    std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
-    let out = c.up(&["--backend", backend]);
-    assert!(
-        out.status.success(),
-        "{backend}: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    c
+    Cluster::with_spec(nodes, room, backend, spec)
 }
 
 #[test]

@@ -577,6 +577,78 @@ fn parse_server_line(id: u64, v: &str) -> Result<ServerLine, String> {
 mod tests {
     use super::*;
 
+    fn sasl_cfg(dir: &Path, jaas: &str, extra: &str) -> Result<ZooCfg, ConfigError> {
+        let jaas_path = dir.join("jaas.conf");
+        std::fs::write(&jaas_path, jaas).unwrap();
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "dataDir={}\nclientPort=2181\nauthProvider.1=org.apache.zookeeper.server.auth.\
+                 SASLAuthenticationProvider\njava.security.auth.login.config={}\n{extra}",
+                dir.display(),
+                jaas_path.display()
+            ),
+        )
+        .unwrap();
+        ZooCfg::load(&cfg)
+    }
+
+    #[test]
+    fn a_jaas_server_section_gives_the_sasl_users() {
+        let t = tempfile::tempdir().unwrap();
+        let c = sasl_cfg(
+            t.path(),
+            "Server { org.apache.zookeeper.server.auth.DigestLoginModule required user_bob=\"s\"; };",
+            "superUser=bob\n",
+        )
+        .unwrap();
+        assert!(c.auth_schemes.contains("sasl"));
+        assert_eq!(c.sasl.unwrap().users.0.get("bob").unwrap(), "s");
+        assert_eq!(c.sasl_super_user.as_deref(), Some("bob"));
+        assert!(c.unknown.is_empty(), "{:?}", c.unknown);
+    }
+
+    #[test]
+    fn sasl_problems_are_config_errors_that_name_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let e = sasl_cfg(
+            t.path(),
+            "Server { com.sun.security.auth.module.Krb5LoginModule required; };",
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("jaas.conf") && e.to_string().contains("DIGEST-MD5 only"),
+            "{e}"
+        );
+        let e = sasl_cfg(t.path(), "Server {", "").unwrap_err();
+        assert!(e.to_string().contains("jaas.conf:1"), "{e}");
+        // No server section: SASL stays off, as in Apache.
+        let c = sasl_cfg(
+            t.path(),
+            "Client { org.apache.zookeeper.server.auth.DigestLoginModule required username=\"b\"; };",
+            "",
+        )
+        .unwrap();
+        assert!(c.sasl.is_none());
+        let e = sasl_cfg(t.path(), "", "authProvider.2=com.example.Mine\n").unwrap_err();
+        assert!(e.to_string().contains("authProvider.2"), "{e}");
+    }
+
+    #[test]
+    fn jvm_flags_name_the_jaas_file_as_zkserver_sh_passes_them() {
+        assert_eq!(
+            jvm_flag(
+                "-Xmx1g -Djava.security.auth.login.config=/etc/zk/jaas.conf -Dx=y",
+                "java.security.auth.login.config"
+            )
+            .as_deref(),
+            Some("/etc/zk/jaas.conf")
+        );
+        assert_eq!(jvm_flag("-Xmx1g", "java.security.auth.login.config"), None);
+    }
+
     #[test]
     fn zkherd_rendered_config_parses() {
         let golden = std::fs::read_to_string(

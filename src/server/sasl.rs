@@ -222,13 +222,15 @@ impl Jaas {
                                     };
                                     options.insert(k, v);
                                 }
-                                t => return Err(syntax(
-                                    t.as_ref().map_or(last_line, |t| t.1),
-                                    format!(
+                                t => {
+                                    return Err(syntax(
+                                        t.as_ref().map_or(last_line, |t| t.1),
+                                        format!(
                                         "expected an option or ';' in the {class} entry, found {}",
                                         describe(&t)
                                     ),
-                                )),
+                                    ))
+                                }
                             }
                         }
                         modules.push(LoginModule {

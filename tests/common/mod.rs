@@ -173,6 +173,22 @@ impl Cluster {
         }
     }
 
+    /// `nodes` nodes of `backend`, up, on a port range with room for `room`, with `spec` as
+    /// zkherd.toml.
+    pub fn with_spec(nodes: u16, room: u16, backend: &str, spec: &str) -> Cluster {
+        let mut c = Cluster::new(nodes);
+        c.base = free_base_port(room);
+        std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
+        let out = c.up(&["--backend", backend]);
+        assert!(
+            out.status.success(),
+            "{backend}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        c
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.tmp.path().join("cluster")
     }
