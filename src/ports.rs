@@ -33,6 +33,9 @@ pub struct NodePorts {
     pub admin: Option<u16>,
     #[serde(default)]
     pub metrics: Option<u16>,
+    /// The TLS client port (`secureClientPort`), with `[security] tls`.
+    #[serde(default)]
+    pub secure: Option<u16>,
 }
 
 impl NodePorts {
@@ -49,6 +52,9 @@ impl NodePorts {
         if let Some(m) = self.metrics {
             v.push((PortKind::Metrics, m));
         }
+        if let Some(p) = self.secure {
+            v.push((PortKind::Secure, p));
+        }
         v
     }
 }
@@ -61,6 +67,7 @@ pub enum PortKind {
     Election,
     Admin,
     Metrics,
+    Secure,
 }
 
 impl fmt::Display for PortKind {
@@ -71,6 +78,7 @@ impl fmt::Display for PortKind {
             PortKind::Election => "election",
             PortKind::Admin => "admin",
             PortKind::Metrics => "metrics",
+            PortKind::Secure => "secure client",
         })
     }
 }
@@ -102,6 +110,8 @@ impl PortPlan {
                         election: m.election,
                         admin: m.admin,
                         metrics: m.metrics,
+                        // A member's TLS port: its client port + 100 (2181 → 2281).
+                        secure: spec.security.tls.then_some(m.client.saturating_add(100)),
                     })
                     .collect(),
             };
@@ -122,6 +132,7 @@ impl PortPlan {
                     election: spec.ports.election + off,
                     admin: spec.ports.admin.map(|a| a + off),
                     metrics: spec.ports.metrics.map(|m| m + off),
+                    secure: spec.security.tls.then_some(spec.ports.secure + off),
                 }
             })
             .collect();
@@ -423,6 +434,7 @@ mod tests {
                 election: 1,
                 admin: None,
                 metrics: None,
+                secure: None,
             }],
         };
         let conflicts: Vec<_> = plan

@@ -37,6 +37,10 @@ const SUPER_USER: &str = "zkherd";
 pub const JAAS_SERVER: &str = "jaas.conf";
 /// A client JAAS file (the `Client` section, as `sasl_client`), for zkCli.sh, Kafka, Curator.
 pub const JAAS_CLIENT: &str = "client-jaas.conf";
+/// Where `up --tls` mints the CA, server and client certificates, in the cluster directory.
+pub const TLS_DIR: &str = "tls";
+/// The provider zoo.cfg registers for the `x509` scheme.
+pub const X509_PROVIDER: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
 /// The provider zoo.cfg registers for the `sasl` scheme.
 pub const SASL_PROVIDER: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
 
@@ -233,6 +237,8 @@ pub enum RenderError {
         found: String,
         expected: u16,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::server::tls::TlsError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RenderError + '_ {
@@ -356,6 +362,12 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
         0o600,
     )?;
     ensure_super_secret(spec)?;
+    if spec.security.tls {
+        let mut hosts: Vec<std::net::IpAddr> = PortPlan::new(spec).nodes.iter().map(|n| n.host).collect();
+        hosts.sort();
+        hosts.dedup();
+        crate::server::tls::mint(&dir.join(TLS_DIR), &hosts, &spec.name)?;
+    }
     if let Some((server, client)) = jaas_files(spec) {
         write_file(&dir.join(JAAS_SERVER), &server, &mut changes, false, 0o600)?;
         write_file(&dir.join(JAAS_CLIENT), &client, &mut changes, false, 0o600)?;
@@ -414,7 +426,7 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
         .iter()
         .map(|n| {
             format!(
-                "server.{}={}:{}:{}{};{}",
+                "server.{}={}:{}:{}{}{}",
                 n.id,
                 n.host,
                 n.quorum,
@@ -424,7 +436,12 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
                 } else {
                     ""
                 },
-                std::net::SocketAddr::new(bind_of(n.host), n.client)
+                // TLS-only: no plaintext client address anywhere.
+                if spec.security.secure_only {
+                    String::new()
+                } else {
+                    format!(";{}", std::net::SocketAddr::new(bind_of(n.host), n.client))
+                }
             )
         })
         .collect::<Vec<_>>()
@@ -487,6 +504,21 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
             spec.dir.join(JAAS_SERVER).display()
         ));
     }
+    if let Some(secure) = node.ports.secure {
+        let tls = spec.dir.join(TLS_DIR);
+        let m = crate::server::tls::Minted::in_dir(&tls);
+        // Apache serves TLS through Netty only; the builtin server ignores the factory line.
+        extra.push_str(&format!(
+            "secureClientPort={secure}\nsecureClientPortAddress={bind}\n\
+             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+             ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+             ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
+             ssl.clientAuth={}\nauthProvider.x509={X509_PROVIDER}\n",
+            m.server.display(),
+            m.ca.display(),
+            spec.security.client_auth,
+        ));
+    }
     if let Some(secret) = own_super_secret(spec) {
         // zkherd's own super user, so `zkherd scale` may reconfig (Apache allows only the
         // super user by default).
@@ -526,10 +558,11 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
     // Empty placeholders leave blank lines; keep the file tidy. With a dynamic file the client
     // port is its server line's.
     let dynamic = uses_dynamic_file(spec);
+    let no_client_port = dynamic || spec.security.secure_only;
     let mut out = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| !(dynamic && l.starts_with("clientPort")))
+        .filter(|l| !(no_client_port && l.starts_with("clientPort")))
         .collect::<Vec<_>>()
         .join("\n");
     out.push('\n');

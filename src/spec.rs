@@ -130,6 +130,9 @@ struct RawSpec {
 struct RawSecurity {
     sasl_users: Option<Spanned<BTreeMap<String, String>>>,
     sasl_client: Option<Spanned<String>>,
+    tls: Option<bool>,
+    secure_only: Option<Spanned<bool>>,
+    client_auth: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +179,7 @@ struct RawPorts {
     election: Option<Spanned<i64>>,
     admin: Option<Spanned<i64>>,
     metrics: Option<Spanned<i64>>,
+    secure: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +224,13 @@ pub struct BasePorts {
     /// Prometheus metrics base port (`metricsProvider.httpPort`); `None` turns it off.
     #[serde(default)]
     pub metrics: Option<u16>,
+    /// TLS client base port (`secureClientPort`), used with `[security] tls`.
+    #[serde(default = "default_secure_port")]
+    pub secure: u16,
+}
+
+fn default_secure_port() -> u16 {
+    2281
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +281,7 @@ pub const CONVENTIONAL_PORTS: BasePorts = BasePorts {
     election: 3888,
     admin: None,
     metrics: None,
+    secure: 2281,
 };
 
 /// A validated ensemble specification: defaults filled in, every value in range.
@@ -335,12 +347,38 @@ pub struct EnsembleSpec {
 /// `[security]`: with `sasl_users`, zkherd renders a JAAS file with those DIGEST-MD5 users
 /// (`<dir>/jaas.conf`, the server's; `<dir>/client-jaas.conf`, for clients, as
 /// `sasl_client`) and registers SASLAuthenticationProvider, on either backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecuritySettings {
     /// name → password.
     pub sasl_users: BTreeMap<String, String>,
     /// The user the client JAAS file logs in as: `sasl_client`, or the first name.
     pub sasl_client: Option<String>,
+    /// A TLS client port per node (`secureClientPort`, `[ports] secure` + i), with a CA, server
+    /// and client certificates zkherd mints into `<dir>/tls/` (`up --tls`).
+    #[serde(default)]
+    pub tls: bool,
+    /// No plaintext client port at all (needs `tls`).
+    #[serde(default)]
+    pub secure_only: bool,
+    /// `ssl.clientAuth`: need (default), want or none.
+    #[serde(default = "default_client_auth")]
+    pub client_auth: String,
+}
+
+fn default_client_auth() -> String {
+    "need".into()
+}
+
+impl Default for SecuritySettings {
+    fn default() -> SecuritySettings {
+        SecuritySettings {
+            sasl_users: BTreeMap::new(),
+            sasl_client: None,
+            tls: false,
+            secure_only: false,
+            client_auth: default_client_auth(),
+        }
+    }
 }
 
 impl SecuritySettings {
@@ -420,6 +458,9 @@ pub struct Overrides {
     /// `--net faults|direct`: link proxies on or off.
     #[serde(default)]
     pub net_faults: Option<bool>,
+    /// `--tls`: a TLS client port per node, with minted certificates.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl EnsembleSpec {
@@ -555,6 +596,7 @@ impl EnsembleSpec {
                 0 => None,
                 p => Some(p),
             },
+            secure: ranged(src, "ports.secure", &raw.ports.secure, 2281, 1, 65535)?,
         };
         let members = if multi_host {
             let m = resolve_members(&raw.cluster, src, &ports)?;
@@ -676,9 +718,35 @@ impl EnsembleSpec {
                     });
                 }
             }
+            let client_auth = match &raw.security.client_auth {
+                None => default_client_auth(),
+                Some(c) => {
+                    let v = c.get_ref().to_ascii_lowercase();
+                    if !["need", "want", "none"].contains(&v.as_str()) {
+                        return Err(SpecError::Invalid {
+                            origin: origin_of(c.span()),
+                            key: "security.client_auth".into(),
+                            message: format!("{:?} is not need, want or none", c.get_ref()),
+                        });
+                    }
+                    v
+                }
+            };
+            let tls = raw.security.tls.unwrap_or(false);
+            let secure_only = raw.security.secure_only.as_ref().is_some_and(|s| *s.get_ref());
+            if secure_only && !tls {
+                return Err(SpecError::Invalid {
+                    origin: origin_of(raw.security.secure_only.as_ref().expect("set").span()),
+                    key: "security.secure_only".into(),
+                    message: "turning the plaintext port off needs tls = true".into(),
+                });
+            }
             SecuritySettings {
                 sasl_users: users,
                 sasl_client: raw.security.sasl_client.map(|c| c.into_inner()),
+                tls,
+                secure_only,
+                client_auth,
             }
         };
         let r = raw.restart;
@@ -860,6 +928,9 @@ impl EnsembleSpec {
             }
             self.local_member = Some(id);
         }
+        if o.tls {
+            self.security.tls = true;
+        }
         if let Some(faults) = o.net_faults {
             if faults && self.members.is_some() {
                 return Err(SpecError::Invalid {
@@ -886,6 +957,7 @@ impl EnsembleSpec {
             self.ports.client = client;
             self.ports.quorum = quorum;
             self.ports.election = election;
+            self.ports.secure = check_range(flag("--base-port"), "ports.secure", p + 100, 1, 65535)?;
             if self.ports.admin.is_some() {
                 self.ports.admin = Some(check_range(
                     flag("--base-port"),
@@ -963,6 +1035,9 @@ impl EnsembleSpec {
         }
         if let Some(m) = self.ports.metrics {
             ranges.push(("ports.metrics", m));
+        }
+        if self.security.tls {
+            ranges.push(("ports.secure", self.ports.secure));
         }
         for (key, base) in &ranges {
             if u32::from(*base) + n - 1 > 65535 {
@@ -1445,7 +1520,8 @@ mod tests {
                 quorum: 2881,
                 election: 3881,
                 admin: None,
-                metrics: None
+                metrics: None,
+                secure: 2281,
             }
         );
         assert_eq!((s.tick_time, s.init_limit, s.sync_limit), (2000, 10, 5));

@@ -210,6 +210,13 @@ fn classpath_of(home: &Path) -> Option<Vec<PathBuf>> {
                 "jackson-databind.jar",
                 "jackson-core.jar",
                 "jackson-annotations.jar",
+                // Netty serves the TLS port (NettyServerCnxnFactory); the manifest names
+                // netty-handler but not the codec and resolver jars it needs, so without these
+                // Debian's ZooKeeper fails every connection with NoClassDefFoundError:
+                // io/netty/handler/codec/ByteToMessageDecoder.
+                "netty-codec.jar",
+                "netty-resolver.jar",
+                "netty-transport-native-unix-common.jar",
             ] {
                 let p = java.join(extra);
                 if p.is_file() {

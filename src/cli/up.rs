@@ -64,6 +64,11 @@ pub struct UpArgs {
     /// `zkherd partition|isolate|heal|net` can break them (same as `[network] faults = true`).
     #[arg(long, value_name = "MODE", value_parser = ["faults", "direct"])]
     net: Option<String>,
+    /// Give every node a TLS client port too (base 2281, `[ports] secure`), with a CA, a server
+    /// and a client certificate minted into `<cluster dir>/tls/` (same as `[security] tls =
+    /// true`). `zkherd env` prints what clients need.
+    #[arg(long)]
+    tls: bool,
 }
 
 pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
@@ -79,6 +84,7 @@ pub async fn run(g: &Global, a: UpArgs) -> Result<u8> {
             base_port: a.base_port,
             member: a.member,
             net_faults: a.net.as_deref().map(|m| m == "faults"),
+            tls: a.tls,
         },
     )?;
     let spec = EnsembleSpec {

@@ -24,6 +24,22 @@ pub enum ConfigError {
     Jaas(super::sasl::JaasError, String),
 }
 
+/// TLS on `secureClientPort` (see [`super::tls`]).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub port: u16,
+    /// `secureClientPortAddress`; default the client port's address.
+    pub address: IpAddr,
+    pub key_store: super::tls::Store,
+    pub trust_store: Option<super::tls::Store>,
+    pub client_auth: super::tls::ClientAuth,
+    /// `X509AuthenticationProvider.superUser`: the certificate subject that is the super user.
+    pub x509_super_user: Option<String>,
+    /// `ssl.authProvider`: the scheme whose provider authenticates client certificates
+    /// (`x509`); when it is not registered, Apache closes every connection that presents one.
+    pub auth_provider: String,
+}
+
 /// SASL on the client port: the JAAS file's server section and the users it names.
 #[derive(Debug, Clone)]
 pub struct SaslConfig {
@@ -115,6 +131,8 @@ pub struct ZooCfg {
     pub sasl_super_user: Option<String>,
     /// `allowSaslFailedClients`: keep a connection whose SASL exchange failed.
     pub allow_sasl_failed: bool,
+    /// `secureClientPort` and its `ssl.*` settings; `None` = no TLS port.
+    pub tls: Option<TlsSettings>,
     /// Every key=value as written, for `conf`.
     pub raw: BTreeMap<String, String>,
     /// Keys this server does not understand (warned about at start).
@@ -166,6 +184,22 @@ const KNOWN: &[&str] = &[
     "zookeeper.superUser",
     "allowSaslFailedClients",
     "zookeeper.allowSaslFailedClients",
+    "secureClientPort",
+    "secureClientPortAddress",
+    // Apache needs Netty for TLS; the builtin server has one connection layer for both ports.
+    "serverCnxnFactory",
+    "ssl.keyStore.location",
+    "ssl.keyStore.password",
+    "ssl.keyStore.type",
+    "ssl.trustStore.location",
+    "ssl.trustStore.password",
+    "ssl.trustStore.type",
+    "ssl.clientAuth",
+    "ssl.authProvider",
+    "ssl.hostnameVerification",
+    "ssl.protocol",
+    "ssl.enabledProtocols",
+    "X509AuthenticationProvider.superUser",
 ];
 
 /// `-Dkey=value` in a JVM flags string, the way zkServer.sh hands flags to Java.
@@ -317,9 +351,60 @@ impl ZooCfg {
             }
         }
         servers.sort_by_key(|s| s.id);
-        if client_port == 0 && !servers.iter().any(|s| s.client.is_some()) {
-            return Err(err("clientPort", "clientPort is not set".into()));
+        // Apache's ssl settings are `zookeeper.ssl.*` system properties; zoo.cfg may name
+        // them with or without the prefix.
+        let prop = |key: &str| {
+            raw.get(key)
+                .or_else(|| raw.get(&format!("zookeeper.{key}")))
+                .cloned()
+        };
+        let secure_port: u16 = num(&raw, "secureClientPort", 0, &err)?;
+        if client_port == 0 && secure_port == 0 && !servers.iter().any(|s| s.client.is_some()) {
+            return Err(err(
+                "clientPort",
+                "clientPort is not set (nor secureClientPort)".into(),
+            ));
         }
+        let tls = if secure_port == 0 {
+            None
+        } else {
+            let store = |what: &str| {
+                prop(&format!("ssl.{what}.location")).map(|l| super::tls::Store {
+                    location: PathBuf::from(l),
+                    kind: prop(&format!("ssl.{what}.type")),
+                    password: prop(&format!("ssl.{what}.password")),
+                })
+            };
+            let key_store = store("keyStore").ok_or_else(|| {
+                err(
+                    "secureClientPort",
+                    "a secure client port needs ssl.keyStore.location (the server's key and \
+                     certificate)"
+                        .into(),
+                )
+            })?;
+            let client_auth = match prop("ssl.clientAuth") {
+                None => super::tls::ClientAuth::Need,
+                Some(v) => super::tls::ClientAuth::parse(&v).ok_or_else(|| {
+                    err("ssl.clientAuth", format!("{v:?} is not none, want or need"))
+                })?,
+            };
+            let address = match raw.get("secureClientPortAddress") {
+                Some(a) => a.parse().map_err(|_| {
+                    err("secureClientPortAddress", format!("{a:?} is not an IP address"))
+                })?,
+                None => client_address,
+            };
+            Some(TlsSettings {
+                port: secure_port,
+                address,
+                key_store,
+                trust_store: store("trustStore"),
+                client_auth,
+                x509_super_user: prop("X509AuthenticationProvider.superUser"),
+                auth_provider: prop("ssl.authProvider").unwrap_or_else(|| "x509".into()),
+            })
+        };
         let bool_of = |key: &str| -> Result<Option<bool>, ConfigError> {
             match raw.get(key).map(|v| v.to_ascii_lowercase()) {
                 None => Ok(None),
@@ -410,6 +495,9 @@ impl ZooCfg {
                 "SASLAuthenticationProvider" => {
                     auth_schemes.insert("sasl".to_string());
                 }
+                "X509AuthenticationProvider" => {
+                    auth_schemes.insert("x509".to_string());
+                }
                 "DigestAuthenticationProvider" | "IPAuthenticationProvider" => {}
                 other => {
                     return Err(err(
@@ -417,7 +505,7 @@ impl ZooCfg {
                         format!(
                             "{other:?} is not an authentication provider this server has; it \
                              knows org.apache.zookeeper.server.auth.SASLAuthenticationProvider \
-                             (digest and ip are always on)"
+                             and X509AuthenticationProvider (digest and ip are always on)"
                         ),
                     ))
                 }
@@ -502,6 +590,7 @@ impl ZooCfg {
             sasl: None,
             sasl_super_user,
             allow_sasl_failed,
+            tls,
             raw,
             unknown,
         })
@@ -510,6 +599,11 @@ impl ZooCfg {
     /// Whether `cmd` may run (`4lw.commands.whitelist`).
     pub fn allows(&self, cmd: &str) -> bool {
         self.whitelist.iter().any(|w| w == "*" || w == cmd)
+    }
+
+    /// Whether there is a plaintext client port (a TLS-only server has none).
+    pub fn has_client_port(&self) -> bool {
+        self.client_addr().port() != 0
     }
 
     /// The address the client port listens on.

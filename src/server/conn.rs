@@ -10,11 +10,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::proto::{self, ConnectRequest, DecodeError, Request};
+use super::tree::AuthId;
 use super::watch::ConnId;
 
 /// Four-letter words recognised in the first 4 bytes of a connection.
@@ -38,6 +39,9 @@ pub enum CoreMsg {
         conn: ConnId,
         req: ConnectRequest,
         remote: SocketAddr,
+        /// Ids the transport proved before the handshake: `x509:<subject>` (and `super:`)
+        /// from a TLS client certificate.
+        auth: Vec<AuthId>,
         tx: mpsc::UnboundedSender<Out>,
     },
     Request {
@@ -99,14 +103,34 @@ impl ConnLimits {
     }
 }
 
-/// Accept connections until the listener fails; each gets its own task.
+/// What the secure client port does with a connection before the protocol starts.
+#[derive(Clone)]
+pub struct TlsAccept {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Client certificates are asked for (`ssl.clientAuth` want or need).
+    pub asks_certificates: bool,
+    /// The x509 provider (`ssl.authProvider`) is registered (`authProvider.N=…
+    /// X509AuthenticationProvider`); without it Apache closes a connection that presents a
+    /// certificate, and so does this server.
+    pub x509: bool,
+    /// `X509AuthenticationProvider.superUser`.
+    pub super_user: Option<String>,
+}
+
+/// A handshake that takes longer than this is dropped (a client that connects and says
+/// nothing holds no task for long).
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accept connections until the listener fails; each gets its own task. With `tls`, each
+/// connection does its TLS handshake first (the secure client port).
 pub async fn accept_loop(
     listener: TcpListener,
     core: mpsc::Sender<CoreMsg>,
     limits: ConnLimits,
     max_buffer: usize,
+    tls: Option<TlsAccept>,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let mut next: ConnId = 1;
     // Connection tasks belong to this loop: when the server stops (or is dropped), they stop.
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -131,25 +155,84 @@ pub async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let conn = next;
-        next += 1;
+        let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let core = core.clone();
         let limits = limits.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
-            serve(stream, remote, conn, core.clone(), max_buffer).await;
+            match tls {
+                None => serve(stream, remote, conn, Vec::new(), core, max_buffer).await,
+                Some(t) => {
+                    let hs = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, t.acceptor.accept(stream));
+                    match hs.await {
+                        Ok(Ok(s)) => {
+                            if let Some(auth) = client_certificate_ids(&t, &s, remote) {
+                                serve(s, remote, conn, auth, core, max_buffer).await;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::warn!("TLS handshake with {remote} failed: {e}"),
+                        Err(_) => tracing::warn!(
+                            "TLS handshake with {remote} took over {}s; dropped",
+                            TLS_HANDSHAKE_TIMEOUT.as_secs()
+                        ),
+                    }
+                }
+            }
             limits.release(remote.ip());
         });
     }
 }
 
-async fn serve(
-    stream: TcpStream,
+/// The ids a client certificate proves, as Apache's X509AuthenticationProvider gives them:
+/// `x509:<subject, RFC 2253>`, and `super:<subject>` for the configured super user. None:
+/// close the connection (a certificate, but no x509 provider registered).
+fn client_certificate_ids(
+    t: &TlsAccept,
+    s: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    remote: SocketAddr,
+) -> Option<Vec<AuthId>> {
+    if !t.asks_certificates {
+        return Some(Vec::new());
+    }
+    let Some(cert) = s.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        return Some(Vec::new());
+    };
+    if !t.x509 {
+        tracing::error!(
+            "{remote}: a client certificate, but the x509 auth provider is not registered \
+             (zoo.cfg authProvider.N=org.apache.zookeeper.server.auth.X509AuthenticationProvider); \
+             closing, as Apache does"
+        );
+        return None;
+    }
+    let Some(id) = super::tls::x509_id(cert) else {
+        tracing::error!("{remote}: the client certificate's subject cannot be read; closing");
+        return None;
+    };
+    let mut ids = Vec::new();
+    if t.super_user.as_deref() == Some(id.as_str()) {
+        ids.push(AuthId {
+            scheme: "super".into(),
+            id: id.clone(),
+        });
+    }
+    tracing::info!("{remote}: authenticated x509 id {id:?}");
+    ids.push(AuthId {
+        scheme: "x509".into(),
+        id,
+    });
+    Some(ids)
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     remote: SocketAddr,
     conn: ConnId,
+    auth: Vec<AuthId>,
     core: mpsc::Sender<CoreMsg>,
     max_buffer: usize,
 ) {
-    let (mut rd, wr) = stream.into_split();
+    let (mut rd, wr) = tokio::io::split(stream);
     let mut head = [0u8; 4];
     if rd.read_exact(&mut head).await.is_err() {
         return;
@@ -178,6 +261,7 @@ async fn serve(
             conn,
             req,
             remote,
+            auth,
             tx,
         })
         .await
@@ -210,7 +294,7 @@ async fn serve(
 }
 
 /// Read one frame; None on EOF, error, or a length outside 0..=max_buffer.
-async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max_buffer: usize) -> Option<Vec<u8>> {
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max_buffer: usize) -> Option<Vec<u8>> {
     let mut head = [0u8; 4];
     rd.read_exact(&mut head).await.ok()?;
     let len = i32::from_be_bytes(head);
@@ -223,7 +307,7 @@ async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max_buffer: usize) 
 
 /// Read exactly `len` bytes. Memory grows with the bytes that actually arrive, so a client that
 /// announces a large frame and sends little (or drips it) holds little.
-async fn read_body(rd: &mut tokio::net::tcp::OwnedReadHalf, len: usize) -> Option<Vec<u8>> {
+async fn read_body<R: AsyncRead + Unpin>(rd: &mut R, len: usize) -> Option<Vec<u8>> {
     let mut body = Vec::with_capacity(len.min(64 * 1024));
     (&mut *rd)
         .take(len as u64)
@@ -233,8 +317,8 @@ async fn read_body(rd: &mut tokio::net::tcp::OwnedReadHalf, len: usize) -> Optio
     (body.len() == len).then_some(body)
 }
 
-async fn write_loop(
-    wr: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: W,
     mut rx: mpsc::UnboundedReceiver<Out>,
     closed: Arc<Notify>,
 ) {
@@ -264,11 +348,11 @@ async fn write_loop(
     closed.notify_one();
 }
 
-async fn four_letter(
+async fn four_letter<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     word: &str,
     remote: SocketAddr,
-    mut rd: tokio::net::tcp::OwnedReadHalf,
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rd: R,
+    mut wr: W,
     core: &mpsc::Sender<CoreMsg>,
 ) {
     // stmk carries an 8-byte mask; read it so the reply is not cut by a reset.

@@ -344,8 +344,9 @@ impl Core {
                 conn,
                 req,
                 remote,
+                auth,
                 tx,
-            } => self.connect(conn, req, remote, tx),
+            } => self.connect(conn, req, remote, auth, tx),
             CoreMsg::Request {
                 conn,
                 xid,
@@ -977,8 +978,14 @@ impl Core {
         conn: ConnId,
         req: ConnectRequest,
         remote: SocketAddr,
+        transport_auth: Vec<AuthId>,
         tx: mpsc::UnboundedSender<Out>,
     ) -> Result<(), PersistError> {
+        let mut auth = transport_auth;
+        auth.push(AuthId {
+            scheme: "ip".into(),
+            id: remote.ip().to_string(),
+        });
         self.conns.insert(
             conn,
             Conn {
@@ -986,10 +993,7 @@ impl Core {
                 remote,
                 session: None,
                 read_only: false,
-                auth: vec![AuthId {
-                    scheme: "ip".into(),
-                    id: remote.ip().to_string(),
-                }],
+                auth,
                 established_ms: now_ms(),
                 timeout_ms: 0,
                 received: 1,

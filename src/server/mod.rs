@@ -20,6 +20,7 @@ pub mod http;
 pub mod persist;
 pub mod proto;
 pub mod sasl;
+pub mod tls;
 pub mod tree;
 pub mod watch;
 
@@ -46,6 +47,11 @@ pub enum ServerError {
     },
     #[error("{path}: {message}")]
     Quorum { path: String, message: String },
+    #[error("{path}: TLS: {source}")]
+    Tls {
+        path: String,
+        source: tls::TlsError,
+    },
     #[error("replication storage in {path}: {source}")]
     Raft {
         path: String,
@@ -58,7 +64,7 @@ impl ServerError {
     /// 3 = data directory unusable, 14 = a port cannot be bound.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ServerError::Config(_) | ServerError::Quorum { .. } => 2,
+            ServerError::Config(_) | ServerError::Quorum { .. } | ServerError::Tls { .. } => 2,
             ServerError::Persist(_) | ServerError::Raft { .. } => 3,
             ServerError::Bind { .. } => 14,
         }
@@ -89,16 +95,39 @@ pub async fn run_killable(
     }
 }
 
-/// Listen on the client port (and the AdminServer and metrics ports, when configured) and
-/// start accepting connections. Aborting the task stops all of them.
+/// Listen on the client port, the secure client port (TLS), and the AdminServer and metrics
+/// ports, as configured, and start accepting connections. Aborting the task stops all of them.
 async fn listen(
     cfg: &Arc<ZooCfg>,
     tx: mpsc::Sender<conn::CoreMsg>,
 ) -> Result<tokio::task::JoinHandle<()>, ServerError> {
-    let addr = cfg.client_addr();
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })?;
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })
+    };
+    let plain = match cfg.has_client_port() {
+        true => Some(bind(cfg.client_addr()).await?),
+        false => None,
+    };
+    let secure = match &cfg.tls {
+        None => None,
+        Some(t) => {
+            let config = tls::server_config(&t.key_store, t.trust_store.as_ref(), t.client_auth)
+                .map_err(|e| ServerError::Tls {
+                    path: cfg.path.display().to_string(),
+                    source: e,
+                })?;
+            let accept = conn::TlsAccept {
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+                asks_certificates: t.client_auth != tls::ClientAuth::None,
+                x509: cfg.auth_schemes.contains(&t.auth_provider),
+                super_user: t.x509_super_user.clone(),
+            };
+            let addr = std::net::SocketAddr::new(t.address, t.port);
+            Some((bind(addr).await?, accept))
+        }
+    };
     let http: Vec<_> = admin::listen(cfg, tx.clone())
         .await?
         .into_iter()
@@ -106,9 +135,25 @@ async fn listen(
         .collect();
     let limits = conn::ConnLimits::new(cfg.max_client_cnxns);
     let max_buffer = cfg.max_buffer;
+    // Connection ids are unique across both ports.
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(1));
     Ok(tokio::spawn(async move {
         let _http = http;
-        conn::accept_loop(listener, tx, limits, max_buffer).await
+        let mut loops = tokio::task::JoinSet::new();
+        if let Some(l) = plain {
+            loops.spawn(conn::accept_loop(
+                l,
+                tx.clone(),
+                limits.clone(),
+                max_buffer,
+                None,
+                next.clone(),
+            ));
+        }
+        if let Some((l, accept)) = secure {
+            loops.spawn(conn::accept_loop(l, tx, limits, max_buffer, Some(accept), next));
+        }
+        while loops.join_next().await.is_some() {}
     }))
 }
 

@@ -414,6 +414,8 @@ impl State {
                                 // where the provider is registered: fixup refuses it
                                 // otherwise.)
                                 "sasl" => a.id == e.id || a.id == "super",
+                                // X509AuthenticationProvider.matches: the same subject.
+                                "x509" => a.id == e.id,
                                 _ => false,
                             }
                     }))
@@ -428,8 +430,9 @@ impl State {
     ) -> Result<Vec<Acl>, ErrorCode> {
         // Ids whose provider authenticates (Apache's isAuthenticated): digest, and sasl
         // when SASLAuthenticationProvider is registered; never ip or super.
-        let authenticated =
-            |scheme: &str| scheme == "digest" || (scheme == "sasl" && schemes.contains("sasl"));
+        let authenticated = |scheme: &str| {
+            scheme == "digest" || ((scheme == "sasl" || scheme == "x509") && schemes.contains(scheme))
+        };
         let mut out: Vec<Acl> = Vec::new();
         let push = |out: &mut Vec<Acl>, a: Acl| {
             if !out.contains(&a) {
@@ -459,6 +462,9 @@ impl State {
                 "digest" if a.id.matches(':').count() == 1 => push(&mut out, a.clone()),
                 "ip" if parse_cidr(&a.id).is_some() => push(&mut out, a.clone()),
                 "sasl" if schemes.contains("sasl") && super::sasl::valid_sasl_id(&a.id) => {
+                    push(&mut out, a.clone())
+                }
+                "x509" if schemes.contains("x509") && super::tls::valid_x500_name(&a.id) => {
                     push(&mut out, a.clone())
                 }
                 _ => return Err(ErrorCode::InvalidAcl),

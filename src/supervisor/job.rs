@@ -724,6 +724,7 @@ mod tests {
             election: free(),
             admin: None,
             metrics: None,
+            secure: None,
         };
         let l = NodeLayout::new(dir, &ports);
         std::fs::create_dir_all(&l.logs_dir).unwrap();
