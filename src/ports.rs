@@ -88,6 +88,9 @@ impl fmt::Display for PortKind {
 pub struct PortPlan {
     pub host: IpAddr,
     pub nodes: Vec<NodePorts>,
+    /// No plaintext client ports (`[security] secure_only`): clients get the secure ones.
+    #[serde(default)]
+    pub secure_only: bool,
 }
 
 impl PortPlan {
@@ -95,6 +98,7 @@ impl PortPlan {
         if let Some(members) = &spec.members {
             return PortPlan {
                 host: spec.host,
+                secure_only: spec.security.secure_only,
                 nodes: members
                     .iter()
                     .map(|m| NodePorts {
@@ -139,6 +143,7 @@ impl PortPlan {
         PortPlan {
             host: spec.host,
             nodes,
+            secure_only: spec.security.secure_only,
         }
     }
 
@@ -156,11 +161,24 @@ impl PortPlan {
 
     /// `host:client,host:client,…` — what clients are given.
     pub fn connect_string(&self) -> String {
+        if self.secure_only {
+            return self.secure_connect_string().unwrap_or_default();
+        }
         self.nodes
             .iter()
             .map(|n| SocketAddr::new(n.host, n.client).to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// `host:secure,…`: the TLS client ports, when the nodes have them.
+    pub fn secure_connect_string(&self) -> Option<String> {
+        let v = self
+            .nodes
+            .iter()
+            .map(|n| n.secure.map(|p| SocketAddr::new(n.host, p).to_string()))
+            .collect::<Option<Vec<_>>>()?;
+        (!v.is_empty()).then(|| v.join(","))
     }
 
     /// Try to bind every port of `nodes`; return every conflict found.
@@ -424,6 +442,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let plan = PortPlan {
+            secure_only: false,
             host: "127.0.0.1".parse().unwrap(),
             nodes: vec![NodePorts {
                 id: 2,

@@ -54,13 +54,27 @@ pub enum ProbeError {
     },
 }
 
+/// How a probe reaches a node: plaintext, or TLS with this client configuration (a
+/// TLS-only cluster's secure client port).
+pub type Tls = Option<std::sync::Arc<rustls::ClientConfig>>;
+
 /// Send a four-letter word and read the reply until the server closes the connection.
 pub async fn four_letter_word(
     addr: SocketAddr,
     cmd: &str,
     timeout: Duration,
 ) -> Result<String, ProbeError> {
-    let text = exchange(addr, cmd, cmd.as_bytes(), true, timeout).await?;
+    four_letter_word_via(addr, &None, cmd, timeout).await
+}
+
+/// [`four_letter_word`] over `tls` when given.
+pub async fn four_letter_word_via(
+    addr: SocketAddr,
+    tls: &Tls,
+    cmd: &str,
+    timeout: Duration,
+) -> Result<String, ProbeError> {
+    let text = exchange(addr, tls, cmd, cmd.as_bytes(), true, timeout).await?;
     if text.contains("is not executed because it is not in the whitelist") {
         return Err(ProbeError::NotWhitelisted {
             addr,
@@ -255,11 +269,16 @@ pub struct NodeProbe {
 
 /// Probe a node: `srvr`, and `mntr` when it leads (for its followers).
 pub async fn probe_node(addr: SocketAddr, timeout: Duration) -> NodeProbe {
-    match four_letter_word(addr, "srvr", timeout).await {
+    probe_node_via(addr, &None, timeout).await
+}
+
+/// [`probe_node`] over `tls` when given.
+pub async fn probe_node_via(addr: SocketAddr, tls: &Tls, timeout: Duration) -> NodeProbe {
+    match four_letter_word_via(addr, tls, "srvr", timeout).await {
         Ok(text) => match parse_srvr(&text) {
             Ok(srvr) => {
                 let mntr = if srvr.mode == Mode::Leader {
-                    match four_letter_word(addr, "mntr", timeout).await {
+                    match four_letter_word_via(addr, tls, "mntr", timeout).await {
                         Ok(t) => parse_mntr(&t).ok(),
                         Err(_) => None,
                     }
@@ -303,13 +322,35 @@ pub async fn probe_node(addr: SocketAddr, timeout: Duration) -> NodeProbe {
 /// words want) and read the answer to its end; `label` names the exchange in errors.
 async fn exchange(
     addr: SocketAddr,
+    tls: &Tls,
     label: &str,
     request: &[u8],
     half_close: bool,
     timeout: Duration,
 ) -> Result<String, ProbeError> {
+    async fn talk<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        mut s: S,
+        request: &[u8],
+        half_close: bool,
+    ) -> std::io::Result<String> {
+        s.write_all(request).await?;
+        if half_close {
+            let _ = s.shutdown().await;
+        } else {
+            s.flush().await?;
+        }
+        let mut buf = Vec::with_capacity(4096);
+        // A TLS peer that closes without close_notify ends the stream with an error; what
+        // arrived before it is the answer.
+        match s.read_to_end(&mut buf).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
     let work = async {
-        let mut s = TcpStream::connect(addr)
+        let s = TcpStream::connect(addr)
             .await
             .map_err(|source| ProbeError::Connect { addr, source })?;
         let io = |source| ProbeError::Io {
@@ -317,13 +358,17 @@ async fn exchange(
             cmd: label.to_string(),
             source,
         };
-        s.write_all(request).await.map_err(io)?;
-        if half_close {
-            let _ = s.shutdown().await;
+        match tls {
+            None => talk(s, request, half_close).await.map_err(io),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let s = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, s)
+                    .await
+                    .map_err(io)?;
+                talk(s, request, half_close).await.map_err(io)
+            }
         }
-        let mut buf = Vec::with_capacity(4096);
-        s.read_to_end(&mut buf).await.map_err(io)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
     };
     tokio::time::timeout(timeout, work)
         .await
@@ -344,7 +389,7 @@ pub async fn admin_command(
     let req = format!(
         "GET {what} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     );
-    let text = exchange(addr, &what, req.as_bytes(), false, timeout).await?;
+    let text = exchange(addr, &None, &what, req.as_bytes(), false, timeout).await?;
     let parse = |reason: String| ProbeError::Parse {
         addr,
         cmd: what.clone(),

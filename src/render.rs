@@ -363,7 +363,8 @@ pub fn render(spec: &EnsembleSpec) -> Result<Vec<Change>, RenderError> {
     )?;
     ensure_super_secret(spec)?;
     if spec.security.tls {
-        let mut hosts: Vec<std::net::IpAddr> = PortPlan::new(spec).nodes.iter().map(|n| n.host).collect();
+        let mut hosts: Vec<std::net::IpAddr> =
+            PortPlan::new(spec).nodes.iter().map(|n| n.host).collect();
         hosts.sort();
         hosts.dedup();
         crate::server::tls::mint(&dir.join(TLS_DIR), &hosts, &spec.name)?;

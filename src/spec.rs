@@ -733,7 +733,11 @@ impl EnsembleSpec {
                 }
             };
             let tls = raw.security.tls.unwrap_or(false);
-            let secure_only = raw.security.secure_only.as_ref().is_some_and(|s| *s.get_ref());
+            let secure_only = raw
+                .security
+                .secure_only
+                .as_ref()
+                .is_some_and(|s| *s.get_ref());
             if secure_only && !tls {
                 return Err(SpecError::Invalid {
                     origin: origin_of(raw.security.secure_only.as_ref().expect("set").span()),
@@ -957,7 +961,8 @@ impl EnsembleSpec {
             self.ports.client = client;
             self.ports.quorum = quorum;
             self.ports.election = election;
-            self.ports.secure = check_range(flag("--base-port"), "ports.secure", p + 100, 1, 65535)?;
+            self.ports.secure =
+                check_range(flag("--base-port"), "ports.secure", p + 100, 1, 65535)?;
             if self.ports.admin.is_some() {
                 self.ports.admin = Some(check_range(
                     flag("--base-port"),

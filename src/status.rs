@@ -173,6 +173,28 @@ fn default_host() -> String {
     "127.0.0.1".into()
 }
 
+/// The TLS client a TLS-only (`secure_only`) cluster is probed with: its CA and minted
+/// client certificate. None for a cluster with plaintext ports (or unreadable material: the
+/// probes then fail and say so).
+fn tls_probe(spec: &EnsembleSpec) -> probe::Tls {
+    if !spec.security.secure_only {
+        return None;
+    }
+    let m = crate::server::tls::Minted::in_dir(&spec.dir.join(crate::render::TLS_DIR));
+    let pem = |p: &std::path::Path| crate::server::tls::Store {
+        location: p.to_path_buf(),
+        kind: Some("PEM".into()),
+        password: None,
+    };
+    match crate::server::tls::client_config(&pem(&m.ca), Some(&pem(&m.client))) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("cannot probe over TLS: {e}");
+            None
+        }
+    }
+}
+
 /// Probe every node (in parallel) and merge with the supervisor's job infos, if any.
 pub async fn collect(
     spec: &EnsembleSpec,
@@ -180,13 +202,20 @@ pub async fn collect(
     timeout: Duration,
 ) -> EnsembleStatus {
     let plan = PortPlan::new(spec);
+    // A TLS-only cluster is probed on its secure ports, as its own client (zkherd's minted
+    // client certificate).
+    let tls = tls_probe(spec);
     let mut set = tokio::task::JoinSet::new();
     for n in &plan.nodes {
-        let addr = SocketAddr::new(n.host, n.client);
+        let addr = match (&tls, n.secure) {
+            (Some(_), Some(p)) => SocketAddr::new(n.host, p),
+            _ => SocketAddr::new(n.host, n.client),
+        };
         let admin = n.admin.map(|p| SocketAddr::new(n.host, p));
         let id = n.id;
+        let tls = tls.clone();
         set.spawn(async move {
-            let p = probe::probe_node(addr, timeout).await;
+            let p = probe::probe_node_via(addr, &tls, timeout).await;
             // The four-letter words failed (not whitelisted, or the port speaks something
             // else): the AdminServer, where there is one, says the same.
             if let (None, false, Some(admin)) = (&p.srvr, p.not_serving, admin) {
@@ -212,11 +241,22 @@ pub async fn collect(
                 Some(j) => j.pid,
                 // Without a supervisor, the pid is whoever listens on the client port.
                 None if jobs.is_none() && crate::ports::is_local(n.host) => {
-                    crate::ports::find_listener_at(n.host, n.client).map(|h| h.pid)
+                    crate::ports::find_listener_at(
+                        n.host,
+                        n.secure
+                            .filter(|_| spec.security.secure_only)
+                            .unwrap_or(n.client),
+                    )
+                    .map(|h| h.pid)
                 }
                 None => None,
             };
-            node_status(n, pid, job, probes.get(&n.id))
+            // A TLS-only node's client port is its secure one.
+            let mut shown = n.clone();
+            if let (true, Some(p)) = (plan.secure_only, n.secure) {
+                shown.client = p;
+            }
+            node_status(&shown, pid, job, probes.get(&n.id))
         })
         .collect::<Vec<_>>();
     judge(

@@ -1630,3 +1630,147 @@ fn builtin_matches_apache_on_sasl_digest_md5() {
     assert!(line("wrong password").contains("err -115"), "{a:#?}");
     assert_matches("sasl", &a, &b, SASL_KNOWN_DIFFERENCES);
 }
+
+// ---- x509 (TLS client certificates) -----------------------------------------------------
+
+/// zkherd's own client certificate for `c` (`up --tls` minted it), as a rustls client.
+fn minted_client(c: &Cluster) -> std::sync::Arc<rustls::ClientConfig> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let m = zkherd::server::tls::Minted::in_dir(&c.dir().join("tls"));
+    let pem = |p: &std::path::Path| zkherd::server::tls::Store {
+        location: p.to_path_buf(),
+        kind: None,
+        password: None,
+    };
+    zkherd::server::tls::client_config(&pem(&m.ca), Some(&pem(&m.client))).unwrap()
+}
+
+async fn run_x509_script(
+    addr: SocketAddr,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Vec<(String, String)> {
+    let me = zkherd::server::tls::Minted::CLIENT_ID;
+    let x509 = |id: &str| {
+        vec![Acl {
+            perms: perms::ALL,
+            scheme: "x509".into(),
+            id: id.into(),
+        }]
+    };
+    let create_with = |path: &str, acl: Vec<Acl>| {
+        body(|w| {
+            w.string(path).buffer(Some(b"v")).acls(&acl).int(0);
+        })
+    };
+    let path_only = |path: &str| {
+        body(|w| {
+            w.string(path);
+        })
+    };
+    let get = |path: &str| {
+        body(|w| {
+            w.string(path).boolean(false);
+        })
+    };
+    let auth_acl = vec![Acl {
+        perms: perms::ALL,
+        scheme: "auth".into(),
+        id: "".into(),
+    }];
+    let mut steps: Vec<(String, i32, Vec<u8>)> = vec![
+        ("whoami".into(), op::WHO_AM_I, vec![]),
+        (
+            "create with my x509 id".into(),
+            op::CREATE,
+            create_with("/x-me", x509(me)),
+        ),
+        ("read it".into(), op::GET_DATA, get("/x-me")),
+        (
+            "create for another subject".into(),
+            op::CREATE,
+            create_with("/x-other", x509("CN=other,O=zkherd")),
+        ),
+        (
+            "read another subject's node".into(),
+            op::GET_DATA,
+            get("/x-other"),
+        ),
+        (
+            "auth ACL".into(),
+            op::CREATE,
+            create_with("/x-auth", auth_acl),
+        ),
+        (
+            "auth ACL expands to the x509 id".into(),
+            op::GET_ACL,
+            path_only("/x-auth"),
+        ),
+        (
+            "same subject, other spacing".into(),
+            op::CREATE,
+            create_with("/x-spaced", x509("CN=zkherd-client, O=zkherd")),
+        ),
+        ("read the spaced one".into(), op::GET_DATA, get("/x-spaced")),
+    ];
+    for id in [
+        "nonsense",
+        "CN=a,",
+        "XX=a",
+        "",
+        "cn=a;o=b",
+        "CN=\"a, b\",O=c",
+        "1.2.840.113549.1.9.1=#160161",
+        "CN=a+OU=b",
+    ] {
+        steps.push((
+            format!("x509 id {id:?}"),
+            op::CREATE,
+            create_with(&format!("/x-id{}", steps.len()), x509(id)),
+        ));
+    }
+    let (mut s, hello) = raw::connect_tls(addr, tls).await;
+    hello.expect("handshake over TLS");
+    let base = raw::request(&mut s, -2, op::PING, &[]).await.unwrap().zxid;
+    let mut out = Vec::new();
+    for (i, (what, opcode, b)) in steps.into_iter().enumerate() {
+        let r = raw::request(&mut s, i as i32 + 1, opcode, &b)
+            .await
+            .unwrap_or_else(|| panic!("{addr}: closed at {what}"));
+        out.push((what, normalize(opcode, &r, base, 0)));
+    }
+    out
+}
+
+#[test]
+fn builtin_matches_apache_on_x509_client_certificates() {
+    if !apache_available("builtin_matches_apache_on_x509_client_certificates") {
+        return;
+    }
+    let start = |backend: &str| {
+        let mut c = Cluster::new(1);
+        c.base = free_base_port(2);
+        let out = c.up(&["--backend", backend, "--tls"]);
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        c
+    };
+    let (apache, builtin) = (start("apache"), start("builtin"));
+    let secure =
+        |c: &Cluster| -> SocketAddr { format!("127.0.0.1:{}", c.base + 100).parse().unwrap() };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = rt.block_on(run_x509_script(secure(&apache), minted_client(&apache)));
+    let b = rt.block_on(run_x509_script(secure(&builtin), minted_client(&builtin)));
+    let line = |case: &str| &a.iter().find(|(c, _)| c == case).unwrap().1;
+    assert!(
+        line("whoami").contains(r#"("x509", "CN=zkherd-client,O=zkherd")"#),
+        "{a:#?}"
+    );
+    assert!(
+        line("read another subject's node").contains("err -102"),
+        "{a:#?}"
+    );
+    assert!(line("x509 id \"nonsense\"").contains("err -114"), "{a:#?}");
+    assert_matches("x509", &a, &b, &[]);
+}

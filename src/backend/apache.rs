@@ -155,6 +155,35 @@ fn find_zookeeper(configured: Option<&Path>) -> Result<Vec<PathBuf>, BackendErro
     )))
 }
 
+/// Netty jars Debian's zookeeper.jar manifest leaves out although TLS needs them (see
+/// `classpath_of`).
+const NETTY_MISSING_FROM_DEBIAN_MANIFEST: &[&str] = &[
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-unix-common.jar",
+];
+
+/// For Debian's zkCli.sh over TLS: a `-cp` that repeats zkEnv.sh's class path and adds the
+/// Netty jars the manifest misses (the last `-cp` on a java command line wins, and zkCli.sh
+/// puts `$CLIENT_JVMFLAGS` after its own). None when this is not Debian's layout.
+pub fn debian_zkcli_tls_classpath() -> Option<String> {
+    let java = Path::new(DEBIAN_JARS);
+    if !java.join("zookeeper.jar").is_file() {
+        return None;
+    }
+    let mut cp = vec![
+        "/etc/zookeeper/conf".to_string(),
+        java.join("zookeeper.jar").display().to_string(),
+    ];
+    for j in NETTY_MISSING_FROM_DEBIAN_MANIFEST {
+        let p = java.join(j);
+        if p.is_file() {
+            cp.push(p.display().to_string());
+        }
+    }
+    Some(cp.join(":"))
+}
+
 fn is_zookeeper_jar(p: &Path) -> bool {
     p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
         n.starts_with("zookeeper")
@@ -210,14 +239,17 @@ fn classpath_of(home: &Path) -> Option<Vec<PathBuf>> {
                 "jackson-databind.jar",
                 "jackson-core.jar",
                 "jackson-annotations.jar",
-                // Netty serves the TLS port (NettyServerCnxnFactory); the manifest names
-                // netty-handler but not the codec and resolver jars it needs, so without these
-                // Debian's ZooKeeper fails every connection with NoClassDefFoundError:
-                // io/netty/handler/codec/ByteToMessageDecoder.
-                "netty-codec.jar",
-                "netty-resolver.jar",
-                "netty-transport-native-unix-common.jar",
             ] {
+                let p = java.join(extra);
+                if p.is_file() {
+                    cp.push(p);
+                }
+            }
+            // Netty serves the TLS port (NettyServerCnxnFactory); the manifest names
+            // netty-handler but not the codec and resolver jars it needs, so without these
+            // Debian's ZooKeeper fails every connection with NoClassDefFoundError:
+            // io/netty/handler/codec/ByteToMessageDecoder.
+            for extra in NETTY_MISSING_FROM_DEBIAN_MANIFEST {
                 let p = java.join(extra);
                 if p.is_file() {
                     cp.push(p);

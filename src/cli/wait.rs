@@ -84,7 +84,14 @@ pub async fn wait_ready(
         progress(&s);
         if s.fully_synced() {
             let left = deadline.saturating_duration_since(Instant::now());
-            match write_probe(&s.connect_string, left.min(Duration::from_secs(10))).await {
+            let tls = secure_only_identity(spec);
+            match write_probe(
+                &s.connect_string,
+                tls.as_ref(),
+                left.min(Duration::from_secs(10)),
+            )
+            .await
+            {
                 Ok(()) => return Ok(s),
                 Err(e) => reason = format!("quorum looks formed but a write failed: {e}"),
             }
@@ -138,15 +145,39 @@ fn describe_not_ready(s: &EnsembleStatus) -> String {
     )
 }
 
-/// Commit one write transaction (a `multi` with a version check of `/`) through a real client.
-pub async fn write_probe(connect: &str, timeout: Duration) -> Result<(), String> {
+/// The CA, client certificate and key (PEM text) a TLS-only cluster is reached with: the ones
+/// `up --tls` minted.
+pub fn secure_only_identity(spec: &crate::spec::EnsembleSpec) -> Option<(String, String, String)> {
+    if !spec.security.secure_only {
+        return None;
+    }
+    let m = crate::server::tls::Minted::in_dir(&spec.dir.join(crate::render::TLS_DIR));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).ok();
+    Some((read(&m.ca)?, read(&m.client_cert)?, read(&m.client_key)?))
+}
+
+/// Commit one write transaction (a `multi` with a version check of `/`) through a real client;
+/// over TLS with `tls` (CA, certificate, key).
+pub async fn write_probe(
+    connect: &str,
+    tls: Option<&(String, String, String)>,
+    timeout: Duration,
+) -> Result<(), String> {
     let work = async {
-        let client = zookeeper_client::Client::connector()
+        let connector = zookeeper_client::Client::connector()
             .with_session_timeout(Duration::from_secs(6))
-            .with_connection_timeout(Duration::from_secs(2))
-            .connect(connect)
-            .await
-            .map_err(|e| format!("connect to {connect}: {e}"))?;
+            .with_connection_timeout(Duration::from_secs(2));
+        let client = match tls {
+            None => connector.connect(connect).await,
+            Some((ca, cert, key)) => {
+                let options = zookeeper_client::TlsOptions::new()
+                    .with_pem_ca(ca)
+                    .and_then(|o| o.with_pem_identity(cert, key))
+                    .map_err(|e| format!("the minted TLS material: {e}"))?;
+                connector.with_tls(options).secure_connect(connect).await
+            }
+        }
+        .map_err(|e| format!("connect to {connect}: {e}"))?;
         let mut multi = client.new_multi_writer();
         multi
             .add_check_version("/", -1)

@@ -391,7 +391,10 @@ impl ZooCfg {
             };
             let address = match raw.get("secureClientPortAddress") {
                 Some(a) => a.parse().map_err(|_| {
-                    err("secureClientPortAddress", format!("{a:?} is not an IP address"))
+                    err(
+                        "secureClientPortAddress",
+                        format!("{a:?} is not an IP address"),
+                    )
                 })?,
                 None => client_address,
             };

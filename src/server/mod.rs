@@ -48,10 +48,7 @@ pub enum ServerError {
     #[error("{path}: {message}")]
     Quorum { path: String, message: String },
     #[error("{path}: TLS: {source}")]
-    Tls {
-        path: String,
-        source: tls::TlsError,
-    },
+    Tls { path: String, source: tls::TlsError },
     #[error("replication storage in {path}: {source}")]
     Raft {
         path: String,
@@ -151,7 +148,14 @@ async fn listen(
             ));
         }
         if let Some((l, accept)) = secure {
-            loops.spawn(conn::accept_loop(l, tx, limits, max_buffer, Some(accept), next));
+            loops.spawn(conn::accept_loop(
+                l,
+                tx,
+                limits,
+                max_buffer,
+                Some(accept),
+                next,
+            ));
         }
         while loops.join_next().await.is_some() {}
     }))

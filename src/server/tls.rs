@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -134,10 +136,9 @@ impl Store {
             }
             StoreKind::Pem => {
                 let (certs, keys) = self.pem_sections(&data)?;
-                let key = keys
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| self.err("no private key (BEGIN PRIVATE KEY) in this PEM file"))?;
+                let key = keys.into_iter().next().ok_or_else(|| {
+                    self.err("no private key (BEGIN PRIVATE KEY) in this PEM file")
+                })?;
                 if certs.is_empty() {
                     return Err(self.err("no certificate (BEGIN CERTIFICATE) in this PEM file"));
                 }
@@ -198,7 +199,9 @@ impl Store {
                     let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
                         .map_err(|e| self.err(format!("bad encrypted private key: {e}")))?;
                     let doc = info.decrypt(password).map_err(|e| {
-                        self.err(format!("cannot decrypt the private key with .password: {e}"))
+                        self.err(format!(
+                            "cannot decrypt the private key with .password: {e}"
+                        ))
                     })?;
                     keys.push(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
                         doc.as_bytes().to_vec(),
@@ -215,7 +218,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(certs: Vec<CertificateDer<'static>>, store: &Store) -> Result<rustls::RootCertStore, TlsError> {
+fn roots(
+    certs: Vec<CertificateDer<'static>>,
+    store: &Store,
+) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in certs {
         roots
@@ -361,8 +367,26 @@ fn rfc2253_escape(v: &str) -> String {
 /// quoted or `#hex`; the empty name too.
 pub fn valid_x500_name(id: &str) -> bool {
     const KEYWORDS: &[&str] = &[
-        "CN", "C", "L", "S", "ST", "O", "OU", "T", "IP", "STREET", "DC", "DNQUALIFIER", "DNQ",
-        "SURNAME", "GIVENNAME", "INITIALS", "GENERATION", "EMAIL", "EMAILADDRESS", "UID",
+        "CN",
+        "C",
+        "L",
+        "S",
+        "ST",
+        "O",
+        "OU",
+        "T",
+        "IP",
+        "STREET",
+        "DC",
+        "DNQUALIFIER",
+        "DNQ",
+        "SURNAME",
+        "GIVENNAME",
+        "INITIALS",
+        "GENERATION",
+        "EMAIL",
+        "EMAILADDRESS",
+        "UID",
         "SERIALNUMBER",
     ];
     if id.trim().is_empty() {
@@ -382,10 +406,15 @@ pub fn valid_x500_name(id: &str) -> bool {
             return false;
         }
         let attr = id[start..i].trim();
-        let oid = attr.strip_prefix("OID.").or(attr.strip_prefix("oid.")).unwrap_or(attr);
+        let oid = attr
+            .strip_prefix("OID.")
+            .or(attr.strip_prefix("oid."))
+            .unwrap_or(attr);
         let is_oid = !oid.is_empty()
             && oid.split('.').count() >= 2
-            && oid.split('.').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+            && oid
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
         if !is_oid && !KEYWORDS.contains(&attr.to_ascii_uppercase().as_str()) {
             return false;
         }
@@ -486,7 +515,9 @@ mod tests {
         ] {
             assert!(valid_x500_name(ok), "{ok}");
         }
-        for bad in ["client", "CN", "XX=a", "CN=a,", "CN=\"a", "CN=#abc", "CN=a=b"] {
+        for bad in [
+            "client", "CN", "XX=a", "CN=a,", "CN=\"a", "CN=#abc", "CN=a=b",
+        ] {
             assert!(!valid_x500_name(bad), "{bad}");
         }
     }
@@ -512,7 +543,8 @@ pub fn mint(tls_dir: &Path, hosts: &[std::net::IpAddr], cluster: &str) -> Result
     {
         return Ok(m);
     }
-    let fail = |what: &str, e: rcgen::Error| TlsError::Config(format!("cannot mint the {what}: {e}"));
+    let fail =
+        |what: &str, e: rcgen::Error| TlsError::Config(format!("cannot mint the {what}: {e}"));
     std::fs::create_dir_all(tls_dir).map_err(|e| TlsError::Store {
         path: tls_dir.to_path_buf(),
         message: format!("cannot create: {e}"),
@@ -520,7 +552,8 @@ pub fn mint(tls_dir: &Path, hosts: &[std::net::IpAddr], cluster: &str) -> Result
     let ca_key = KeyPair::generate().map_err(|e| fail("CA key", e))?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail("CA", e))?;
     ca.distinguished_name = rcgen::DistinguishedName::new();
-    ca.distinguished_name.push(DnType::OrganizationName, "zkherd");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "zkherd");
     ca.distinguished_name
         .push(DnType::CommonName, format!("zkherd CA ({cluster})"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -533,24 +566,34 @@ pub fn mint(tls_dir: &Path, hosts: &[std::net::IpAddr], cluster: &str) -> Result
 
     let leaf = |cn: &str, server: bool| -> Result<(String, String), TlsError> {
         let key = KeyPair::generate().map_err(|e| fail("key", e))?;
-        let names = if server { vec!["localhost".to_string()] } else { vec![] };
+        let names = if server {
+            vec!["localhost".to_string()]
+        } else {
+            vec![]
+        };
         let mut p = CertificateParams::new(names).map_err(|e| fail(cn, e))?;
         // DER order O, CN: Java names it CN=…,O=… (rcgen starts with a CN of its own).
         p.distinguished_name = rcgen::DistinguishedName::new();
-        p.distinguished_name.push(DnType::OrganizationName, "zkherd");
+        p.distinguished_name
+            .push(DnType::OrganizationName, "zkherd");
         p.distinguished_name.push(DnType::CommonName, cn);
         if server {
             for h in hosts {
                 p.subject_alt_names.push(SanType::IpAddress(*h));
             }
         }
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         p.extended_key_usages = vec![if server {
             ExtendedKeyUsagePurpose::ServerAuth
         } else {
             ExtendedKeyUsagePurpose::ClientAuth
         }];
-        let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(|e| fail(cn, e))?;
+        let cert = p
+            .signed_by(&key, &ca_cert, &ca_key)
+            .map_err(|e| fail(cn, e))?;
         Ok((cert.pem(), key.serialize_pem()))
     };
     let (server_cert, server_key) = leaf("zkherd-server", true)?;
@@ -598,7 +641,10 @@ mod mint_tests {
         assert_eq!(x509_id(&chain[0]).as_deref(), Some(Minted::CLIENT_ID));
         use std::os::unix::fs::PermissionsExt;
         for k in [&m.server, &m.client, &m.client_key] {
-            assert_eq!(std::fs::metadata(k).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(k).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // A second call keeps what is there.
         let before = std::fs::read(&m.ca).unwrap();
@@ -615,7 +661,10 @@ mod mint_tests {
             password: None,
         };
         let e = jks.key_and_chain().unwrap_err().to_string();
-        assert!(e.contains("k.jks") && e.contains("keytool -importkeystore"), "{e}");
+        assert!(
+            e.contains("k.jks") && e.contains("keytool -importkeystore"),
+            "{e}"
+        );
         let odd = Store {
             location: t.path().join("k.bin"),
             kind: None,

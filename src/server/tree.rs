@@ -431,7 +431,8 @@ impl State {
         // Ids whose provider authenticates (Apache's isAuthenticated): digest, and sasl
         // when SASLAuthenticationProvider is registered; never ip or super.
         let authenticated = |scheme: &str| {
-            scheme == "digest" || ((scheme == "sasl" || scheme == "x509") && schemes.contains(scheme))
+            scheme == "digest"
+                || ((scheme == "sasl" || scheme == "x509") && schemes.contains(scheme))
         };
         let mut out: Vec<Acl> = Vec::new();
         let push = |out: &mut Vec<Acl>, a: Acl| {

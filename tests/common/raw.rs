@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkherd::server::proto::{ConnectRequest, Reader, Writer};
 
@@ -19,7 +19,35 @@ pub async fn connect(
     last_zxid: i64,
     timeout_ms: i32,
 ) -> (TcpStream, Option<(i32, i64, Vec<u8>)>) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let s = TcpStream::connect(addr).await.unwrap();
+    handshake(s, session_id, passwd, last_zxid, timeout_ms).await
+}
+
+/// [`connect`] over TLS with `config` (the server named by its IP address).
+#[allow(dead_code)]
+pub async fn connect_tls(
+    addr: SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    Option<(i32, i64, Vec<u8>)>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let s = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
+    handshake(s, 0, vec![0; 16], 0, 30000).await
+}
+
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    session_id: i64,
+    passwd: Vec<u8>,
+    last_zxid: i64,
+    timeout_ms: i32,
+) -> (S, Option<(i32, i64, Vec<u8>)>) {
     let req = ConnectRequest {
         protocol_version: 0,
         last_zxid_seen: last_zxid,
@@ -62,7 +90,12 @@ pub struct Reply {
 }
 
 /// Send a request and read until its reply; None if the connection closed.
-pub async fn request(s: &mut TcpStream, xid: i32, opcode: i32, body: &[u8]) -> Option<Reply> {
+pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    xid: i32,
+    opcode: i32,
+    body: &[u8],
+) -> Option<Reply> {
     let mut w = Writer::frame();
     w.int(xid).int(opcode);
     w.buf.extend_from_slice(body);
@@ -92,7 +125,7 @@ pub async fn request(s: &mut TcpStream, xid: i32, opcode: i32, body: &[u8]) -> O
 }
 
 /// Whether the server closed the connection (reads EOF within 10 s).
-pub async fn is_closed(s: &mut TcpStream) -> bool {
+pub async fn is_closed<S: AsyncRead + Unpin>(s: &mut S) -> bool {
     let mut b = [0u8; 1];
     matches!(
         within(s.read(&mut b)).await,
