@@ -48,7 +48,7 @@ pub fn tool_available(test: &str, what: &str, ok: bool, how: &str) -> bool {
     false
 }
 
-/// A client base port B such that B.., B+700.. and B+1700.. are free for `n` nodes.
+/// A client base port B such that B.., B+100.., B+700.. and B+1700.. are free for `n` nodes.
 /// Each test process starts from a different spot and each call moves on, so parallel tests
 /// (threads and processes) do not collide.
 pub fn free_base_port(n: u16) -> u16 {
@@ -61,7 +61,8 @@ pub fn free_base_port(n: u16) -> u16 {
         let step = NEXT.fetch_add(16, Ordering::SeqCst);
         let base = 11000 + (seed.wrapping_add(step) % span);
         let all_free = (0..n).all(|i| {
-            [base + i, base + 700 + i, base + 1700 + i]
+            // +100: the secure client ports of `--tls` clusters.
+            [base + i, base + 100 + i, base + 700 + i, base + 1700 + i]
                 .iter()
                 .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
         });
