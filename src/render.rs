@@ -509,16 +509,30 @@ pub fn zoo_cfg(spec: &EnsembleSpec, plan: &PortPlan, node: &NodeLayout) -> Strin
         let tls = spec.dir.join(TLS_DIR);
         let m = crate::server::tls::Minted::in_dir(&tls);
         // Apache serves TLS through Netty only; the builtin server ignores the factory line.
-        extra.push_str(&format!(
-            "secureClientPort={secure}\nsecureClientPortAddress={bind}\n\
-             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
-             ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
-             ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
-             ssl.clientAuth={}\nauthProvider.x509={X509_PROVIDER}\n",
-            m.server.display(),
-            m.ca.display(),
-            spec.security.client_auth,
-        ));
+        // Stores named under [zookeeper.extra] (your own PKCS#12 or PEM files) replace the
+        // minted ones.
+        let own = |k: &str| spec.extra.contains_key(k);
+        let mut lines = vec![
+            format!("secureClientPort={secure}"),
+            format!("secureClientPortAddress={bind}"),
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory".to_string(),
+        ];
+        if !own("ssl.keyStore.location") {
+            lines.push(format!("ssl.keyStore.location={}", m.server.display()));
+            lines.push("ssl.keyStore.type=PEM".into());
+        }
+        if !own("ssl.trustStore.location") {
+            lines.push(format!("ssl.trustStore.location={}", m.ca.display()));
+            lines.push("ssl.trustStore.type=PEM".into());
+        }
+        if !own("ssl.clientAuth") {
+            lines.push(format!("ssl.clientAuth={}", spec.security.client_auth));
+        }
+        lines.push(format!("authProvider.x509={X509_PROVIDER}"));
+        for l in lines {
+            extra.push_str(&l);
+            extra.push('\n');
+        }
     }
     if let Some(secret) = own_super_secret(spec) {
         // zkherd's own super user, so `zkherd scale` may reconfig (Apache allows only the

@@ -304,3 +304,122 @@ fn secure_only_listens_on_nothing_in_clear_and_status_still_works() {
         );
     }
 }
+
+/// A command that must succeed.
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pkcs12_stores_made_by_openssl_and_keytool_serve_on_both_backends() {
+    let test = "pkcs12_stores_made_by_openssl_and_keytool_serve_on_both_backends";
+    let have = |t: &str| Command::new(t).arg("-help").output().is_ok();
+    if !tool_available(
+        test,
+        "openssl and keytool",
+        have("openssl") && have("keytool"),
+        "`apt-get install openssl default-jre-headless`",
+    ) {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let own = tempfile::tempdir().unwrap();
+    let d = own.path();
+    let m = zkherd::server::tls::mint(d, &["127.0.0.1".parse().unwrap()], "own").unwrap();
+    sh(Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-name",
+            "server",
+            "-passout",
+            "pass:storepass",
+            "-in",
+        ])
+        .arg(&m.server)
+        .arg("-out")
+        .arg(d.join("server-openssl.p12")));
+    sh(Command::new("keytool")
+        .args([
+            "-importkeystore",
+            "-noprompt",
+            "-srcstoretype",
+            "PKCS12",
+            "-srcstorepass",
+            "storepass",
+        ])
+        .args([
+            "-deststoretype",
+            "PKCS12",
+            "-deststorepass",
+            "javapass",
+            "-srckeystore",
+        ])
+        .arg(d.join("server-openssl.p12"))
+        .arg("-destkeystore")
+        .arg(d.join("server-java.p12")));
+    sh(Command::new("keytool")
+        .args([
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "ca",
+            "-storetype",
+            "PKCS12",
+            "-storepass",
+            "trustpass",
+            "-file",
+        ])
+        .arg(&m.ca)
+        .arg("-keystore")
+        .arg(d.join("trust-java.p12")));
+    let stores = [
+        ("openssl key store", "server-openssl.p12", "storepass"),
+        ("keytool key store", "server-java.p12", "javapass"),
+    ];
+    let mut backends = vec!["builtin"];
+    if apache_available(test) {
+        backends.push("apache");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    for backend in &backends {
+        for (what, file, pass) in stores {
+            let spec = format!(
+                "[zookeeper.extra]\n\
+                 \"ssl.keyStore.location\" = \"{}\"\n\"ssl.keyStore.type\" = \"PKCS12\"\n\
+                 \"ssl.keyStore.password\" = \"{pass}\"\n\
+                 \"ssl.trustStore.location\" = \"{}\"\n\"ssl.trustStore.type\" = \"PKCS12\"\n\
+                 \"ssl.trustStore.password\" = \"trustpass\"\n",
+                d.join(file).display(),
+                d.join("trust-java.p12").display()
+            );
+            let c = tls_cluster(1, backend, &spec);
+            let addr = secure_addr(&c, 1);
+            let tls = zookeeper_client::TlsOptions::new()
+                .with_pem_ca(&read(&m.ca))
+                .unwrap()
+                .with_pem_identity(&read(&m.client_cert), &read(&m.client_key))
+                .unwrap();
+            rt.block_on(async {
+                let client = tokio::time::timeout(
+                    Duration::from_secs(20),
+                    zookeeper_client::Client::connector()
+                        .with_tls(tls)
+                        .secure_connect(&addr),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{backend}, {what}: no session in time"))
+                .unwrap_or_else(|e| panic!("{backend}, {what}: {e}"));
+                let (data, _) = client.get_data("/zookeeper").await.unwrap();
+                assert!(data.is_empty(), "{backend}, {what}");
+            });
+        }
+    }
+}
