@@ -1351,10 +1351,13 @@ fn normalize_sasl(r: &raw::Reply) -> String {
 /// One connection's exchange: the empty first token, then `second(challenge)` (None: stop
 /// after the challenge), then `after` requests; each reply a line, and whether the server
 /// closed the connection.
+/// The client's digest-response, computed from the challenge.
+type Respond<'a> = &'a dyn Fn(&[u8]) -> Vec<u8>;
+
 async fn sasl_exchange(
     addr: SocketAddr,
     first: &[u8],
-    second: Option<&dyn Fn(&[u8]) -> Vec<u8>>,
+    second: Option<Respond<'_>>,
     after: &[(i32, Vec<u8>)],
 ) -> String {
     let (mut s, hello) = raw::connect(addr, 0, vec![0; 16], 0, 30000).await;

@@ -199,6 +199,7 @@ const KNOWN: &[&str] = &[
     "ssl.hostnameVerification",
     "ssl.protocol",
     "ssl.enabledProtocols",
+    "ssl.ciphersuites",
     "X509AuthenticationProvider.superUser",
 ];
 

@@ -85,6 +85,15 @@ pub async fn run_killable(
     for k in &cfg.unknown {
         tracing::warn!("{}: unknown key {k}, ignored", cfg.path.display());
     }
+    for k in ["ssl.protocol", "ssl.enabledProtocols", "ssl.ciphersuites"] {
+        if cfg.raw.contains_key(k) || cfg.raw.contains_key(&format!("zookeeper.{k}")) {
+            tracing::warn!(
+                "{}: {k} is not applied; the secure port offers rustls' safe defaults (TLS 1.2 \
+                 and 1.3, their AEAD suites)",
+                cfg.path.display()
+            );
+        }
+    }
     if cfg.is_standalone() {
         run_standalone(cfg, shutdown).await
     } else {
