@@ -65,7 +65,7 @@ fn kazoo_authenticates_with_sasl_on_builtin_and_apache() {
         "invalid sasl id InvalidACLError",
         "alice reads bob's node NoAuthError",
         "super reads bob's node ok b'v'",
-        "wrong password AuthFailedError",
+        "wrong password refused",
     ] {
         assert!(b.contains(expected), "missing {expected:?} in:\n{b}");
     }

@@ -302,6 +302,21 @@ fn secure_only_listens_on_nothing_in_clear_and_status_still_works() {
             env.contains(&format!("export ZK_CONNECT=127.0.0.1:{}", c.base + 100)),
             "{backend}: {env}"
         );
+        // zkherd's own shell goes over TLS by itself.
+        let sh = c.run(&["shell", "create", "/via-shell", "x"], 60);
+        assert!(
+            sh.status.success(),
+            "{backend}: {}{}",
+            stdout(&sh),
+            stderr(&sh)
+        );
+        let sh = c.run(&["shell", "whoami"], 60);
+        assert!(
+            stdout(&sh).contains("x509: CN=zkherd-client,O=zkherd"),
+            "{backend}: {}{}",
+            stdout(&sh),
+            stderr(&sh)
+        );
     }
 }
 

@@ -42,6 +42,10 @@ pub struct ShellArgs {
     /// Print one JSON value per command (errors as JSON on stderr) instead of zkCli's text.
     #[arg(long)]
     json: bool,
+    /// Connect over TLS to the cluster's secure client ports, with the CA and client
+    /// certificate `up --tls` minted (the default for a `secure_only` cluster).
+    #[arg(long)]
+    secure: bool,
     /// A command to run instead of the interactive shell, in zkCli's syntax: `ls -s /`.
     #[arg(
         trailing_var_arg = true,
@@ -73,11 +77,33 @@ pub fn rewrite_zkcli_flags(args: Vec<String>) -> Vec<String> {
 }
 
 pub async fn run(g: &Global, a: ShellArgs) -> Result<u8> {
-    let servers = match a.server {
-        Some(s) => s,
-        None => PortPlan::new(&super::resolve_cluster(g)?).connect_string(),
+    let spec = match (&a.server, a.secure) {
+        (Some(_), false) => None,
+        _ => Some(super::resolve_cluster(g)?),
     };
-    let mut sh = Shell::new(&servers, a.json);
+    let tls = match &spec {
+        Some(s) if a.secure || s.security.secure_only => {
+            Some(super::wait::minted_identity(s).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: no TLS material; bring the cluster up with `zkherd up --tls`",
+                    s.dir.display()
+                )
+            })?)
+        }
+        _ => None,
+    };
+    let servers = match (a.server, &spec) {
+        (Some(s), _) => s,
+        (None, Some(spec)) => {
+            let plan = PortPlan::new(spec);
+            match tls {
+                Some(_) => plan.secure_connect_string().unwrap_or_default(),
+                None => plan.connect_string(),
+            }
+        }
+        (None, None) => unreachable!("a spec is resolved when no --server is given"),
+    };
+    let mut sh = Shell::new(&servers, a.json).with_tls(tls);
     let interactive = a.command.is_empty() && std::io::stdin().is_terminal();
     if interactive {
         eprintln!("Connecting to {servers}");

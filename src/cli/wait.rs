@@ -151,6 +151,14 @@ pub fn secure_only_identity(spec: &crate::spec::EnsembleSpec) -> Option<(String,
     if !spec.security.secure_only {
         return None;
     }
+    minted_identity(spec)
+}
+
+/// The CA, client certificate and key (PEM text) `up --tls` minted for this cluster.
+pub fn minted_identity(spec: &crate::spec::EnsembleSpec) -> Option<(String, String, String)> {
+    if !spec.security.tls {
+        return None;
+    }
     let m = crate::server::tls::Minted::in_dir(&spec.dir.join(crate::render::TLS_DIR));
     let read = |p: &std::path::Path| std::fs::read_to_string(p).ok();
     Some((read(&m.ca)?, read(&m.client_cert)?, read(&m.client_key)?))

@@ -221,6 +221,8 @@ pub struct Shell {
     json: bool,
     pub history: Vec<String>,
     connect_timeout: Duration,
+    /// CA, client certificate and key (PEM): connect over TLS.
+    tls: Option<(String, String, String)>,
 }
 
 impl Shell {
@@ -235,7 +237,13 @@ impl Shell {
             json,
             history: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
+    }
+
+    /// Connect over TLS with this CA, client certificate and key (PEM text).
+    pub fn with_tls(self, tls: Option<(String, String, String)>) -> Shell {
+        Shell { tls, ..self }
     }
 
     pub fn servers(&self) -> &str {
@@ -269,7 +277,19 @@ impl Shell {
         for (scheme, auth) in &self.auth {
             connector = connector.with_auth(scheme, auth);
         }
-        let work = connector.connect(&self.servers);
+        let servers = self.servers.clone();
+        let tls = self.tls.clone();
+        let work = async move {
+            match tls {
+                None => connector.connect(&servers).await,
+                Some((ca, cert, key)) => {
+                    let options = zookeeper_client::TlsOptions::new()
+                        .with_pem_ca(&ca)
+                        .and_then(|o| o.with_pem_identity(&cert, &key))?;
+                    connector.with_tls(options).secure_connect(&servers).await
+                }
+            }
+        };
         let client = match tokio::time::timeout(self.connect_timeout, work).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
