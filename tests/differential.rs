@@ -1806,16 +1806,11 @@ fn builtin_matches_apache_on_ssl_client_auth_want_and_none() {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let start = |backend: &str, auth: &str| {
-        let mut c = Cluster::new(1);
-        c.base = free_base_port(2);
-        std::fs::write(
-            c.tmp.path().join("zkherd.toml"),
-            format!("[security]\nclient_auth = \"{auth}\"\n"),
+        Cluster::with_tls(
+            1,
+            backend,
+            &format!("[security]\nclient_auth = \"{auth}\"\n"),
         )
-        .unwrap();
-        let out = c.up(&["--backend", backend, "--tls"]);
-        assert!(out.status.success(), "{backend}: {}", stderr(&out));
-        c
     };
     let anonymous = |c: &Cluster| {
         let ca = c.dir().join("tls/ca.pem");
@@ -1841,7 +1836,7 @@ fn builtin_matches_apache_on_ssl_client_auth_want_and_none() {
         .build()
         .unwrap();
     let whoami = |c: &Cluster, tls: std::sync::Arc<rustls::ClientConfig>| {
-        let addr: SocketAddr = format!("127.0.0.1:{}", c.base + 100).parse().unwrap();
+        let addr: SocketAddr = c.secure_addr(1).parse().unwrap();
         rt.block_on(async {
             let (mut s, hello) = raw::connect_tls(addr, tls).await;
             hello.expect("handshake over TLS");

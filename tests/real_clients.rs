@@ -36,13 +36,8 @@ fn kazoo_scenarios_pass() {
 
 #[test]
 fn a_scripted_zkcli_session_works() {
-    let zkcli = Path::new("/usr/share/zookeeper/bin/zkCli.sh");
-    if !tool_available(
-        "a_scripted_zkcli_session_works",
-        "zkCli.sh",
-        zkcli.is_file(),
-        "`apt-get install zookeeper`",
-    ) {
+    let zkcli = Path::new(ZKCLI);
+    if !zkcli_available("a_scripted_zkcli_session_works") {
         return;
     }
     let c = builtin_node();

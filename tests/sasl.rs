@@ -76,40 +76,26 @@ fn kazoo_authenticates_with_sasl_on_builtin_and_apache() {
     assert_eq!(kazoo_lines(&apache.connect_to(1), "/k1"), *b);
 }
 
-/// zkCli.sh with the environment `zkherd env` prints (eval'd by sh), piped commands.
-fn zkcli_session(c: &Cluster, node: u16, jaas_override: Option<&Path>) -> String {
-    let env = c.run(&["env"], 30);
-    assert!(env.status.success(), "{}", stderr(&env));
-    let env = stdout(&env);
-    assert!(env.contains("export CLIENT_JVMFLAGS="), "{env}");
-    let jaas = match jaas_override {
-        Some(p) => format!(
-            "export CLIENT_JVMFLAGS=\"-Djava.security.auth.login.config={}\"\n",
-            p.display()
-        ),
-        None => String::new(),
-    };
-    let script = format!(
-        "{env}\n{jaas}exec /usr/share/zookeeper/bin/zkCli.sh -server {} 2>&1",
-        c.connect_to(node)
-    );
-    let (out, err, _) = run_piped(
-        Command::new("sh").arg("-c").arg(script),
+/// zkCli.sh with what `zkherd env` prints, piped commands; `jaas` overrides the JAAS file.
+fn zkcli_session(c: &Cluster, node: u16, jaas: Option<&Path>) -> String {
+    let extra = jaas
+        .map(|p| {
+            format!(
+                "export CLIENT_JVMFLAGS=\"-Djava.security.auth.login.config={}\"",
+                p.display()
+            )
+        })
+        .unwrap_or_default();
+    c.zkcli_with_env(
+        &c.connect_to(node),
+        &extra,
         "whoami\ncreate /cli x sasl:bob:cdrwa\ngetAcl /cli\nget /cli\n",
-        Duration::from_secs(90),
-    );
-    format!("{out}{err}")
+    )
 }
 
 #[test]
 fn zkcli_authenticates_with_what_zkherd_env_prints() {
-    let zkcli = Path::new("/usr/share/zookeeper/bin/zkCli.sh");
-    if !tool_available(
-        "zkcli_authenticates_with_what_zkherd_env_prints",
-        "zkCli.sh",
-        zkcli.is_file(),
-        "`apt-get install zookeeper`",
-    ) {
+    if !zkcli_available("zkcli_authenticates_with_what_zkherd_env_prints") {
         return;
     }
     let mut clusters = vec![("builtin", Cluster::with_spec(3, 3, "builtin", SPEC))];

@@ -13,24 +13,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn tls_cluster(nodes: u16, backend: &str, spec: &str) -> Cluster {
-    let mut c = Cluster::new(nodes);
-    c.base = free_base_port(nodes);
-    std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
-    let out = c.up(&["--backend", backend, "--tls"]);
-    assert!(
-        out.status.success(),
-        "{backend}: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    c
-}
-
-fn secure_addr(c: &Cluster, node: u16) -> String {
-    format!("127.0.0.1:{}", c.base + 100 + node - 1)
-}
-
 fn tls_dir(c: &Cluster) -> PathBuf {
     c.dir().join("tls")
 }
@@ -69,16 +51,11 @@ fn kazoo_with_a_client_certificate_on_builtin_and_apache() {
     if !kazoo_available("kazoo_with_a_client_certificate_on_builtin_and_apache") {
         return;
     }
-    let builtin = tls_cluster(3, "builtin", "");
+    let builtin = Cluster::with_tls(3, "builtin", "");
     // Every member serves TLS itself; the refusals (which wait out kazoo's timeout) on one.
-    let b = &kazoo_tls(&builtin, &secure_addr(&builtin, 1), "/kt", true);
+    let b = &kazoo_tls(&builtin, &builtin.secure_addr(1), "/kt", true);
     for i in 2..=3 {
-        let out = kazoo_tls(
-            &builtin,
-            &secure_addr(&builtin, i),
-            &format!("/kt{i}"),
-            false,
-        );
+        let out = kazoo_tls(&builtin, &builtin.secure_addr(i), &format!("/kt{i}"), false);
         assert!(
             b.starts_with(&out.replace(&format!("/kt{i}"), "/kt")),
             "member {i}:\n{out}\nvs member 1:\n{b}"
@@ -98,46 +75,27 @@ fn kazoo_with_a_client_certificate_on_builtin_and_apache() {
     if !apache_available("kazoo_with_a_client_certificate_on_builtin_and_apache") {
         return;
     }
-    let apache = tls_cluster(1, "apache", "");
-    assert_eq!(
-        kazoo_tls(&apache, &secure_addr(&apache, 1), "/kt", true),
-        *b
-    );
+    let apache = Cluster::with_tls(1, "apache", "");
+    assert_eq!(kazoo_tls(&apache, &apache.secure_addr(1), "/kt", true), *b);
 }
 
-/// zkCli.sh with the environment `zkherd env` prints (eval'd by sh), `extra` shell lines
-/// after it, piped commands.
+/// zkCli.sh over TLS with what `zkherd env` prints, then `extra`, piped commands.
 fn zkcli_tls(c: &Cluster, extra: &str) -> String {
-    let env = c.run(&["env"], 30);
-    assert!(env.status.success(), "{}", stderr(&env));
-    let env = stdout(&env);
-    assert!(env.contains("ZK_SECURE_CONNECT="), "{env}");
-    let script = format!(
-        "{env}\n{extra}\nexec /usr/share/zookeeper/bin/zkCli.sh -timeout 5000 -server {} 2>&1",
-        secure_addr(c, 1)
-    );
-    let (out, err, _) = run_piped(
-        Command::new("sh").arg("-c").arg(script),
+    c.zkcli_with_env(
+        &c.secure_addr(1),
+        extra,
         "whoami\ncreate /cli-tls x\nget /cli-tls\n",
-        Duration::from_secs(90),
-    );
-    format!("{out}{err}")
+    )
 }
 
 #[test]
 fn zkcli_over_tls_with_what_zkherd_env_prints() {
-    let zkcli = Path::new("/usr/share/zookeeper/bin/zkCli.sh");
-    if !tool_available(
-        "zkcli_over_tls_with_what_zkherd_env_prints",
-        "zkCli.sh",
-        zkcli.is_file(),
-        "`apt-get install zookeeper`",
-    ) {
+    if !zkcli_available("zkcli_over_tls_with_what_zkherd_env_prints") {
         return;
     }
-    let mut clusters = vec![("builtin", tls_cluster(3, "builtin", ""))];
+    let mut clusters = vec![("builtin", Cluster::with_tls(3, "builtin", ""))];
     if apache_available("zkcli_over_tls_with_what_zkherd_env_prints") {
-        clusters.push(("apache", tls_cluster(1, "apache", "")));
+        clusters.push(("apache", Cluster::with_tls(1, "apache", "")));
     }
     for (backend, c) in &clusters {
         let out = zkcli_tls(c, "");
@@ -170,9 +128,9 @@ fn zkcli_over_tls_with_what_zkherd_env_prints() {
 fn the_rust_client_connects_with_a_client_certificate() {
     use zookeeper_client as zk;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut clusters = vec![("builtin", tls_cluster(3, "builtin", ""))];
+    let mut clusters = vec![("builtin", Cluster::with_tls(3, "builtin", ""))];
     if apache_available("the_rust_client_connects_with_a_client_certificate") {
-        clusters.push(("apache", tls_cluster(1, "apache", "")));
+        clusters.push(("apache", Cluster::with_tls(1, "apache", "")));
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (backend, c) in &clusters {
@@ -180,7 +138,7 @@ fn the_rust_client_connects_with_a_client_certificate() {
         let f = foreign_ca(c);
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
         let ca = read(t.join("ca.pem"));
-        let addr = secure_addr(c, c.nodes);
+        let addr = c.secure_addr(c.nodes);
         rt.block_on(async {
             let connect = |cert: String, key: String| {
                 let ca = ca.clone();
@@ -272,7 +230,7 @@ fn secure_only_listens_on_nothing_in_clear_and_status_still_works() {
         backends.push("apache");
     }
     for backend in backends {
-        let c = tls_cluster(3, backend, spec);
+        let c = Cluster::with_tls(3, backend, spec);
         let (v, rc) = c.status_json();
         assert_eq!(rc, 0, "{backend}: {v}");
         assert!(v["leader"].is_number(), "{backend}: {v}");
@@ -415,8 +373,8 @@ fn pkcs12_stores_made_by_openssl_and_keytool_serve_on_both_backends() {
                 d.join(file).display(),
                 d.join("trust-java.p12").display()
             );
-            let c = tls_cluster(1, backend, &spec);
-            let addr = secure_addr(&c, 1);
+            let c = Cluster::with_tls(1, backend, &spec);
+            let addr = c.secure_addr(1);
             let tls = zookeeper_client::TlsOptions::new()
                 .with_pem_ca(&read(&m.ca))
                 .unwrap()

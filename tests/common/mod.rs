@@ -190,6 +190,43 @@ impl Cluster {
         c
     }
 
+    /// [`Cluster::with_spec`] with `--tls` (secure client ports at base + 100).
+    pub fn with_tls(nodes: u16, backend: &str, spec: &str) -> Cluster {
+        let mut c = Cluster::new(nodes);
+        c.base = free_base_port(nodes);
+        std::fs::write(c.tmp.path().join("zkherd.toml"), spec).unwrap();
+        let out = c.up(&["--backend", backend, "--tls"]);
+        assert!(
+            out.status.success(),
+            "{backend}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        c
+    }
+
+    /// Node `node`'s secure client port address (a `--tls` cluster).
+    pub fn secure_addr(&self, node: u16) -> String {
+        format!("127.0.0.1:{}", self.base + 100 + node - 1)
+    }
+
+    /// zkCli.sh against `server` in an environment made by `eval "$(zkherd env)"` and then
+    /// the shell lines `extra`, with `input` piped in; its output.
+    pub fn zkcli_with_env(&self, server: &str, extra: &str, input: &str) -> String {
+        let env = self.run(&["env"], 30);
+        assert!(env.status.success(), "{}", stderr(&env));
+        let script = format!(
+            "{}\n{extra}\nexec {ZKCLI} -timeout 5000 -server {server} 2>&1",
+            stdout(&env)
+        );
+        let (out, err, _) = run_piped(
+            Command::new("sh").arg("-c").arg(script),
+            input,
+            Duration::from_secs(90),
+        );
+        format!("{out}{err}")
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.tmp.path().join("cluster")
     }
@@ -341,6 +378,18 @@ pub fn stderr(o: &Output) -> String {
 
 /// Whether python3 can import kazoo: else skip with a reason, or fail under
 /// `ZKHERD_REQUIRE_ALL=1`.
+/// Debian's zkCli.sh.
+pub const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+
+pub fn zkcli_available(test: &str) -> bool {
+    tool_available(
+        test,
+        "zkCli.sh",
+        Path::new(ZKCLI).is_file(),
+        "`apt-get install zookeeper`",
+    )
+}
+
 pub fn kazoo_available(test: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import kazoo"])
