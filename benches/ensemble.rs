@@ -18,7 +18,7 @@
 
 #[path = "shared.rs"]
 mod shared;
-use shared::stats;
+use shared::{mean_rss, node_pids, stats};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,40 +141,6 @@ async fn first_write(connect: String, give_up: Duration) -> Option<f64> {
             _ = &mut deadline => return None,
         }
     }
-}
-
-fn node_pids(v: &serde_json::Value) -> Vec<u32> {
-    v["nodes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["pid"].as_u64())
-                .map(|p| p as u32)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn rss_mb(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-/// RSS per node; in-process nodes share one process (the supervisor's): its RSS is divided
-/// among them.
-fn mean_rss(pids: &[u32]) -> Option<f64> {
-    let mut distinct = pids.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let total: f64 = distinct.iter().filter_map(|p| rss_mb(*p)).sum();
-    (!pids.is_empty() && total > 0.0).then(|| total / pids.len() as f64)
 }
 
 /// The client port of a follower, from `status --json`.

@@ -1,4 +1,6 @@
-//! Pieces both benches use (included with `#[path]`; benches are separate crates).
+//! Pieces the benches share (included with `#[path]`; benches are separate crates; not
+//! every bench uses every piece).
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;
@@ -21,4 +23,39 @@ pub fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// Node pids from `status --json`.
+pub fn node_pids(v: &serde_json::Value) -> Vec<u32> {
+    v["nodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["pid"].as_u64())
+                .map(|p| p as u32)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn rss_mb(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// RSS per node; in-process nodes share one process (the supervisor's): its RSS is divided
+/// among them.
+pub fn mean_rss(pids: &[u32]) -> Option<f64> {
+    let mut distinct = pids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let total: f64 = distinct.iter().filter_map(|p| rss_mb(*p)).sum();
+    (!pids.is_empty() && total > 0.0).then(|| total / pids.len() as f64)
 }
