@@ -1597,7 +1597,7 @@ async fn run_sasl_script(addr: SocketAddr) -> Vec<(String, String)> {
     }
     case(
         "a digest user of the same name is not the sasl user",
-        lines.join(" ; "),
+        mask_zxids(&lines.join(" ; ")),
     );
     out
 }
