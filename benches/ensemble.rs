@@ -18,81 +18,19 @@
 
 #[path = "shared.rs"]
 mod shared;
-use shared::{mean_rss, node_pids, stats};
+use shared::{mean_rss, node_pids, stats, Ensemble};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zookeeper_client::{Acls, Client, CreateMode};
 
-const BIN: &str = env!("CARGO_BIN_EXE_zkherd");
 const OPS: [&str; 3] = ["create", "set", "get"];
 const DEPTHS: [usize; 3] = [1, 8, 32];
-
-struct Ensemble {
-    dir: PathBuf,
-    base: u16,
-}
-
-impl Ensemble {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("-f")
-            .arg(self.dir.join("zkherd.toml"))
-            .args(args)
-            .env("ZKHERD_DIR", self.dir.join("cluster"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        match self.cmd(args).output() {
-            Ok(o) => (
-                o.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-            ),
-            Err(e) => (false, e.to_string()),
-        }
-    }
-
-    fn connect_string(&self) -> String {
-        (0..3)
-            .map(|i| format!("127.0.0.1:{}", self.base + i))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = self.cmd(&["status", "--json"]).output();
-        out.ok()
-            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-            .unwrap_or(serde_json::Value::Null)
-    }
-
-    fn wait(&self) -> bool {
-        self.run(&["wait", "--timeout", "60"]).0
-    }
-
-    fn down(&self) {
-        let _ = self.run(&["down"]);
-    }
-}
-
-impl Drop for Ensemble {
-    fn drop(&mut self) {
-        self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// `backend` is "builtin", "apache", or "in-process" (builtin, runtime = "tasks").
 fn spec(backend: &str, base: u16, force_sync: bool) -> String {

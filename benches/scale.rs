@@ -17,92 +17,36 @@
 
 #[path = "shared.rs"]
 mod shared;
-use shared::{mean_rss, node_pids, stats};
+use shared::{mean_rss, node_pids, stats, Ensemble};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use zookeeper_client::{Acls, Client, CreateMode};
 
-const BIN: &str = env!("CARGO_BIN_EXE_zkherd");
 const LEAVES_PER_PARENT: usize = 100;
 const PARENTS_PER_TOP: usize = 100;
 
-struct Cluster {
-    dir: PathBuf,
-    base: u16,
-}
-
-impl Cluster {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("-f")
-            .arg(self.dir.join("zkherd.toml"))
-            .args(args)
-            .env("ZKHERD_DIR", self.dir.join("cluster"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        match self.cmd(args).output() {
-            Ok(o) => (
-                o.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-            ),
-            Err(e) => (false, e.to_string()),
+/// Bytes under every node's data and datalog dirs, per node.
+fn disk_mb_per_node(e: &Ensemble) -> f64 {
+    fn size(p: &Path) -> u64 {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p)
+                .map(|rd| rd.flatten().map(|e| size(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
         }
     }
-
-    fn connect_string(&self) -> String {
-        (0..3)
-            .map(|i| format!("127.0.0.1:{}", self.base + i))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn status(&self) -> serde_json::Value {
-        self.cmd(&["status", "--json"])
-            .output()
-            .ok()
-            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-            .unwrap_or(serde_json::Value::Null)
-    }
-
-    /// Bytes under every node's data and datalog dirs, per node.
-    fn disk_mb_per_node(&self) -> f64 {
-        fn size(p: &Path) -> u64 {
-            match std::fs::symlink_metadata(p) {
-                Ok(m) if m.is_dir() => std::fs::read_dir(p)
-                    .map(|rd| rd.flatten().map(|e| size(&e.path())).sum())
-                    .unwrap_or(0),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            }
-        }
-        let total: u64 = (1..=3)
-            .map(|i| {
-                let n = self.dir.join(format!("cluster/node{i}"));
-                size(&n.join("data")) + size(&n.join("datalog"))
-            })
-            .sum();
-        total as f64 / 3.0 / (1024.0 * 1024.0)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run(&["down"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    let total: u64 = (1..=3)
+        .map(|i| {
+            let n = e.dir.join(format!("cluster/node{i}"));
+            size(&n.join("data")) + size(&n.join("datalog"))
+        })
+        .sum();
+    total as f64 / 3.0 / (1024.0 * 1024.0)
 }
 
 fn free_base() -> u16 {
@@ -119,7 +63,7 @@ fn free_base() -> u16 {
     panic!("no free port range");
 }
 
-fn start(backend: &str) -> Option<Cluster> {
+fn start(backend: &str) -> Option<Ensemble> {
     let base = free_base();
     let dir = std::env::temp_dir().join(format!("zkherd-scale-{backend}-{base}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -131,7 +75,7 @@ fn start(backend: &str) -> Option<Cluster> {
         base + 1700
     );
     std::fs::write(dir.join("zkherd.toml"), spec).ok()?;
-    let c = Cluster { dir, base };
+    let c = Ensemble { dir, base };
     let (ok, out) = c.run(&["up", "-d", "--wait", "120"]);
     if !ok {
         eprintln!("{backend}: up failed: {out}");
@@ -242,7 +186,7 @@ async fn one(backend: &str, n: usize, f: &mut Figures) -> Result<(), String> {
         return Err(format!("not in sync after the load: {out}"));
     }
     let loaded = mean_rss(&node_pids(&c.status())).ok_or("no RSS")?;
-    let disk = c.disk_mb_per_node();
+    let disk = disk_mb_per_node(&c);
     let (ok, out) = c.run(&["down"]);
     if !ok {
         return Err(format!("down: {out}"));
