@@ -181,12 +181,7 @@ fn tls_probe(spec: &EnsembleSpec) -> probe::Tls {
         return None;
     }
     let m = crate::server::tls::Minted::in_dir(&spec.dir.join(crate::render::TLS_DIR));
-    let pem = |p: &std::path::Path| crate::server::tls::Store {
-        location: p.to_path_buf(),
-        kind: Some("PEM".into()),
-        password: None,
-    };
-    match crate::server::tls::client_config(&pem(&m.ca), Some(&pem(&m.client))) {
+    match m.client_config() {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!("cannot probe over TLS: {e}");

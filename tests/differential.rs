@@ -1242,6 +1242,28 @@ fn assert_matches(
     );
 }
 
+/// Request bodies for the security scripts, from the general script's step builders.
+fn create_body(path: &str, acl: Vec<Acl>) -> Vec<u8> {
+    create("", op::CREATE, path, Some(b"v"), &acl, 0).body
+}
+
+fn get_body(path: &str) -> Vec<u8> {
+    path_watch("", op::GET_DATA, path, false).body
+}
+
+fn path_body(path: &str) -> Vec<u8> {
+    path_op("", op::GET_ACL, path).body
+}
+
+/// One ACL entry with all permissions.
+fn acl_of(scheme: &str, id: &str) -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        scheme: scheme.into(),
+        id: id.into(),
+    }]
+}
+
 // ---- SASL DIGEST-MD5 -------------------------------------------------------------------
 
 /// Zxids masked (`+17` → `+N`, in reply headers and stats): the security scripts judge
@@ -1491,28 +1513,8 @@ async fn run_sasl_script(addr: SocketAddr) -> Vec<(String, String)> {
     );
 
     // ACLs of the sasl scheme, as bob.
-    let acl = |id: &str| {
-        vec![Acl {
-            perms: perms::ALL,
-            scheme: "sasl".into(),
-            id: id.into(),
-        }]
-    };
-    let create_with = |path: &str, acl: Vec<Acl>| {
-        body(|w| {
-            w.string(path).buffer(Some(b"v")).acls(&acl).int(0);
-        })
-    };
-    let get = |path: &str| {
-        body(|w| {
-            w.string(path).boolean(false);
-        })
-    };
-    let get_acl = |path: &str| {
-        body(|w| {
-            w.string(path);
-        })
-    };
+    let acl = |id: &str| acl_of("sasl", id);
+    let (create_with, get, get_acl) = (create_body, get_body, path_body);
     case(
         "bob creates sasl ACL nodes",
         sasl_exchange(
@@ -1527,17 +1529,7 @@ async fn run_sasl_script(addr: SocketAddr) -> Vec<(String, String)> {
                 ),
                 (op::CREATE, create_with("/sasl-bad", acl("a@b@c"))),
                 (op::CREATE, create_with("/sasl-bad2", acl("a/b/c@R"))),
-                (
-                    op::CREATE,
-                    create_with(
-                        "/sasl-auth",
-                        vec![Acl {
-                            perms: perms::ALL,
-                            scheme: "auth".into(),
-                            id: "".into(),
-                        }],
-                    ),
-                ),
+                (op::CREATE, create_with("/sasl-auth", acl_of("auth", ""))),
                 (op::GET_ACL, get_acl("/sasl-auth")),
                 (op::GET_DATA, get("/sasl-bob")),
             ],
@@ -1657,13 +1649,9 @@ fn builtin_matches_apache_on_sasl_digest_md5() {
 /// zkherd's own client certificate for `c` (`up --tls` minted it), as a rustls client.
 fn minted_client(c: &Cluster) -> std::sync::Arc<rustls::ClientConfig> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let m = zkherd::server::tls::Minted::in_dir(&c.dir().join("tls"));
-    let pem = |p: &std::path::Path| zkherd::server::tls::Store {
-        location: p.to_path_buf(),
-        kind: None,
-        password: None,
-    };
-    zkherd::server::tls::client_config(&pem(&m.ca), Some(&pem(&m.client))).unwrap()
+    zkherd::server::tls::Minted::in_dir(&c.dir().join("tls"))
+        .client_config()
+        .unwrap()
 }
 
 async fn run_x509_script(
@@ -1671,33 +1659,9 @@ async fn run_x509_script(
     tls: std::sync::Arc<rustls::ClientConfig>,
 ) -> Vec<(String, String)> {
     let me = zkherd::server::tls::Minted::CLIENT_ID;
-    let x509 = |id: &str| {
-        vec![Acl {
-            perms: perms::ALL,
-            scheme: "x509".into(),
-            id: id.into(),
-        }]
-    };
-    let create_with = |path: &str, acl: Vec<Acl>| {
-        body(|w| {
-            w.string(path).buffer(Some(b"v")).acls(&acl).int(0);
-        })
-    };
-    let path_only = |path: &str| {
-        body(|w| {
-            w.string(path);
-        })
-    };
-    let get = |path: &str| {
-        body(|w| {
-            w.string(path).boolean(false);
-        })
-    };
-    let auth_acl = vec![Acl {
-        perms: perms::ALL,
-        scheme: "auth".into(),
-        id: "".into(),
-    }];
+    let x509 = |id: &str| acl_of("x509", id);
+    let (create_with, get, path_only) = (create_body, get_body, path_body);
+    let auth_acl = acl_of("auth", "");
     let mut steps: Vec<(String, i32, Vec<u8>)> = vec![
         ("whoami".into(), op::WHO_AM_I, vec![]),
         (

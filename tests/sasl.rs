@@ -33,14 +33,7 @@ fn pure_sasl_available(test: &str) -> bool {
 }
 
 fn kazoo_lines(hosts: &str, prefix: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/kazoo_sasl.py");
-    let (out, err, rc) = run_piped(
-        Command::new("python3").arg(&script).arg(hosts).arg(prefix),
-        "",
-        Duration::from_secs(120),
-    );
-    assert_eq!(rc, 0, "kazoo_sasl.py against {hosts}:\n{out}\n{err}");
-    out
+    client_script("kazoo_sasl.py", &[hosts.as_ref(), prefix.as_ref()])
 }
 
 #[test]

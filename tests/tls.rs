@@ -25,25 +25,21 @@ fn foreign_ca(c: &Cluster) -> PathBuf {
 }
 
 fn kazoo_tls(c: &Cluster, hosts: &str, prefix: &str, refusals: bool) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/kazoo_tls.py");
     let t = tls_dir(c);
     let f = foreign_ca(c);
-    let (out, err, rc) = run_piped(
-        Command::new("python3")
-            .arg(&script)
-            .arg(hosts)
-            .arg(prefix)
-            .arg(t.join("ca.pem"))
-            .arg(t.join("client-cert.pem"))
-            .arg(t.join("client-key.pem"))
-            .arg(f.join("client-cert.pem"))
-            .arg(f.join("client-key.pem"))
-            .args(refusals.then_some("refusals")),
-        "",
-        Duration::from_secs(120),
-    );
-    assert_eq!(rc, 0, "kazoo_tls.py against {hosts}:\n{out}\n{err}");
-    out
+    let files = [
+        t.join("ca.pem"),
+        t.join("client-cert.pem"),
+        t.join("client-key.pem"),
+        f.join("client-cert.pem"),
+        f.join("client-key.pem"),
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = vec![hosts.as_ref(), prefix.as_ref()];
+    args.extend(files.iter().map(|p| p.as_os_str()));
+    if refusals {
+        args.push("refusals".as_ref());
+    }
+    client_script("kazoo_tls.py", &args)
 }
 
 #[test]

@@ -159,9 +159,9 @@ pub fn minted_identity(spec: &crate::spec::EnsembleSpec) -> Option<(String, Stri
     if !spec.security.tls {
         return None;
     }
-    let m = crate::server::tls::Minted::in_dir(&spec.dir.join(crate::render::TLS_DIR));
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).ok();
-    Some((read(&m.ca)?, read(&m.client_cert)?, read(&m.client_key)?))
+    crate::server::tls::Minted::in_dir(&spec.dir.join(crate::render::TLS_DIR))
+        .pem_identity()
+        .ok()
 }
 
 /// Commit one write transaction (a `multi` with a version check of `/`) through a real client;

@@ -238,6 +238,14 @@ impl ZooCfg {
             })?;
             cfg.myid = Some(id);
         }
+        // The environment, as zkServer.sh hands it to Java, when zoo.cfg names no JAAS file
+        // (read here, not in the pure `parse`).
+        if cfg.jaas_path.is_none() {
+            cfg.jaas_path = ["SERVER_JVMFLAGS", "JVMFLAGS"].iter().find_map(|v| {
+                jvm_flag(&std::env::var(v).ok()?, "java.security.auth.login.config")
+                    .map(PathBuf::from)
+            });
+        }
         if let Some(jaas) = cfg.jaas_path.clone() {
             cfg.sasl = cfg.load_sasl(&jaas)?;
         }
@@ -517,13 +525,7 @@ impl ZooCfg {
         }
         let jaas_path = raw
             .get("java.security.auth.login.config")
-            .map(PathBuf::from)
-            .or_else(|| {
-                ["SERVER_JVMFLAGS", "JVMFLAGS"].iter().find_map(|v| {
-                    jvm_flag(&std::env::var(v).ok()?, "java.security.auth.login.config")
-                        .map(PathBuf::from)
-                })
-            });
+            .map(PathBuf::from);
         let sasl_section = raw
             .get("sasl.serverconfig")
             .or(raw.get("zookeeper.sasl.serverconfig"))

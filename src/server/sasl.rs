@@ -621,24 +621,12 @@ pub fn valid_sasl_id(id: &str) -> bool {
     }
 }
 
-/// A fresh server nonce: 24 random bytes, base64.
+/// A fresh server nonce: 24 random bytes, base64. Without the OS random source there is no
+/// safe nonce to give; a Linux kernel always has one.
 pub fn new_nonce() -> String {
     use base64::Engine;
     let mut raw = [0u8; 24];
-    // A failed read leaves zeros; the nonce then still differs per exchange by nothing, so
-    // fall back to the clock and a counter.
-    if getrandom::getrandom(&mut raw).is_err() {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        raw[..8].copy_from_slice(&t.to_be_bytes());
-        raw[8..16].copy_from_slice(
-            &N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                .to_be_bytes(),
-        );
-    }
+    getrandom::getrandom(&mut raw).expect("the OS random source (getrandom) for a SASL nonce");
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 

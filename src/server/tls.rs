@@ -494,6 +494,26 @@ impl Minted {
 
     /// The subject of the minted client certificate, its `x509` id.
     pub const CLIENT_ID: &'static str = "CN=zkherd-client,O=zkherd";
+
+    /// A client that trusts the minted CA and presents the minted client certificate.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let pem = |p: &Path| Store {
+            location: p.to_path_buf(),
+            kind: Some("PEM".into()),
+            password: None,
+        };
+        client_config(&pem(&self.ca), Some(&pem(&self.client)))
+    }
+
+    /// The CA, client certificate and key as PEM text (for clients that take text).
+    pub fn pem_identity(&self) -> std::io::Result<(String, String, String)> {
+        let read = std::fs::read_to_string;
+        Ok((
+            read(&self.ca)?,
+            read(&self.client_cert)?,
+            read(&self.client_key)?,
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -378,6 +378,20 @@ pub fn stderr(o: &Output) -> String {
 
 /// Whether python3 can import kazoo: else skip with a reason, or fail under
 /// `ZKHERD_REQUIRE_ALL=1`.
+/// `python3 tests/clients/<script> <args>`, which must exit 0; its stdout.
+pub fn client_script(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let (out, err, rc) = run_piped(
+        Command::new("python3").arg(&path).args(args),
+        "",
+        Duration::from_secs(120),
+    );
+    assert_eq!(rc, 0, "{script} {args:?}:\n{out}\n{err}");
+    out
+}
+
 /// Debian's zkCli.sh.
 pub const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 
