@@ -2,7 +2,7 @@
 //! election, replication of ZooKeeper entries, leader loss, and catch-up after a restart.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::watch::WatchReceiver;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zkherd::server::consensus::log_store::LogStore;
 use zkherd::server::consensus::network::{self, Network, Raft};
-use zkherd::server::consensus::state_machine::{SmEvent, StateMachine};
+use zkherd::server::consensus::state_machine::{mirror, StateMachine};
 use zkherd::server::consensus::Proposal;
 use zkherd::server::persist::encode_entry;
 use zkherd::server::proto::{op, Acl, WriteOp};
@@ -20,9 +20,8 @@ use zkherd::server::tree::{Entry, State, Txn};
 
 struct Node {
     raft: Raft,
-    sm: StateMachine,
+    tree: Arc<Mutex<State>>,
     tasks: Vec<JoinHandle<()>>,
-    _applied: mpsc::UnboundedReceiver<SmEvent>,
 }
 
 impl Node {
@@ -34,7 +33,7 @@ impl Node {
     }
 
     fn state(&self) -> State {
-        self.sm.data.lock().unwrap().state.clone()
+        self.tree.lock().unwrap().clone()
     }
 }
 
@@ -54,20 +53,17 @@ fn config() -> Arc<openraft::Config> {
 async fn start(id: u64, dir: &std::path::Path, quorum: TcpListener, election: TcpListener) -> Node {
     let (log, _) = LogStore::open(&dir.join("raft"), true).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let sm = StateMachine::open(&dir.join("sm"), Default::default(), tx).unwrap();
-    let raft = Raft::new(id, config(), Network::default(), log, sm.clone())
+    let (sm, state) = StateMachine::open(&dir.join("sm"), Default::default(), tx).unwrap();
+    let tree = Arc::new(Mutex::new(state));
+    let raft = Raft::new(id, config(), Network::default(), log, sm)
         .await
         .unwrap();
     let tasks = vec![
         tokio::spawn(network::serve(quorum, raft.clone(), Default::default())),
         tokio::spawn(network::serve(election, raft.clone(), Default::default())),
+        tokio::spawn(mirror(tree.clone(), rx)),
     ];
-    Node {
-        raft,
-        sm,
-        tasks,
-        _applied: rx,
-    }
+    Node { raft, tree, tasks }
 }
 
 fn proposal(txn: Txn) -> Proposal {

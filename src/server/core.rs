@@ -858,6 +858,10 @@ impl Core {
                 }
                 return Ok(());
             }
+            SmEvent::Snapshot(reply) => {
+                let _ = reply.send(super::persist::encode_snapshot(&self.state));
+                return Ok(());
+            }
             SmEvent::Applied(a) => a,
         };
         if a.entry.zxid <= self.state.last_zxid {

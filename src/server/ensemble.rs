@@ -95,9 +95,8 @@ pub async fn run(
         tracing::warn!("{w}");
     }
     let (sm_tx, mut sm_rx) = mpsc::unbounded_channel();
-    let sm =
+    let (sm, initial) =
         StateMachine::open(&dir.join("sm"), cfg.tree_options(), sm_tx.clone()).map_err(raft_err)?;
-    let initial = sm.data.lock().expect("state machine lock").state.clone();
     let sm_data = sm.data.clone();
     let config = Arc::new(
         raft_config(&cfg)
@@ -303,6 +302,10 @@ pub async fn run(
     network
         .dying
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // A snapshot being built waits on the core: dropping the core's end of the channel ends
+    // that wait with an error instead of holding Raft's shutdown.
+    drop(sm_rx);
+    drop(core);
     tasks.shutdown().await;
     let _ = raft.shutdown().await;
     result
@@ -640,15 +643,15 @@ fn initial_config(cfg: &ZooCfg) -> DynConfig {
 /// and its version (the znode's mzxid).
 fn committed_config(data: &std::sync::Mutex<SmData>) -> Result<(Option<DynConfig>, i64), String> {
     let d = data.lock().expect("state machine lock");
-    let Some(n) = d.state.get("/zookeeper/config") else {
+    let Some((text, version)) = &d.config else {
         return Ok((None, 0));
     };
-    let text = String::from_utf8_lossy(n.data.as_deref().unwrap_or_default()).into_owned();
-    if DynConfig::parse(&text).is_ok_and(|c| c.members.is_empty()) {
-        return Ok((None, n.stat.mzxid));
+    let version = *version;
+    if DynConfig::parse(text).is_ok_and(|c| c.members.is_empty()) {
+        return Ok((None, version));
     }
-    DynConfig::parse(&text)
-        .map(|c| (Some(c), n.stat.mzxid))
+    DynConfig::parse(text)
+        .map(|c| (Some(c), version))
         .map_err(|e| format!("/zookeeper/config does not parse: {e}"))
 }
 

@@ -333,6 +333,18 @@ pub fn validate_path(p: &str) -> Result<(), ErrorCode> {
     Ok(())
 }
 
+/// What a committed `Txn::Reconfig` at `zxid` writes to `/zookeeper/config`: its text and its
+/// version (also the znode's mzxid).
+pub fn config_text(servers: &str, static_config: bool, zxid: i64) -> (String, i64) {
+    let version = if static_config { 0 } else { zxid };
+    let text = if servers.is_empty() {
+        format!("version={version:x}")
+    } else {
+        format!("{servers}\nversion={version:x}")
+    };
+    (text, version)
+}
+
 impl State {
     /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota`, `/zookeeper/config`.
     pub fn new(opts: TreeOptions) -> State {
@@ -529,12 +541,7 @@ impl State {
                 servers,
                 static_config,
             } => {
-                let version = if *static_config { 0 } else { e.zxid };
-                let text = if servers.is_empty() {
-                    format!("version={version:x}")
-                } else {
-                    format!("{servers}\nversion={version:x}")
-                };
+                let (text, version) = config_text(servers, *static_config, e.zxid);
                 let path = "/zookeeper/config";
                 match self.nodes.get_mut(path) {
                     Some(n) => {

@@ -11,9 +11,11 @@
 //!
 //! Appends are written and fsynced by one writer thread per log, in order; the thread takes every
 //! append that is waiting into one write and one fsync (group commit) and tells openraft when
-//! each is durable, so the Raft core replicates while the disk works. Entries since the last
-//! purge are also kept in memory, which suits the log sizes of a development ensemble;
-//! truncation and purge rewrite the file atomically through the same thread.
+//! each is durable, so the Raft core replicates while the disk works. Only the newest entries
+//! (at least [`KEEP_IN_MEMORY`], and every one the thread has not written yet) are also kept in
+//! memory; older ones are read back from the file by the offset recorded for each index, so a
+//! log of a hundred thousand entries costs a few megabytes of memory, not the entries' size.
+//! Truncation and purge rewrite the file atomically through the same thread.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -22,6 +24,7 @@ use std::io::{self, Read, Write};
 use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -35,6 +38,22 @@ type Entry = EntryOf<ZkRaft>;
 const LOG_MAGIC: &[u8; 8] = b"ZKHLOG2\n";
 /// Room for the committed hint: header and a bincode `Option<LogId>` (at most ~30 bytes).
 const COMMITTED_LEN: usize = 64;
+/// How many of the newest entries stay in memory once written: what replication to a follower
+/// that is a little behind reads.
+pub const KEEP_IN_MEMORY: usize = 1024;
+
+/// Where an entry's framed record lies in the log file.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    off: u64,
+    len: u32,
+}
+
+impl Span {
+    fn end(&self) -> u64 {
+        self.off + 8 + self.len as u64
+    }
+}
 
 /// Work for the writer thread, done in the order sent.
 enum Job {
@@ -80,7 +99,18 @@ struct Inner {
     dir: PathBuf,
     writer: Writer,
     committed_file: File,
-    entries: BTreeMap<u64, Entry>,
+    /// Every entry in the file, by index.
+    spans: BTreeMap<u64, Span>,
+    /// The newest entries, and all not yet written (see the module docs).
+    recent: BTreeMap<u64, Entry>,
+    last: Option<LogIdOf<ZkRaft>>,
+    /// The file's length once every queued append is written.
+    end: u64,
+    /// How much of the file the writer thread has written (its length on disk).
+    written: Arc<AtomicU64>,
+    /// The log file, for reading entries no longer in memory; reopened after a rewrite.
+    reader: File,
+    path: PathBuf,
     purged: Option<LogIdOf<ZkRaft>>,
     vote: Option<VoteOf<ZkRaft>>,
     committed: Option<LogIdOf<ZkRaft>>,
@@ -164,16 +194,15 @@ fn read_committed_hint(path: &Path, warnings: &mut Vec<String>) -> Option<LogIdO
     decoded.flatten()
 }
 
-/// Parse the records of a log file: entries, where the good part ends, and whether the file is
-/// the legacy JSON form.
-fn parse_log(bytes: &[u8]) -> (BTreeMap<u64, Entry>, usize, bool) {
+/// Scan the records of a log file, calling `each` with every entry and its span; returns where
+/// the good part ends and whether the file is the legacy JSON form.
+fn scan_log(bytes: &[u8], mut each: impl FnMut(Entry, Span)) -> (usize, bool) {
     let legacy = !bytes.is_empty() && !bytes.starts_with(LOG_MAGIC);
     let mut off = if legacy {
         0
     } else {
         bytes.len().min(LOG_MAGIC.len())
     };
-    let mut entries = BTreeMap::new();
     while off < bytes.len() {
         let Some(payload) = unframe(bytes, off) else {
             break;
@@ -186,10 +215,47 @@ fn parse_log(bytes: &[u8]) -> (BTreeMap<u64, Entry>, usize, bool) {
         let Some(e) = e else {
             break;
         };
-        entries.insert(e.log_id.index(), e);
+        let span = Span {
+            off: off as u64,
+            len: payload.len() as u32,
+        };
+        each(e, span);
         off += 8 + payload.len();
     }
-    (entries, off, legacy)
+    (off, legacy)
+}
+
+/// Parse the records of a log file: entries, where the good part ends, and whether the file is
+/// the legacy JSON form.
+fn parse_log(bytes: &[u8]) -> (BTreeMap<u64, Entry>, usize, bool) {
+    let mut entries = BTreeMap::new();
+    let (good, legacy) = scan_log(bytes, |e, _| {
+        entries.insert(e.log_id.index(), e);
+    });
+    (entries, good, legacy)
+}
+
+/// What the store keeps of a log file: every entry's span, the newest entries, the last id.
+type LogIndex = (
+    BTreeMap<u64, Span>,
+    BTreeMap<u64, Entry>,
+    Option<LogIdOf<ZkRaft>>,
+);
+
+/// Index a log file; also where its good part ends and whether it is the legacy JSON form.
+fn index_log(bytes: &[u8]) -> (LogIndex, usize, bool) {
+    let mut spans = BTreeMap::new();
+    let mut recent = BTreeMap::new();
+    let mut last = None;
+    let (good, legacy) = scan_log(bytes, |e, span| {
+        spans.insert(e.log_id.index(), span);
+        last = Some(e.log_id);
+        recent.insert(e.log_id.index(), e);
+        if recent.len() > KEEP_IN_MEMORY {
+            recent.pop_first();
+        }
+    });
+    ((spans, recent, last), good, legacy)
 }
 
 /// The whole log file for these entries.
@@ -202,7 +268,13 @@ fn log_file_bytes(entries: &BTreeMap<u64, Entry>) -> io::Result<Vec<u8>> {
 }
 
 /// The writer thread: appends in order, one write and one fsync for all the appends waiting.
-fn write_loop(path: PathBuf, mut log: File, force_sync: bool, jobs: std_mpsc::Receiver<Job>) {
+fn write_loop(
+    path: PathBuf,
+    mut log: File,
+    force_sync: bool,
+    written: Arc<AtomicU64>,
+    jobs: std_mpsc::Receiver<Job>,
+) {
     let mut next = jobs.recv().ok();
     while let Some(job) = next.take() {
         match job {
@@ -223,6 +295,7 @@ fn write_loop(path: PathBuf, mut log: File, force_sync: bool, jobs: std_mpsc::Re
                     }
                 }
                 let r = log.write_all(&bytes).and_then(|_| {
+                    written.fetch_add(bytes.len() as u64, Ordering::Release);
                     if force_sync {
                         crate::server::persist::sync_log(&log, &path)
                     } else {
@@ -239,6 +312,7 @@ fn write_loop(path: PathBuf, mut log: File, force_sync: bool, jobs: std_mpsc::Re
             Job::Replace { bytes, done } => {
                 let r = write_atomic(&path, &bytes, force_sync).and_then(|_| {
                     log = OpenOptions::new().append(true).open(&path)?;
+                    written.store(bytes.len() as u64, Ordering::Release);
                     Ok(())
                 });
                 let _ = done.send(r);
@@ -261,7 +335,7 @@ impl LogStore {
         if let Ok(mut f) = File::open(&path) {
             f.read_to_end(&mut bytes)?;
         }
-        let (entries, good, legacy) = parse_log(&bytes);
+        let (mut index, mut good, legacy) = index_log(&bytes);
         if good < bytes.len() {
             warnings.push(format!(
                 "{}: torn tail at byte {good}; cut {} bytes",
@@ -270,6 +344,7 @@ impl LogStore {
             ));
         }
         if legacy || good < bytes.len() || bytes.is_empty() {
+            let (entries, _, _) = parse_log(&bytes);
             if legacy {
                 warnings.push(format!(
                     "{}: JSON log of an older zkherd rewritten in the binary form ({} entries)",
@@ -277,8 +352,12 @@ impl LogStore {
                     entries.len()
                 ));
             }
-            write_atomic(&path, &log_file_bytes(&entries)?, true)?;
+            bytes = log_file_bytes(&entries)?;
+            write_atomic(&path, &bytes, true)?;
+            (index, good, _) = index_log(&bytes);
         }
+        let (spans, recent, last) = index;
+        drop(bytes);
         let log = OpenOptions::new().append(true).open(&path)?;
         let committed_path = dir.join("committed");
         let committed = read_committed_hint(&committed_path, &mut warnings);
@@ -287,10 +366,15 @@ impl LogStore {
             .write(true)
             .truncate(false)
             .open(&committed_path)?;
+        let reader = File::open(&path)?;
+        let written = Arc::new(AtomicU64::new(good as u64));
         let (sender, jobs) = std_mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || write_loop(path, log, force_sync, jobs))?;
+        let thread = {
+            let (path, written) = (path.clone(), written.clone());
+            std::thread::Builder::new()
+                .name("raft-log-writer".into())
+                .spawn(move || write_loop(path, log, force_sync, written, jobs))?
+        };
         let writer = Writer {
             jobs: Some(sender),
             thread: Some(thread),
@@ -299,7 +383,13 @@ impl LogStore {
             dir: dir.to_path_buf(),
             writer,
             committed_file,
-            entries,
+            spans,
+            recent,
+            last,
+            end: good as u64,
+            written,
+            reader,
+            path,
             purged: read_json(&dir.join("purged"))?,
             vote: read_json(&dir.join("vote"))?,
             committed,
@@ -339,14 +429,70 @@ pub fn fuzz_log_file(bytes: &[u8]) {
 }
 
 impl Inner {
-    /// Rewrite the log file from memory (after truncation or purge), after every append sent
-    /// before.
-    async fn rewrite(&mut self) -> io::Result<()> {
+    /// The entry at `index`: from memory, or read back from the file.
+    fn entry(&self, index: u64) -> io::Result<Option<Entry>> {
+        if let Some(e) = self.recent.get(&index) {
+            return Ok(Some(e.clone()));
+        }
+        let Some(span) = self.spans.get(&index) else {
+            return Ok(None);
+        };
+        let rec = self.record_bytes(span)?;
+        let payload = unframe(&rec, 0).ok_or_else(|| {
+            other(format!(
+                "{}: record of entry {index} at byte {} fails its checksum",
+                self.path.display(),
+                span.off
+            ))
+        })?;
+        codec::decode(payload).map(Some)
+    }
+
+    /// The framed record at `span`, as the file holds it (it is written: see `evict`).
+    fn record_bytes(&self, span: &Span) -> io::Result<Vec<u8>> {
+        let mut rec = vec![0; 8 + span.len as usize];
+        self.reader.read_exact_at(&mut rec, span.off)?;
+        Ok(rec)
+    }
+
+    /// Drop the oldest entries from memory beyond [`KEEP_IN_MEMORY`], once they are written.
+    fn evict(&mut self) {
+        let written = self.written.load(Ordering::Acquire);
+        while self.recent.len() > KEEP_IN_MEMORY {
+            let Some((&index, _)) = self.recent.first_key_value() else {
+                break;
+            };
+            if self.spans.get(&index).is_some_and(|s| s.end() > written) {
+                break;
+            }
+            self.recent.pop_first();
+        }
+    }
+
+    /// Keep only the entries in `keep` and rewrite the log file from them (after a truncation
+    /// or purge), after every append sent before.
+    async fn rewrite(&mut self, keep: impl RangeBounds<u64> + Clone) -> io::Result<()> {
+        let mut bytes = LOG_MAGIC.to_vec();
+        let mut spans = BTreeMap::new();
+        for (&index, span) in self.spans.range(keep.clone()) {
+            let off = bytes.len() as u64;
+            match self.recent.get(&index) {
+                Some(e) => record(e, &mut bytes)?,
+                None => bytes.extend_from_slice(&self.record_bytes(span)?),
+            }
+            let len = (bytes.len() as u64 - off - 8) as u32;
+            spans.insert(index, Span { off, len });
+        }
+        self.recent.retain(|i, _| keep.contains(i));
+        self.spans = spans;
+        self.end = bytes.len() as u64;
         let (done, rx) = oneshot::channel();
-        let bytes = log_file_bytes(&self.entries)?;
         self.writer.send(Job::Replace { bytes, done })?;
         rx.await
-            .map_err(|_| other("the log writer thread is gone"))?
+            .map_err(|_| other("the log writer thread is gone"))??;
+        self.reader = File::open(&self.path)?;
+        self.evict();
+        Ok(())
     }
 }
 
@@ -356,7 +502,11 @@ impl RaftLogReader<ZkRaft> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let inner = self.inner.lock().await;
-        Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
+        let mut out = Vec::new();
+        for &index in inner.spans.range(range).map(|(i, _)| i) {
+            out.extend(inner.entry(index)?);
+        }
+        Ok(out)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<ZkRaft>>, io::Error> {
@@ -369,15 +519,9 @@ impl RaftLogStorage<ZkRaft> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<ZkRaft>, io::Error> {
         let inner = self.inner.lock().await;
-        let last = inner
-            .entries
-            .values()
-            .next_back()
-            .map(|e| e.log_id)
-            .or(inner.purged);
         Ok(LogState {
             last_purged_log_id: inner.purged,
-            last_log_id: last,
+            last_log_id: inner.last.or(inner.purged),
         })
     }
 
@@ -424,14 +568,21 @@ impl RaftLogStorage<ZkRaft> for LogStore {
         let mut bytes = Vec::new();
         let mut added = Vec::new();
         for e in entries {
+            let off = inner.end + bytes.len() as u64;
             record(&e, &mut bytes)?;
-            added.push(e);
+            let len = (inner.end + bytes.len() as u64 - off - 8) as u32;
+            added.push((e, Span { off, len }));
         }
+        inner.end += bytes.len() as u64;
         // Readers see the entries at once (a leader may replicate what it has not yet
         // flushed); openraft counts them durable only once the writer calls back.
-        for e in added {
-            inner.entries.insert(e.log_id.index(), e);
+        for (e, span) in added {
+            let index = e.log_id.index();
+            inner.last = Some(e.log_id);
+            inner.spans.insert(index, span);
+            inner.recent.insert(index, e);
         }
+        inner.evict();
         inner.writer.send(Job::Append {
             bytes,
             done: callback,
@@ -444,14 +595,16 @@ impl RaftLogStorage<ZkRaft> for LogStore {
     ) -> Result<(), io::Error> {
         let mut inner = self.inner.lock().await;
         let from = last_log_id.map_or(0, |l| l.index() + 1);
-        let doomed: Vec<u64> = inner.entries.range(from..).map(|(k, _)| *k).collect();
-        if doomed.is_empty() {
+        if inner.spans.range(from..).next().is_none() {
             return Ok(());
         }
-        for k in doomed {
-            inner.entries.remove(&k);
-        }
-        inner.rewrite().await
+        inner.rewrite(..from).await?;
+        let last = inner.spans.keys().next_back().copied();
+        inner.last = match last {
+            Some(i) => inner.entry(i)?.map(|e| e.log_id),
+            None => None,
+        };
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogIdOf<ZkRaft>) -> Result<(), io::Error> {
@@ -463,15 +616,10 @@ impl RaftLogStorage<ZkRaft> for LogStore {
             inner.force_sync,
         )?;
         inner.purged = Some(log_id);
-        let doomed: Vec<u64> = inner
-            .entries
-            .range(..=log_id.index())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in doomed {
-            inner.entries.remove(&k);
+        if inner.last.is_some_and(|l| l.index() <= log_id.index()) {
+            inner.last = None;
         }
-        inner.rewrite().await
+        inner.rewrite(log_id.index() + 1..).await
     }
 }
 
@@ -548,6 +696,61 @@ mod tests {
         assert_eq!(log_index_range(dir).expect("range"), Some((1, 200)));
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert_eq!(fs::read(dir.join("log")).expect("read"), before);
+    }
+
+    fn blank(i: u64) -> Entry {
+        Entry::new_blank(openraft::LogId::new(
+            openraft::impls::leader_id_adv::LeaderId {
+                term: 1 + i / 1000,
+                node_id: 1,
+            },
+            i,
+        ))
+    }
+
+    /// Entries beyond what memory keeps are read back from the file, before and after a
+    /// truncation, a purge and a reopen; memory holds no more than `KEEP_IN_MEMORY` once the
+    /// writer is done.
+    #[tokio::test]
+    async fn old_entries_are_read_back_from_the_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let n = 3 * KEEP_IN_MEMORY as u64;
+        let (mut store, _) = LogStore::open(dir, false).expect("open");
+        for chunk in (1..=n).collect::<Vec<_>>().chunks(100) {
+            store
+                .append(chunk.iter().map(|i| blank(*i)), IOFlushed::noop())
+                .await
+                .expect("append");
+        }
+        let all: Vec<Entry> = (1..=n).map(blank).collect();
+        assert_eq!(store.try_get_log_entries(..).await.expect("read"), all);
+        store
+            .truncate_after(Some(blank(n - 10).log_id))
+            .await
+            .expect("truncate");
+        // The rewrite waits for the writer: everything older than the newest are on disk now.
+        assert!(store.inner.lock().await.recent.len() <= KEEP_IN_MEMORY);
+        store.purge(blank(100).log_id).await.expect("purge");
+        let kept: Vec<Entry> = (101..=n - 10).map(blank).collect();
+        assert_eq!(store.try_get_log_entries(..).await.expect("read"), kept);
+        assert_eq!(
+            store.get_log_state().await.expect("state").last_log_id,
+            Some(blank(n - 10).log_id)
+        );
+        store
+            .append([blank(n - 9)], IOFlushed::noop())
+            .await
+            .expect("append");
+        drop(store);
+        let (mut store, _) = LogStore::open(dir, false).expect("reopen");
+        let kept: Vec<Entry> = (101..=n - 9).map(blank).collect();
+        assert_eq!(store.try_get_log_entries(..).await.expect("read"), kept);
+        assert_eq!(
+            store.try_get_log_entries(200..203).await.expect("read"),
+            (200..203).map(blank).collect::<Vec<_>>()
+        );
+        assert!(store.inner.lock().await.recent.len() <= KEEP_IN_MEMORY);
     }
 
     /// A torn or foreign commit hint is dropped with a warning, never trusted.

@@ -1,10 +1,15 @@
 //! The Raft state machine: the ZooKeeper tree and sessions ([`State`]), plus what Raft needs to
 //! know (last applied log id, membership) and the zxid counter of the current term.
 //!
-//! Applying an entry runs the same pure `State::apply` as the standalone server, then hands the
-//! result to the node's core through a channel (watches fire there, and the owning connection
-//! gets its reply). Snapshots are the standalone snapshot format plus a JSON header with the
-//! Raft metadata, written atomically to `dir/snapshot` so a restart resumes from it.
+//! The tree itself lives once per node, in the node's core: applying an entry here assigns its
+//! zxid, drops retried duplicates, and hands it to the core through a channel, which runs the
+//! same pure `State::apply` as the standalone server (watches fire there, and the owning
+//! connection gets its reply). The state machine keeps only what Raft and reconfig need
+//! without the tree: the last applied log id, the membership, the zxid counter and the
+//! committed `/zookeeper/config`. A snapshot is asked of the core through the same channel, so
+//! the tree it encodes is exactly the state after the last applied entry. Snapshots are the
+//! standalone snapshot format plus a JSON header with the Raft metadata, written atomically to
+//! `dir/snapshot` so a restart resumes from it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,22 +22,21 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::EntryPayload;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{zxid, ApplyAck, Origin, ZkRaft};
-use crate::server::persist::{decode_entry, decode_snapshot, encode_snapshot};
-use crate::server::tree::{Applied, Entry, State, TreeOptions};
+use crate::server::persist::{decode_entry, decode_snapshot};
+use crate::server::tree::{config_text, Entry, State, TreeOptions, Txn};
 
-/// An applied ZooKeeper entry, as the core receives it.
+/// A committed ZooKeeper entry, with its zxid, as the core receives it to apply.
 #[derive(Debug, Clone)]
 pub struct AppliedEntry {
     pub origin: Option<Origin>,
     pub entry: Entry,
-    pub applied: Applied,
 }
 
 /// What the state machine tells the node's core, in order.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum SmEvent {
     Applied(Box<AppliedEntry>),
     /// A snapshot replaced the whole state (a node catching up): start over from it.
@@ -41,11 +45,16 @@ pub enum SmEvent {
     /// was asked has been applied, and its events precede this one in the channel. `false`:
     /// no leader answered in time; the connection is closed and the client retries elsewhere.
     Synced(u64, bool),
+    /// Encode the tree (`persist::encode_snapshot`) as it is after the entries sent before this
+    /// event, for a Raft snapshot.
+    Snapshot(oneshot::Sender<Vec<u8>>),
 }
 
-/// State-machine data; shared with the core, which reads the tree under the same lock.
+/// State-machine data; the reconfigurer reads the committed config under the same lock.
 pub struct SmData {
-    pub state: State,
+    /// `/zookeeper/config` as the last committed reconfig wrote it: text and version (mzxid).
+    /// None before the first one.
+    pub config: Option<(String, i64)>,
     pub last_applied: Option<LogIdOf<ZkRaft>>,
     pub membership: StoredMembershipOf<ZkRaft>,
     /// Term of the last ZooKeeper entry applied, and how many entries of that term were applied.
@@ -87,13 +96,21 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-fn encode(header: &SnapshotHeader, state: &State) -> io::Result<Vec<u8>> {
+/// A snapshot file: the header, then the tree as `persist::encode_snapshot` wrote it.
+fn encode(header: &SnapshotHeader, tree: &[u8]) -> io::Result<Vec<u8>> {
     let h = serde_json::to_vec(header).map_err(other)?;
-    let mut out = Vec::with_capacity(4 + h.len());
+    let mut out = Vec::with_capacity(4 + h.len() + tree.len());
     out.extend_from_slice(&(h.len() as u32).to_be_bytes());
     out.extend_from_slice(&h);
-    out.extend_from_slice(&encode_snapshot(state));
+    out.extend_from_slice(tree);
     Ok(out)
+}
+
+/// The committed config a tree holds (None while `/zookeeper/config` is still empty).
+fn config_of(state: &State) -> Option<(String, i64)> {
+    let n = state.get("/zookeeper/config")?;
+    let data = n.data.as_deref().unwrap_or_default();
+    (!data.is_empty()).then(|| (String::from_utf8_lossy(data).into_owned(), n.stat.mzxid))
 }
 
 /// The JSON header and where the tree starts; reading Raft's metadata needs nothing more.
@@ -115,41 +132,47 @@ fn decode(b: &[u8], opts: TreeOptions) -> io::Result<(SnapshotHeader, State)> {
 }
 
 impl StateMachine {
-    /// Open the state machine in `dir`, resuming from its snapshot if there is one.
+    /// Open the state machine in `dir`, resuming from its snapshot if there is one; also the
+    /// tree the snapshot holds (fresh without one), which the core takes over.
     pub fn open(
         dir: &Path,
         opts: TreeOptions,
         applied: mpsc::UnboundedSender<SmEvent>,
-    ) -> io::Result<StateMachine> {
+    ) -> io::Result<(StateMachine, State)> {
         fs::create_dir_all(dir)?;
-        let data = match fs::read(dir.join("snapshot")) {
+        let (data, state) = match fs::read(dir.join("snapshot")) {
             Ok(b) => {
                 let (h, state) = decode(&b, opts.clone())?;
-                SmData {
-                    state,
+                let data = SmData {
+                    config: config_of(&state),
                     last_applied: h.meta.last_log_id,
                     membership: h.meta.last_membership.clone(),
                     term: h.term,
                     counter: h.counter,
                     seen: seen_map(&h.seen),
-                }
+                };
+                (data, state)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => SmData {
-                state: State::new(opts.clone()),
-                last_applied: None,
-                membership: Default::default(),
-                term: 0,
-                counter: 0,
-                seen: BTreeMap::new(),
-            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let data = SmData {
+                    config: None,
+                    last_applied: None,
+                    membership: Default::default(),
+                    term: 0,
+                    counter: 0,
+                    seen: BTreeMap::new(),
+                };
+                (data, State::new(opts.clone()))
+            }
             Err(e) => return Err(e),
         };
-        Ok(StateMachine {
+        let sm = StateMachine {
             data: Arc::new(Mutex::new(data)),
             dir: dir.to_path_buf(),
             applied,
             opts,
-        })
+        };
+        Ok((sm, state))
     }
 }
 
@@ -157,20 +180,29 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<ZkRaft, Vec<u8>>, io::Error> {
-        let (bytes, meta) = {
+        let (header, tree) = {
             let d = self.data.lock().expect("state machine lock");
-            let meta = SnapshotMetaOf::<ZkRaft> {
-                last_log_id: d.last_applied,
-                last_membership: d.membership.clone(),
-            };
             let header = SnapshotHeader {
-                meta: meta.clone(),
+                meta: SnapshotMetaOf::<ZkRaft> {
+                    last_log_id: d.last_applied,
+                    last_membership: d.membership.clone(),
+                },
                 term: d.term,
                 counter: d.counter,
                 seen: seen_list(&d.seen),
             };
-            (encode(&header, &d.state)?, meta)
+            // Asked under the lock, so no applied entry slips between the header and the tree.
+            let (tx, rx) = oneshot::channel();
+            self.applied
+                .send(SmEvent::Snapshot(tx))
+                .map_err(|_| other("the node's core is gone; no snapshot taken"))?;
+            (header, rx)
         };
+        let tree = tree
+            .await
+            .map_err(|_| other("the node's core stopped before encoding the snapshot"))?;
+        let bytes = encode(&header, &tree)?;
+        let meta = header.meta;
         write_snapshot(&self.dir, &bytes)?;
         Ok(SnapshotOf::<ZkRaft, Vec<u8>> {
             meta,
@@ -241,19 +273,24 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
                         // epoch's zxid 0, as Apache's initial config (version=100000000).
                         let epoch_mark = first_of_term
                             && p.origin.is_none()
-                            && matches!(e.txn, crate::server::tree::Txn::Reconfig { .. });
+                            && matches!(e.txn, Txn::Reconfig { .. });
                         if !epoch_mark {
                             d.counter += 1;
                         }
                         e.zxid = zxid(term, d.counter);
-                        let applied = d.state.apply(&e);
-                        let ack = ApplyAck { zxid: applied.zxid };
-                        // Sent while holding the lock: a reader that takes the lock and then
-                        // drains the channel has seen every event of the state it reads.
+                        if let Txn::Reconfig {
+                            servers,
+                            static_config,
+                        } = &e.txn
+                        {
+                            d.config = Some(config_text(servers, *static_config, e.zxid));
+                        }
+                        let ack = ApplyAck { zxid: e.zxid };
+                        // Sent while holding the lock, so a snapshot request (sent under it
+                        // too) comes after every entry its header counts.
                         let _ = self.applied.send(SmEvent::Applied(Box::new(AppliedEntry {
                             origin: p.origin,
                             entry: e,
-                            applied,
                         })));
                         ack
                     }
@@ -278,15 +315,13 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
         let (header, state) = decode(&snapshot, self.opts.clone())?;
         write_snapshot(&self.dir, &snapshot)?;
         let mut d = self.data.lock().expect("state machine lock");
-        d.state = state;
+        d.config = config_of(&state);
         d.last_applied = meta.last_log_id;
         d.membership = meta.last_membership.clone();
         d.term = header.term;
         d.counter = header.counter;
         d.seen = seen_map(&header.seen);
-        let _ = self
-            .applied
-            .send(SmEvent::Installed(Box::new(d.state.clone())));
+        let _ = self.applied.send(SmEvent::Installed(Box::new(state)));
         Ok(())
     }
 
@@ -307,6 +342,25 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
     }
 }
 
+/// The core's side of the channel without a core: apply every entry to `state`, take installed
+/// snapshots and answer snapshot requests, until the state machine is gone. For tests and tools
+/// that run Raft with this state machine but serve no clients.
+pub async fn mirror(state: Arc<Mutex<State>>, mut events: mpsc::UnboundedReceiver<SmEvent>) {
+    while let Some(ev) = events.recv().await {
+        let mut st = state.lock().expect("mirror lock");
+        match ev {
+            SmEvent::Applied(a) if a.entry.zxid > st.last_zxid => {
+                st.apply(&a.entry);
+            }
+            SmEvent::Applied(_) | SmEvent::Synced(..) => {}
+            SmEvent::Installed(s) => *st = *s,
+            SmEvent::Snapshot(reply) => {
+                let _ = reply.send(crate::server::persist::encode_snapshot(&st));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,10 +377,9 @@ mod tests {
             let tmp = tempfile::tempdir().expect("tempdir");
             let (log, _) = LogStore::open(&tmp.path().join("raft"), false).expect("log store");
             let (tx, rx) = mpsc::unbounded_channel();
-            // The suite applies entries; keep the receiver alive so sends succeed.
-            std::mem::forget(rx);
-            let sm =
+            let (sm, state) =
                 StateMachine::open(&tmp.path().join("sm"), TreeOptions::default(), tx).expect("sm");
+            tokio::spawn(mirror(Arc::new(Mutex::new(state)), rx));
             Ok((tmp, log, sm))
         }
     }
