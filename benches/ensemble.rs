@@ -18,7 +18,7 @@
 
 #[path = "shared.rs"]
 mod shared;
-use shared::{mean_rss, node_pids, stats, Ensemble};
+use shared::{first_write, follower_addr, load, mean_rss, node_pids, pct, stats, Ensemble};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,122 +45,6 @@ fn spec(backend: &str, base: u16, force_sync: bool) -> String {
         base + 1700,
         if force_sync { "yes" } else { "no" }
     )
-}
-
-/// Time until one write is acknowledged: a fresh attempt (new session, one create) every
-/// 10 ms, each allowed 2 s, so a client stuck on a dead or hung node does not count.
-async fn first_write(connect: String, give_up: Duration) -> Option<f64> {
-    let t0 = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut every = tokio::time::interval(Duration::from_millis(10));
-    let deadline = tokio::time::sleep(give_up);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                let (tx, connect) = (tx.clone(), connect.clone());
-                tokio::spawn(async move {
-                    let attempt = async {
-                        let c = Client::connector()
-                            .with_session_timeout(Duration::from_secs(6))
-                            .with_connection_timeout(Duration::from_millis(200))
-                            .connect(&connect)
-                            .await
-                            .ok()?;
-                        let opts = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
-                        c.create("/bench-probe-", b"", &opts).await.ok()
-                    };
-                    if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
-                        let _ = tx.send(());
-                    }
-                });
-            }
-            Some(()) = rx.recv() => return Some(t0.elapsed().as_secs_f64()),
-            _ = &mut deadline => return None,
-        }
-    }
-}
-
-/// The client port of a follower, from `status --json`.
-fn follower_addr(e: &Ensemble) -> String {
-    let v = e.status();
-    let id = v["nodes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|n| n["role"] == "follower"))
-        .and_then(|n| n["id"].as_u64())
-        .unwrap_or(1);
-    format!("127.0.0.1:{}", e.base + id as u16 - 1)
-}
-
-/// Keep `depth` requests outstanding on one session for `secs`: (ops/s, latencies in µs).
-async fn load(addr: &str, op: &str, depth: usize, secs: f64) -> Option<(f64, Vec<u64>)> {
-    let client = Client::connector()
-        .with_session_timeout(Duration::from_secs(30))
-        .connect(addr)
-        .await
-        .ok()?;
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let root = format!(
-        "/bench-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    );
-    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    client.create(&root, b"", &opts).await.ok()?;
-    let value = vec![b'v'; 100];
-    let target = format!("{root}/target");
-    client.create(&target, &value, &opts).await.ok()?;
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    let t0 = Instant::now();
-    for w in 0..depth {
-        let (client, root, target, value, op) = (
-            client.clone(),
-            root.clone(),
-            target.clone(),
-            value.clone(),
-            op.to_string(),
-        );
-        let failed = failed.clone();
-        tasks.push(tokio::spawn(async move {
-            let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let r = match op.as_str() {
-                    "create" => client
-                        .create(&format!("{root}/n-{w}-{i}"), &value, &opts)
-                        .await
-                        .map(|_| ()),
-                    "set" => client.set_data(&target, &value, None).await.map(|_| ()),
-                    _ => client.get_data(&target).await.map(|_| ()),
-                };
-                if r.is_err() {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                lat.push(t.elapsed().as_micros() as u64);
-                i += 1;
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.ok()?);
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    if failed.load(Ordering::Relaxed) > 0 || all.is_empty() {
-        return None;
-    }
-    all.sort_unstable();
-    Some((all.len() as f64 / elapsed, all))
-}
-
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 /// Figures of one run of one backend, by row name.
@@ -489,15 +373,13 @@ async fn main() {
     // The hand-written analysis (targets met or not, and why) follows the generated table.
     let notes =
         std::fs::read_to_string(root.join("benches/BENCHMARKS-notes.md")).unwrap_or_default();
-    // The membership bench's block (`cargo bench --bench membership`) is kept as it is.
+    // The blocks of the membership and scale benches are kept as they are.
     let old = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
-    let block = match (
-        old.find("<!-- membership -->"),
-        old.find("<!-- /membership -->"),
-    ) {
-        (Some(s), Some(e)) if e > s => format!("\n{}\n", &old[s..e + "<!-- /membership -->".len()]),
-        _ => String::new(),
-    };
+    let block: String = ["membership", "scale"]
+        .iter()
+        .filter_map(|b| shared::block(&old, b))
+        .map(|b| format!("\n{b}\n"))
+        .collect();
     let _ = std::fs::write(root.join("BENCHMARKS.md"), format!("{md}\n{notes}{block}"));
     let json = serde_json::json!({
         "command": "cargo bench --bench ensemble",

@@ -21,8 +21,6 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_zkherd");
-const START: &str = "<!-- membership -->";
-const END: &str = "<!-- /membership -->";
 const ROWS: [&str; 7] = [
     "scale 3 → 5 voters, until healthy (s)",
     "scale 5 → 3 voters, until healthy (s)",
@@ -212,7 +210,7 @@ fn main() {
         _ => "–".into(),
     };
     let mut md = format!(
-        "{START}\n## Changing a running ensemble\n\nCommand: `cargo bench --bench membership` \
+        "## Changing a running ensemble\n\nCommand: `cargo bench --bench membership` \
          (ZKHERD_BENCH_RUNS={runs}). Wall time of each `zkherd` command on a 3-node ensemble \
          with `reconfigEnabled = true`, started by `zkherd up -d`; `scale` returns once every \
          member follows the new config and a write succeeded, `rolling-restart` once the last \
@@ -236,15 +234,6 @@ fn main() {
             ratio(row, t, a)
         );
     }
-    md += &format!("\n{END}\n");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let new = match (old.find(START), old.find(END)) {
-        (Some(s), Some(e)) if e > s => {
-            format!("{}{}{}", &old[..s], md.trim_end(), &old[e + END.len()..])
-        }
-        _ => format!("{}\n{md}", old.trim_end()),
-    };
-    let _ = std::fs::write(&path, new);
+    shared::write_block("membership", &md);
     println!("{md}");
 }

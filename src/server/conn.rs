@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -317,32 +317,45 @@ async fn read_body<R: AsyncRead + Unpin>(rd: &mut R, len: usize) -> Option<Vec<u
     (body.len() == len).then_some(body)
 }
 
+/// What a connection's queued frames may hold between writes before the buffer is given back;
+/// an idle connection (most of them, with thousands of sessions) holds a few bytes.
+const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+
 async fn write_loop<W: AsyncWrite + Unpin>(
-    wr: W,
+    mut w: W,
     mut rx: mpsc::UnboundedReceiver<Out>,
     closed: Arc<Notify>,
 ) {
-    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    let mut buf: Vec<u8> = Vec::new();
     'outer: while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        // Write everything already queued, then flush once.
+        // Write everything already queued in one write.
+        let mut close = false;
         while let Some(out) = next.take() {
             match out {
-                Out::Frame(f) => {
-                    if w.write_all(&f).await.is_err() {
-                        break 'outer;
-                    }
-                }
+                Out::Frame(f) if buf.is_empty() => buf = f,
+                Out::Frame(f) => buf.extend_from_slice(&f),
                 Out::Close => {
-                    let _ = w.flush().await;
-                    let _ = w.shutdown().await;
-                    break 'outer;
+                    close = true;
+                    break;
                 }
             }
             next = rx.try_recv().ok();
         }
+        if !buf.is_empty() && w.write_all(&buf).await.is_err() {
+            break 'outer;
+        }
+        if close {
+            let _ = w.flush().await;
+            let _ = w.shutdown().await;
+            break 'outer;
+        }
         if w.flush().await.is_err() {
             break;
+        }
+        buf.clear();
+        if buf.capacity() > KEEP_WRITE_BUFFER {
+            buf = Vec::new();
         }
     }
     closed.notify_one();

@@ -180,6 +180,7 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<ZkRaft, Vec<u8>>, io::Error> {
+        let started = std::time::Instant::now();
         let (header, tree) = {
             let d = self.data.lock().expect("state machine lock");
             let header = SnapshotHeader {
@@ -204,6 +205,12 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
         let bytes = encode(&header, &tree)?;
         let meta = header.meta;
         write_snapshot(&self.dir, &bytes)?;
+        tracing::info!(
+            "snapshot at log index {}: {} bytes, taken in {} ms",
+            meta.last_log_id.map_or(0, |l| l.index()),
+            bytes.len(),
+            started.elapsed().as_millis()
+        );
         Ok(SnapshotOf::<ZkRaft, Vec<u8>> {
             meta,
             snapshot: bytes,
