@@ -23,11 +23,7 @@ use shared::{first_write, follower_addr, load, mean_rss, node_pids, pct, stats, 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use zookeeper_client::{Acls, Client, CreateMode};
 
 const OPS: [&str; 3] = ["create", "set", "get"];
 const DEPTHS: [usize; 3] = [1, 8, 32];

@@ -16,7 +16,7 @@
 mod shared;
 use shared::stats;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
