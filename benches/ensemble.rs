@@ -122,16 +122,10 @@ async fn one_run(
                 t.elapsed().as_secs_f64(),
             );
             // SIGSTOP of the leader → acknowledged write.
-            let (ok, out) = e.run(&["pause", "--leader"]);
-            if !ok {
-                return Err(format!("{backend}: pause --leader: {out}"));
-            }
-            let paused: String = out.split_whitespace().nth(1).unwrap_or("1").to_string();
-            let w = first_write(e.connect_string(), Duration::from_secs(60))
+            let w = shared::leader_fault(&e, "pause")
                 .await
-                .ok_or("no write after pause")?;
+                .map_err(|err| format!("{backend}: {err}"))?;
             f.insert("SIGSTOP leader → acknowledged write (s)".into(), w);
-            let _ = e.run(&["resume", &paused]);
             if !e.wait() {
                 return Err(format!("{backend}: not healthy after resume"));
             }

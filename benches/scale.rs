@@ -39,7 +39,7 @@
 
 #[path = "shared.rs"]
 mod shared;
-use shared::{first_write, follower_addr, load, mean_rss, node_pids, pct, rss_mb, stats, Ensemble};
+use shared::{follower_addr, load, mean_rss, node_pids, pct, rss_mb, stats, Ensemble};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -336,7 +336,7 @@ async fn znodes(backend: &str, n: usize, f: &mut Figures) -> Result<(), String> 
 /// A raw session that only pings (a client that holds a session and does nothing else); dropping
 /// it closes the socket without closing the session, as a vanished client does.
 struct RawSession {
-    _task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {
@@ -405,13 +405,13 @@ impl RawSession {
             }
             drain.abort();
         });
-        Ok(RawSession { _task: task })
+        Ok(RawSession { task })
     }
 }
 
 impl Drop for RawSession {
     fn drop(&mut self) {
-        self._task.abort();
+        self.task.abort();
     }
 }
 
@@ -600,25 +600,11 @@ async fn members(backend: &str, label: &str, f: &mut Figures) -> Result<(), Stri
     let t0 = Instant::now();
     let e = start(backend, voters, observers, true)?;
     let spawn = t0.elapsed().as_secs_f64();
-    let (ok, out) = e.run(&["kill", "--leader"]);
-    if !ok {
-        return Err(format!("kill --leader: {out}"));
-    }
-    let kill = first_write(e.connect_string(), Duration::from_secs(60))
-        .await
-        .ok_or("no write after kill")?;
+    let kill = shared::leader_fault(&e, "kill").await?;
     if !e.wait() {
         return Err("not healthy after kill".into());
     }
-    let (ok, out) = e.run(&["pause", "--leader"]);
-    if !ok {
-        return Err(format!("pause --leader: {out}"));
-    }
-    let paused: String = out.split_whitespace().nth(1).unwrap_or("1").to_string();
-    let pause = first_write(e.connect_string(), Duration::from_secs(60))
-        .await
-        .ok_or("no write after pause")?;
-    let _ = e.run(&["resume", &paused]);
+    let pause = shared::leader_fault(&e, "pause").await?;
     if !e.wait() {
         return Err("not healthy after resume".into());
     }

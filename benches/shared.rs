@@ -270,3 +270,20 @@ pub fn write_block(name: &str, body: &str) {
     };
     let _ = std::fs::write(&path, new);
 }
+
+/// `zkherd kill|pause --leader`, then the time until a write is acknowledged; a paused leader
+/// is resumed after. The caller checks the ensemble's health.
+pub async fn leader_fault(e: &Ensemble, verb: &str) -> Result<f64, String> {
+    let (ok, out) = e.run(&[verb, "--leader"]);
+    if !ok {
+        return Err(format!("{verb} --leader: {out}"));
+    }
+    let w = first_write(e.connect_string(), Duration::from_secs(60))
+        .await
+        .ok_or_else(|| format!("no write after {verb} --leader"))?;
+    if verb == "pause" {
+        let id = out.split_whitespace().nth(1).unwrap_or("1");
+        let _ = e.run(&["resume", id]);
+    }
+    Ok(w)
+}
