@@ -110,17 +110,28 @@ async fn one_run(
             if !ok {
                 return Err(format!("{backend}: kill --leader: {out}"));
             }
+            let killed: u16 = out
+                .split_whitespace()
+                .nth(1)
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| format!("{backend}: kill --leader named no node: {out}"))?;
             let w = first_write(e.connect_string(), Duration::from_secs(60))
                 .await
                 .ok_or("no write after kill")?;
             f.insert("kill -9 leader → acknowledged write (s)".into(), w);
-            if !e.wait() {
-                return Err(format!("{backend}: not healthy after kill"));
-            }
+            // Rejoined: the restarted node itself acknowledges a write (it is back in the
+            // quorum and has applied the log up to that write).
+            let own = format!("127.0.0.1:{}", e.base + killed - 1);
+            first_write(own, Duration::from_secs(60))
+                .await
+                .ok_or("the killed node never acknowledged a write")?;
             f.insert(
                 "kill -9 leader → killed node rejoined (s)".into(),
                 t.elapsed().as_secs_f64(),
             );
+            if !e.wait() {
+                return Err(format!("{backend}: not healthy after kill"));
+            }
             // SIGSTOP of the leader → acknowledged write.
             let w = shared::leader_fault(&e, "pause")
                 .await

@@ -54,7 +54,7 @@ const LEAVES_PER_PARENT: usize = 100;
 const PARENTS_PER_TOP: usize = 100;
 
 /// Figures of one point (dimension, size, backend): metric → one value per run.
-type Figures = BTreeMap<&'static str, Vec<f64>>;
+type Figures = BTreeMap<String, Vec<f64>>;
 
 /// Bytes under a directory tree.
 fn size(p: &Path) -> u64 {
@@ -316,7 +316,7 @@ async fn znodes(backend: &str, n: usize, f: &mut Figures) -> Result<(), String> 
             "after the restart /scale has {got:?} descendants, not {expected}"
         ));
     }
-    let mut put = |k: &'static str, v: f64| f.entry(k).or_default().push(v);
+    let mut put = |k: &str, v: f64| f.entry(k.to_string()).or_default().push(v);
     put("load (s)", load_s);
     put("RSS idle (MB)", idle);
     put("RSS loaded (MB)", loaded);
@@ -488,7 +488,7 @@ async fn sessions(backend: &str, n: usize, f: &mut Figures) -> Result<(), String
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let expiry = t2.elapsed().as_secs_f64();
-    let mut put = |k: &'static str, v: f64| f.entry(k).or_default().push(v);
+    let mut put = |k: &str, v: f64| f.entry(k.to_string()).or_default().push(v);
     put("open + ephemeral (s)", opened);
     put(
         "node 1 bytes/session",
@@ -539,7 +539,7 @@ async fn watches(backend: &str, n: usize, f: &mut Figures) -> Result<(), String>
         return Err(format!("node 1 reports {total} watches, not {n}: {wchs}"));
     }
     drop(watchers);
-    let mut put = |k: &'static str, v: f64| f.entry(k).or_default().push(v);
+    let mut put = |k: &str, v: f64| f.entry(k.to_string()).or_default().push(v);
     put("set all (s)", set);
     put(
         "node 1 bytes/watch",
@@ -585,7 +585,9 @@ async fn watchers(backend: &str, n: usize, f: &mut Figures) -> Result<(), String
     if events.len() != n {
         return Err(format!("{} of {n} events", events.len()));
     }
-    f.entry("setData → all told (ms)").or_default().push(took);
+    f.entry("setData → all told (ms)".into())
+        .or_default()
+        .push(took);
     Ok(())
 }
 
@@ -611,7 +613,7 @@ async fn members(backend: &str, label: &str, f: &mut Figures) -> Result<(), Stri
     let (ops, _) = load(&follower_addr(&e), "create", 32, 3.0)
         .await
         .ok_or("create ×32 failed")?;
-    let mut put = |k: &'static str, v: f64| f.entry(k).or_default().push(v);
+    let mut put = |k: &str, v: f64| f.entry(k.to_string()).or_default().push(v);
     put("up -d until serving (s)", spawn);
     put("kill -9 leader → write (s)", kill);
     put("SIGSTOP leader → write (s)", pause);
@@ -647,7 +649,7 @@ fn cell(v: Option<&Vec<f64>>) -> String {
 type Curve = BTreeMap<(usize, String), BTreeMap<String, Figures>>;
 
 /// A panel per metric: the medians against size (log x), a line per backend.
-fn svg(dim: &str, curve: &Curve, metrics: &[&'static str]) -> String {
+fn svg(dim: &str, curve: &Curve, metrics: &[String]) -> String {
     let (pw, ph, cols) = (360.0, 220.0, 2usize);
     let rows = metrics.len().div_ceil(cols);
     let (w, h) = (pw * cols as f64, ph * rows as f64 + 30.0);
@@ -753,112 +755,62 @@ fn ratio(curve: &Curve, x: &(usize, String), metric: &str) -> Option<f64> {
     Some(m("builtin")? / m("apache")?)
 }
 
-#[tokio::main]
-async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let started = Instant::now();
-    let dims = sizes(
-        "ZKHERD_SCALE_DIMS",
-        "znodes,sessions,watches,watchers,members",
-    );
-    let runs: usize = std::env::var("ZKHERD_SCALE_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let backends: Vec<&str> = shared::backends()
-        .into_iter()
-        .filter(|b| *b != "in-process")
-        .collect();
-    let mut all: BTreeMap<String, Curve> = BTreeMap::new();
-    let mut commands = Vec::new();
-    for dim in &dims {
-        let (var, default) = match dim.as_str() {
-            "znodes" => ("ZKHERD_SCALE_ZNODES", "10000,100000,1000000"),
-            "sessions" => ("ZKHERD_SCALE_SESSIONS", "1000,3000,10000"),
-            "watches" => ("ZKHERD_SCALE_WATCHES", "10000,30000,100000"),
-            "watchers" => ("ZKHERD_SCALE_WATCHERS", "100,300,1000"),
-            "members" => ("ZKHERD_SCALE_MEMBERS", "3,5,7,3+2"),
-            other => {
-                eprintln!("unknown dimension {other:?}: skipped");
-                continue;
-            }
-        };
-        let points = sizes(var, default);
-        commands.push(format!("{var}={}", points.join(",")));
-        let runs_var = format!("ZKHERD_SCALE_RUNS_{}", dim.to_uppercase());
-        let runs: usize = match std::env::var(&runs_var).ok().and_then(|s| s.parse().ok()) {
-            Some(r) => {
-                commands.push(format!("{runs_var}={r}"));
-                r
-            }
-            None => runs,
-        };
-        for label in &points {
-            let x: usize = if dim == "members" {
-                let (v, o) = members_of(label);
-                // 3+2 sorts after 3, 5 and 7 voters: 10·voters + observers.
-                if o > 0 {
-                    100 + v * 10 + o
-                } else {
-                    v * 10
-                }
-            } else {
-                label.parse().unwrap_or(0)
-            };
-            for run in 1..=runs {
-                for b in &backends {
-                    eprintln!(
-                        "[{:.0} s] {dim} {label}, run {run}/{runs}, {b}",
-                        started.elapsed().as_secs_f64()
-                    );
-                    let f = all
-                        .entry(dim.clone())
-                        .or_default()
-                        .entry((x, label.clone()))
-                        .or_default()
-                        .entry(b.to_string())
-                        .or_default();
-                    let r = match dim.as_str() {
-                        "znodes" => znodes(b, x, f).await,
-                        "sessions" => sessions(b, x, f).await,
-                        "watches" => watches(b, x, f).await,
-                        "watchers" => watchers(b, x, f).await,
-                        _ => members(b, label, f).await,
-                    };
-                    if let Err(e) = r {
-                        eprintln!("  {b}: {e}");
-                    }
-                }
-            }
+/// One dimension as measured by one invocation: its command line, time and points.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Dimension {
+    command: String,
+    secs: f64,
+    /// size label → backend → figures
+    points: BTreeMap<String, BTreeMap<String, Figures>>,
+}
+
+/// Where a size label sits on the x axis; `3+2` sorts after 3, 5 and 7 voters.
+fn x_of(dim: &str, label: &str) -> usize {
+    if dim == "members" {
+        let (v, o) = members_of(label);
+        if o > 0 {
+            100 + v * 10 + o
+        } else {
+            v * 10
         }
+    } else {
+        label.parse().unwrap_or(0)
     }
-    let mut md = format!(
-        "## Scale: how cost grows with data, sessions, watches and members\n\n\
-         Command: `ZKHERD_SCALE_DIMS={} {} ZKHERD_SCALE_RUNS={runs} cargo bench --bench scale` \
-         (total {:.0} s). Builtin beside Apache ZooKeeper 3.8.0 (Debian) in one run on one \
-         2-core machine, runs alternating backends; each cell the median (min–max) of the runs, \
-         each run a fresh ensemble. What each figure is: the doc comment of `benches/scale.rs`. \
-         Plots: `BENCHMARKS-scale-<dimension>.svg`.\n",
-        dims.join(","),
-        commands.join(" "),
-        started.elapsed().as_secs_f64()
-    );
+}
+
+/// Rewrites the `scale` block of BENCHMARKS.md, `BENCHMARKS-scale.json` and the SVGs from
+/// every dimension on record (so one dimension can be re-run alone, and an interrupted run keeps
+/// what it measured).
+fn publish(all: &BTreeMap<String, Dimension>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (dim, curve) in &all {
-        let mut metrics: Vec<&'static str> = Vec::new();
+    let mut md = "## Scale: how cost grows with data, sessions, watches and members\n\n\
+         Builtin beside Apache ZooKeeper 3.8.0 (Debian) in one run on one 2-core machine, runs \
+         alternating backends; each cell the median (min–max) of the runs, each run a fresh \
+         ensemble. What each figure is: the doc comment of `benches/scale.rs`. Plots: \
+         `BENCHMARKS-scale-<dimension>.svg`; raw values: `BENCHMARKS-scale.json`.\n"
+        .to_string();
+    for (dim, d) in all {
+        let curve: Curve = d
+            .points
+            .iter()
+            .map(|(label, per)| ((x_of(dim, label), label.clone()), per.clone()))
+            .collect();
+        let mut metrics: Vec<String> = Vec::new();
         for f in curve.values().flat_map(|b| b.values()) {
             for k in f.keys() {
                 if !metrics.contains(k) {
-                    metrics.push(k);
+                    metrics.push(k.clone());
                 }
             }
         }
         md += &format!(
-            "\n### {dim}\n\n| {dim} | backend | {} |\n|---|---|{}\n",
+            "\n### {dim}\n\nCommand: `{}` ({:.0} s).\n\n| {dim} | backend | {} |\n|---|---|{}\n",
+            d.command,
+            d.secs,
             metrics.join(" | "),
             "---|".repeat(metrics.len())
         );
-        for ((_, label), per) in curve {
+        for ((_, label), per) in &curve {
             for (b, f) in per {
                 let cells: Vec<String> = metrics.iter().map(|m| cell(f.get(m))).collect();
                 md += &format!("| {label} | {b} | {} |\n", cells.join(" | "));
@@ -876,13 +828,13 @@ async fn main() {
         for x in curve.keys() {
             let cells: Vec<String> = metrics
                 .iter()
-                .map(|m| ratio(curve, x, m).map_or("-".into(), |r| format!("{r:.2}")))
+                .map(|m| ratio(&curve, x, m).map_or("-".into(), |r| format!("{r:.2}")))
                 .collect();
             md += &format!("| {} | {} |\n", x.1, cells.join(" | "));
         }
         let _ = std::fs::write(
             root.join(format!("BENCHMARKS-scale-{dim}.svg")),
-            svg(dim, curve, &metrics),
+            svg(dim, &curve, &metrics),
         );
     }
     let notes =
@@ -890,14 +842,95 @@ async fn main() {
     if !notes.is_empty() {
         md += &format!("\n{notes}");
     }
-    print!("{md}");
     shared::write_block("scale", &md);
-    let json: BTreeMap<String, BTreeMap<String, &BTreeMap<String, Figures>>> = all
-        .iter()
-        .map(|(d, c)| (d.clone(), c.iter().map(|(x, v)| (x.1.clone(), v)).collect()))
-        .collect();
     let _ = std::fs::write(
         root.join("BENCHMARKS-scale.json"),
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
+        serde_json::to_string_pretty(all).unwrap_or_default(),
     );
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let started = Instant::now();
+    let dims = sizes(
+        "ZKHERD_SCALE_DIMS",
+        "znodes,sessions,watches,watchers,members",
+    );
+    let runs: usize = std::env::var("ZKHERD_SCALE_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let backends: Vec<&str> = shared::backends()
+        .into_iter()
+        .filter(|b| *b != "in-process")
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Dimensions measured by earlier invocations stay; the ones run now are replaced.
+    let mut all: BTreeMap<String, Dimension> =
+        std::fs::read_to_string(root.join("BENCHMARKS-scale.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+    for dim in &dims {
+        let (var, default) = match dim.as_str() {
+            "znodes" => ("ZKHERD_SCALE_ZNODES", "10000,100000,1000000"),
+            "sessions" => ("ZKHERD_SCALE_SESSIONS", "1000,3000,10000"),
+            "watches" => ("ZKHERD_SCALE_WATCHES", "10000,30000,100000"),
+            "watchers" => ("ZKHERD_SCALE_WATCHERS", "100,300,1000"),
+            "members" => ("ZKHERD_SCALE_MEMBERS", "3,5,7,3+2"),
+            other => {
+                eprintln!("unknown dimension {other:?}: skipped");
+                continue;
+            }
+        };
+        let points = sizes(var, default);
+        let runs_var = format!("ZKHERD_SCALE_RUNS_{}", dim.to_uppercase());
+        let runs: usize = std::env::var(&runs_var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(runs);
+        let dim_started = Instant::now();
+        all.insert(
+            dim.clone(),
+            Dimension {
+                command: format!(
+                    "ZKHERD_SCALE_DIMS={dim} {var}={} ZKHERD_SCALE_RUNS={runs} cargo bench --bench scale",
+                    points.join(",")
+                ),
+                ..Dimension::default()
+            },
+        );
+        for label in &points {
+            let x = x_of(dim, label);
+            for run in 1..=runs {
+                for b in &backends {
+                    eprintln!(
+                        "[{:.0} s] {dim} {label}, run {run}/{runs}, {b}",
+                        started.elapsed().as_secs_f64()
+                    );
+                    let d = all.get_mut(dim).expect("inserted above");
+                    let f = d
+                        .points
+                        .entry(label.clone())
+                        .or_default()
+                        .entry(b.to_string())
+                        .or_default();
+                    let r = match dim.as_str() {
+                        "znodes" => znodes(b, x, f).await,
+                        "sessions" => sessions(b, x, f).await,
+                        "watches" => watches(b, x, f).await,
+                        "watchers" => watchers(b, x, f).await,
+                        _ => members(b, label, f).await,
+                    };
+                    if let Err(e) = r {
+                        eprintln!("  {b}: {e}");
+                    }
+                    d.secs = dim_started.elapsed().as_secs_f64();
+                    publish(&all);
+                }
+            }
+        }
+    }
+    eprintln!("scale: done in {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -294,7 +294,6 @@ impl Core {
             h.update(b);
         }
         let secret: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
-        let tick = Duration::from_millis(u64::from(cfg.tick_time));
         // Sessions recovered from disk get a fresh timeout, as ZooKeeper does after a restart.
         let live = state
             .sessions
@@ -303,9 +302,7 @@ impl Core {
                 (
                     *id,
                     Live {
-                        deadline: Instant::now()
-                            + Duration::from_millis(s.timeout_ms.max(0) as u64)
-                            + tick,
+                        deadline: renewed(s.timeout_ms),
                         timeout_ms: s.timeout_ms,
                         conn: None,
                     },
@@ -573,15 +570,13 @@ impl Core {
         }
         if leader_changed_to_me {
             // A new leader gives every session a fresh timeout, as ZooKeeper does.
-            let now = Instant::now();
-            let tick = self.tick();
             for (id, s) in &self.state.sessions {
                 let l = self.live.entry(*id).or_insert(Live {
-                    deadline: now,
+                    deadline: Instant::now(),
                     timeout_ms: s.timeout_ms,
                     conn: None,
                 });
-                l.deadline = now + Duration::from_millis(s.timeout_ms.max(0) as u64) + tick;
+                l.deadline = renewed(s.timeout_ms);
             }
         }
     }
@@ -630,18 +625,15 @@ impl Core {
         h.finalize()[..16].try_into().expect("16 bytes")
     }
 
-    fn tick(&self) -> Duration {
-        Duration::from_millis(u64::from(self.cfg.tick_time))
-    }
-
-    /// Renew a session: expire between timeout and timeout + tick after the last packet.
+    /// Renew a session. Expiry is checked every half tick, so a session expires between
+    /// timeout and timeout + tick/2 after the last packet the leader heard of (ZooKeeper: between
+    /// timeout and timeout + tick); a follower reports its sessions every half tick.
     fn touch(&mut self, session: i64) {
         if matches!(self.backing, Backing::Ensemble(_)) {
             self.active.insert(session);
         }
-        let tick = self.tick();
         if let Some(l) = self.live.get_mut(&session) {
-            l.deadline = Instant::now() + Duration::from_millis(l.timeout_ms.max(0) as u64) + tick;
+            l.deadline = renewed(l.timeout_ms);
         }
     }
 
@@ -858,8 +850,8 @@ impl Core {
                 }
                 return Ok(());
             }
-            SmEvent::Snapshot(reply) => {
-                let _ = reply.send(super::persist::encode_snapshot(&self.state));
+            SmEvent::Snapshot(to) => {
+                to.write(&self.state);
                 return Ok(());
             }
             SmEvent::Applied(a) => a,
@@ -876,9 +868,8 @@ impl Core {
         match &a.entry.txn {
             Txn::CreateSession { timeout_ms, .. } if self.is_leader() => {
                 // The leader tracks every session's liveness, wherever its connection is.
-                let tick = self.tick();
                 self.live.entry(session).or_insert(Live {
-                    deadline: Instant::now() + Duration::from_millis(*timeout_ms as u64) + tick,
+                    deadline: renewed(*timeout_ms),
                     timeout_ms: *timeout_ms,
                     conn: None,
                 });
@@ -1731,6 +1722,11 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// When a session heard from now expires.
+fn renewed(timeout_ms: i32) -> Instant {
+    Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64)
 }
 
 /// `user:` + base64(SHA-1(`user:password`)).

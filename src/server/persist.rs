@@ -143,8 +143,42 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
     })
 }
 
+/// The snapshot encoding of `st` in memory (tests, digests of small states); the server writes
+/// snapshots with [`write_snapshot`], which never holds the whole encoding.
 pub fn encode_snapshot(st: &State) -> Vec<u8> {
+    let mut v = Vec::new();
+    write_snapshot(st, &mut v).expect("a Vec takes every write");
+    v
+}
+
+/// What [`write_snapshot`] buffers before handing bytes to the writer.
+const SNAPSHOT_CHUNK: usize = 64 * 1024;
+
+/// Stream the snapshot encoding of `st` to `out`, znode by znode through a 64 KiB buffer, the
+/// CRC computed on the way: memory stays flat whatever the tree's size (a whole encoding in memory
+/// was the size of the snapshot again, twice, while it was written). Returns the bytes written.
+pub fn write_snapshot<W: Write>(st: &State, out: &mut W) -> io::Result<u64> {
+    struct Sink<'a, W> {
+        out: &'a mut W,
+        crc: crc32fast::Hasher,
+        written: u64,
+    }
+    impl<W: Write> Sink<'_, W> {
+        fn spill(&mut self, w: &mut Writer) -> io::Result<()> {
+            self.crc.update(&w.buf);
+            self.out.write_all(&w.buf)?;
+            self.written += w.buf.len() as u64;
+            w.buf.clear();
+            Ok(())
+        }
+    }
+    let mut sink = Sink {
+        out,
+        crc: crc32fast::Hasher::new(),
+        written: 0,
+    };
     let mut w = Writer::new();
+    w.buf.reserve(SNAPSHOT_CHUNK + 4096);
     w.buf.extend_from_slice(SNAP_MAGIC);
     w.int(SNAP_VERSION).long(st.last_zxid);
     w.int(st.nodes.len() as i32);
@@ -153,14 +187,21 @@ pub fn encode_snapshot(st: &State) -> Vec<u8> {
             .buffer(n.data.as_deref())
             .acls(&n.acl)
             .stat(&n.stat);
+        if w.buf.len() >= SNAPSHOT_CHUNK {
+            sink.spill(&mut w)?;
+        }
     }
     w.int(st.sessions.len() as i32);
     for (id, s) in &st.sessions {
         w.long(*id).int(s.timeout_ms).buffer(Some(&s.passwd));
+        if w.buf.len() >= SNAPSHOT_CHUNK {
+            sink.spill(&mut w)?;
+        }
     }
-    let crc = crc32fast::hash(&w.buf);
-    w.int(crc as i32);
-    w.buf
+    sink.spill(&mut w)?;
+    let crc = sink.crc.finalize();
+    sink.out.write_all(&crc.to_be_bytes())?;
+    Ok(sink.written + 4)
 }
 
 /// A digest of the whole replicated state (every znode with its data, ACL and stat, every
@@ -168,7 +209,19 @@ pub fn encode_snapshot(st: &State) -> Vec<u8> {
 /// maps only. Replicas that applied the same entries have the same digest.
 pub fn digest(st: &State) -> u64 {
     use sha1::Digest;
-    let h = sha1::Sha1::digest(encode_snapshot(st));
+    struct Hashing(sha1::Sha1);
+    impl Write for Hashing {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(sha1::Sha1::new());
+    write_snapshot(st, &mut h).expect("hashing takes every write");
+    let h = h.0.finalize();
     u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
@@ -185,15 +238,20 @@ pub fn decode_snapshot(b: &[u8], opts: super::tree::TreeOptions) -> Result<State
         return Err(DecodeError("unknown snapshot version".into()));
     }
     let mut st = State::new(opts);
-    st.nodes.clear();
     st.last_zxid = r.long()?;
     let n = r.int()?;
+    // The paths come sorted (the encoder walks a BTreeMap): check that, collect, and build the
+    // map in one bulk pass rather than a million searches from its root.
+    let mut nodes: Vec<(String, Znode)> = Vec::with_capacity((n.max(0) as usize).min(b.len() / 16));
     for _ in 0..n.max(0) {
         let path = r.string()?;
+        if nodes.last().is_some_and(|(p, _)| *p >= path) {
+            return Err(DecodeError(format!("snapshot paths out of order at {path:?}")));
+        }
         let data = r.buffer()?;
-        let acl = r.acls()?;
+        let acl = super::tree::intern_acl(r.acls()?);
         let stat = r.stat()?;
-        st.nodes.insert(
+        nodes.push((
             path,
             Znode {
                 data,
@@ -201,24 +259,38 @@ pub fn decode_snapshot(b: &[u8], opts: super::tree::TreeOptions) -> Result<State
                 stat,
                 children: Default::default(),
             },
-        );
+        ));
     }
-    // Children and the ephemeral index follow from the paths and owners.
-    let paths: Vec<String> = st.nodes.keys().cloned().collect();
-    for p in &paths {
-        if p == "/" {
+    // Children and the ephemeral index follow from the paths and owners. A parent sorts before
+    // its children, and one parent's children come in name order, so each set is built from a
+    // sorted list; consecutive znodes mostly share a parent, so the parent is looked up once per
+    // run of siblings.
+    let mut names: Vec<Vec<String>> = vec![Vec::new(); nodes.len()];
+    let mut last: Option<(&str, usize)> = None;
+    for (path, node) in &nodes {
+        if let Some(s) = node.ephemeral_session() {
+            st.ephemerals.entry(s).or_default().insert(path.clone());
+        }
+        if path == "/" {
             continue;
         }
-        let i = p.rfind('/').expect("absolute path");
-        let parent = if i == 0 { "/" } else { &p[..i] };
-        let name = p[i + 1..].to_string();
-        if let Some(par) = st.nodes.get_mut(parent) {
-            par.children.insert(name);
-        }
-        if let Some(s) = st.nodes[p].ephemeral_session() {
-            st.ephemerals.entry(s).or_default().insert(p.clone());
+        let i = path.rfind('/').ok_or_else(|| DecodeError(format!("relative path {path:?}")))?;
+        let parent = if i == 0 { "/" } else { &path[..i] };
+        let at = match last {
+            Some((p, at)) if p == parent => Some(at),
+            _ => nodes
+                .binary_search_by(|(p, _)| p.as_str().cmp(parent))
+                .ok(),
+        };
+        if let Some(at) = at {
+            names[at].push(path[i + 1..].to_string());
+            last = Some((parent, at));
         }
     }
+    for ((_, node), kids) in nodes.iter_mut().zip(names) {
+        node.children = kids.into_iter().collect();
+    }
+    st.nodes = nodes.into_iter().collect();
     let n = r.int()?;
     for _ in 0..n.max(0) {
         let id = r.long()?;
@@ -506,8 +578,9 @@ impl Log {
             .join(format!("snapshot.{:016x}", st.last_zxid));
         let tmp = path.with_extension("tmp");
         {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-            f.write_all(&encode_snapshot(st)).map_err(io_err(&tmp))?;
+            let mut f = io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?);
+            write_snapshot(st, &mut f).map_err(io_err(&tmp))?;
+            let f = f.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;

@@ -188,9 +188,10 @@ impl<'a> Reader<'a> {
 
     /// `ustring`: null (−1) decodes as None. Invalid UTF-8 is replaced, as Java does.
     pub fn ustring(&mut self) -> DResult<Option<String>> {
-        Ok(self
-            .buffer()?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+        Ok(self.buffer()?.map(|b| {
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }))
     }
 
     /// A string where null is read as empty (paths, schemes).

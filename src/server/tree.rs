@@ -7,6 +7,7 @@
 //! `shared/docs/zookeeper-protocol.md` sections 4, 5 and 8.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::proto::{perms, Acl, CreateMode, ErrorCode, Stat, WriteOp};
 
@@ -123,14 +124,15 @@ pub struct Applied {
 pub struct Znode {
     /// None = null data, distinct from empty.
     pub data: Option<Vec<u8>>,
-    pub acl: Vec<Acl>,
+    /// Shared with every znode that has the same list ([`intern_acl`]).
+    pub acl: Arc<[Acl]>,
     /// Stored fields: cversion counts child creations; ephemeral_owner holds raw markers.
     pub stat: Stat,
     pub children: BTreeSet<String>,
 }
 
 impl Znode {
-    fn new(data: Option<Vec<u8>>, acl: Vec<Acl>, zxid: i64, time: i64, owner: i64) -> Znode {
+    fn new(data: Option<Vec<u8>>, acl: Arc<[Acl]>, zxid: i64, time: i64, owner: i64) -> Znode {
         Znode {
             data,
             acl,
@@ -185,6 +187,32 @@ fn visible_owner(o: i64) -> i64 {
     } else {
         o
     }
+}
+
+/// The one shared copy of an ACL list. Most znodes carry one of a few lists (Kafka's all carry
+/// `world:anyone`), so a znode holds a 16-byte pointer rather than a list of its own, as Apache's
+/// ReferenceCountedACLCache does. Interning changes no value, so what the cache holds never
+/// shows in a replica's state; lists no znode uses any more are dropped as the cache grows.
+pub fn intern_acl(acl: Vec<Acl>) -> Arc<[Acl]> {
+    struct Cache {
+        lists: BTreeMap<Vec<Acl>, Weak<[Acl]>>,
+        sweep_at: usize,
+    }
+    static CACHE: Mutex<Cache> = Mutex::new(Cache {
+        lists: BTreeMap::new(),
+        sweep_at: 1024,
+    });
+    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(shared) = c.lists.get(&acl).and_then(Weak::upgrade) {
+        return shared;
+    }
+    if c.lists.len() >= c.sweep_at {
+        c.lists.retain(|_, w| w.strong_count() > 0);
+        c.sweep_at = (c.lists.len() * 2).max(1024);
+    }
+    let shared: Arc<[Acl]> = Arc::from(acl.as_slice());
+    c.lists.insert(acl, Arc::downgrade(&shared));
+    shared
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,19 +383,19 @@ impl State {
             auth_schemes,
         } = opts;
         let mut nodes = BTreeMap::new();
-        let mut root = Znode::new(Some(vec![]), vec![Acl::world_all()], 0, 0, 0);
+        let mut root = Znode::new(Some(vec![]), intern_acl(vec![Acl::world_all()]), 0, 0, 0);
         root.children.insert("zookeeper".into());
-        let mut zk = Znode::new(Some(vec![]), vec![Acl::world_all()], 0, 0, 0);
+        let mut zk = Znode::new(Some(vec![]), intern_acl(vec![Acl::world_all()]), 0, 0, 0);
         zk.children.insert("quota".into());
         zk.children.insert("config".into());
-        let quota = Znode::new(Some(vec![]), vec![Acl::world_all()], 0, 0, 0);
+        let quota = Znode::new(Some(vec![]), intern_acl(vec![Acl::world_all()]), 0, 0, 0);
         let mut config = Znode::new(
             Some(vec![]),
-            vec![Acl {
+            intern_acl(vec![Acl {
                 perms: perms::READ,
                 scheme: "world".into(),
                 id: "anyone".into(),
-            }],
+            }]),
             0,
             0,
             0,
@@ -439,7 +467,7 @@ impl State {
         acl: &[Acl],
         auth: &[AuthId],
         schemes: &BTreeSet<String>,
-    ) -> Result<Vec<Acl>, ErrorCode> {
+    ) -> Result<Arc<[Acl]>, ErrorCode> {
         // Ids whose provider authenticates (Apache's isAuthenticated): digest, and sasl
         // when SASLAuthenticationProvider is registered; never ip or super.
         let authenticated = |scheme: &str| {
@@ -486,7 +514,7 @@ impl State {
         if out.is_empty() {
             return Err(ErrorCode::InvalidAcl);
         }
-        Ok(out)
+        Ok(intern_acl(out))
     }
 
     /// Apply one entry. Entries must come in zxid order.
@@ -1067,7 +1095,7 @@ enum UndoOp {
     Changed {
         path: String,
         data: Option<Vec<u8>>,
-        acl: Vec<Acl>,
+        acl: Arc<[Acl]>,
         stat: Stat,
     },
 }

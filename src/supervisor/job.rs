@@ -467,7 +467,7 @@ impl Job {
         }
         if restart {
             let delay = if requested {
-                Duration::from_millis(self.restart.initial_backoff_ms)
+                Duration::ZERO
             } else {
                 self.backoff_delay()
             };
@@ -494,9 +494,13 @@ impl Job {
         }
     }
 
-    /// Exponential: initial × 2^(quick deaths in a row − 1), capped.
+    /// None after a stable run (the node is restarted at once, so a one-off crash costs only
+    /// the restart), then exponential: initial × 2^(quick deaths in a row − 1), capped.
     fn backoff_delay(&self) -> Duration {
-        let n = self.consecutive_quick.saturating_sub(1).min(20);
+        if self.consecutive_quick == 0 {
+            return Duration::ZERO;
+        }
+        let n = (self.consecutive_quick - 1).min(20);
         let ms = self
             .restart
             .initial_backoff_ms
@@ -857,7 +861,7 @@ mod tests {
             }
         }
         assert!(
-            delays.len() == 6 && delays.iter().all(|d| d == "restarting in 10 ms"),
+            delays.len() == 6 && delays.iter().all(|d| d == "restarting in 0 ms"),
             "{delays:?}"
         );
         h.ask(JobCommand::Shutdown).await.unwrap();
@@ -939,10 +943,10 @@ mod tests {
             kill_requested: false,
         };
         let mut delays = vec![];
-        for n in 1..=5 {
+        for n in 0..=5 {
             job.consecutive_quick = n;
             delays.push(job.backoff_delay().as_millis());
         }
-        assert_eq!(delays, vec![500, 1000, 2000, 3000, 3000]);
+        assert_eq!(delays, vec![0, 500, 1000, 2000, 3000, 3000]);
     }
 }

@@ -45,9 +45,29 @@ pub enum SmEvent {
     /// was asked has been applied, and its events precede this one in the channel. `false`:
     /// no leader answered in time; the connection is closed and the client retries elsewhere.
     Synced(u64, bool),
-    /// Encode the tree (`persist::encode_snapshot`) as it is after the entries sent before this
-    /// event, for a Raft snapshot.
-    Snapshot(oneshot::Sender<Vec<u8>>),
+    /// Write the tree as it is after the entries sent before this event into a Raft snapshot
+    /// file ([`SnapshotTo::write`]).
+    Snapshot(SnapshotTo),
+}
+
+/// A snapshot file with its header written, waiting for the tree.
+#[derive(Debug)]
+pub struct SnapshotTo {
+    file: fs::File,
+    reply: oneshot::Sender<io::Result<(fs::File, u64)>>,
+}
+
+impl SnapshotTo {
+    /// Stream `state` into the file (`persist::write_snapshot`, no copy of the whole encoding
+    /// in memory) and hand the file back, unsynced, with the bytes written.
+    pub fn write(self, state: &State) {
+        let written = (|| {
+            let mut w = io::BufWriter::with_capacity(256 * 1024, self.file);
+            let n = crate::server::persist::write_snapshot(state, &mut w)?;
+            Ok((w.into_inner().map_err(|e| e.into_error())?, n))
+        })();
+        let _ = self.reply.send(written);
+    }
 }
 
 /// State-machine data; the reconfigurer reads the committed config under the same lock.
@@ -96,15 +116,8 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// A snapshot file: the header, then the tree as `persist::encode_snapshot` wrote it.
-fn encode(header: &SnapshotHeader, tree: &[u8]) -> io::Result<Vec<u8>> {
-    let h = serde_json::to_vec(header).map_err(other)?;
-    let mut out = Vec::with_capacity(4 + h.len() + tree.len());
-    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(tree);
-    Ok(out)
-}
+// A snapshot file: a 4-byte length, the JSON header, then the tree as
+// `persist::write_snapshot` wrote it (see build_snapshot).
 
 /// The committed config a tree holds (None while `/zookeeper/config` is still empty).
 fn config_of(state: &State) -> Option<(String, i64)> {
@@ -180,8 +193,10 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<ZkRaft, Vec<u8>>, io::Error> {
+        use std::io::Write;
         let started = std::time::Instant::now();
-        let (header, tree) = {
+        let tmp = self.dir.join("snapshot.tmp");
+        let (meta, written) = {
             let d = self.data.lock().expect("state machine lock");
             let header = SnapshotHeader {
                 meta: SnapshotMetaOf::<ZkRaft> {
@@ -192,28 +207,35 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
                 counter: d.counter,
                 seen: seen_list(&d.seen),
             };
+            let h = serde_json::to_vec(&header).map_err(other)?;
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&(h.len() as u32).to_be_bytes())?;
+            file.write_all(&h)?;
             // Asked under the lock, so no applied entry slips between the header and the tree.
-            let (tx, rx) = oneshot::channel();
+            let (reply, written) = oneshot::channel();
             self.applied
-                .send(SmEvent::Snapshot(tx))
+                .send(SmEvent::Snapshot(SnapshotTo { file, reply }))
                 .map_err(|_| other("the node's core is gone; no snapshot taken"))?;
-            (header, rx)
+            (header.meta, written)
         };
-        let tree = tree
+        let (file, bytes) = written
             .await
-            .map_err(|_| other("the node's core stopped before encoding the snapshot"))?;
-        let bytes = encode(&header, &tree)?;
-        let meta = header.meta;
-        write_snapshot(&self.dir, &bytes)?;
+            .map_err(|_| other("the node's core stopped before writing the snapshot"))??;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, self.dir.join("snapshot"))?;
+        fs::File::open(&self.dir)?.sync_all()?;
         tracing::info!(
             "snapshot at log index {}: {} bytes, taken in {} ms",
             meta.last_log_id.map_or(0, |l| l.index()),
-            bytes.len(),
+            bytes,
             started.elapsed().as_millis()
         );
+        // openraft keeps only the meta of a snapshot it built; a follower that needs the data
+        // gets it from the file (get_current_snapshot).
         Ok(SnapshotOf::<ZkRaft, Vec<u8>> {
             meta,
-            snapshot: bytes,
+            snapshot: Vec::new(),
         })
     }
 }
@@ -361,9 +383,7 @@ pub async fn mirror(state: Arc<Mutex<State>>, mut events: mpsc::UnboundedReceive
             }
             SmEvent::Applied(_) | SmEvent::Synced(..) => {}
             SmEvent::Installed(s) => *st = *s,
-            SmEvent::Snapshot(reply) => {
-                let _ = reply.send(crate::server::persist::encode_snapshot(&st));
-            }
+            SmEvent::Snapshot(to) => to.write(&st),
         }
     }
 }
