@@ -90,7 +90,9 @@ pub async fn run(
         path: dir.display().to_string(),
         source,
     };
+    let opening = std::time::Instant::now();
     let (log, warnings) = LogStore::open(&dir.join("raft"), cfg.force_sync).map_err(raft_err)?;
+    tracing::info!("Raft log opened in {} ms", opening.elapsed().as_millis());
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -118,6 +120,10 @@ pub async fn run(
     let raft: Raft = Raft::new(me, config.clone(), network.clone(), log, sm)
         .await
         .map_err(|e| quorum_err(format!("Raft failed to start: {e}")))?;
+    tracing::info!(
+        "Raft started {} ms after opening the log",
+        opening.elapsed().as_millis()
+    );
 
     let peer_addr = |port: u16| -> Result<std::net::SocketAddr, ServerError> {
         let addr: std::net::SocketAddr = format!("{}:{port}", mine.host).parse().map_err(|_| {

@@ -243,13 +243,22 @@ pub fn decode_snapshot(b: &[u8], opts: super::tree::TreeOptions) -> Result<State
     // The paths come sorted (the encoder walks a BTreeMap): check that, collect, and build the
     // map in one bulk pass rather than a million searches from its root.
     let mut nodes: Vec<(String, Znode)> = Vec::with_capacity((n.max(0) as usize).min(b.len() / 16));
+    let mut last_acl: Option<(&[u8], std::sync::Arc<[proto::Acl]>)> = None;
     for _ in 0..n.max(0) {
         let path = r.string()?;
         if nodes.last().is_some_and(|(p, _)| *p >= path) {
             return Err(DecodeError(format!("snapshot paths out of order at {path:?}")));
         }
         let data = r.buffer()?;
-        let acl = super::tree::intern_acl(r.acls()?);
+        let raw = r.acls_raw()?;
+        let acl = match &last_acl {
+            Some((prev, shared)) if *prev == raw => shared.clone(),
+            _ => {
+                let shared = super::tree::intern_acl(Reader::new(raw).acls()?);
+                last_acl = Some((raw, shared.clone()));
+                shared
+            }
+        };
         let stat = r.stat()?;
         nodes.push((
             path,
@@ -736,6 +745,71 @@ mod tests {
         // The truncation is durable: the next open has nothing to warn about.
         let (_, rec) = open(tmp.path());
         assert!(rec.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_decoded_snapshot_is_the_state_it_was_taken_of() {
+        // Names that sort around '/' ('-' and '.' before it, '0' after) put a parent's children
+        // apart from it in path order; ephemerals rebuild the session index; two ACL lists.
+        let mut st = State::new(Default::default());
+        let mut z = 1;
+        st.apply(&entry(
+            z,
+            Txn::CreateSession {
+                timeout_ms: 6000,
+                passwd: [3; 16],
+            },
+        ));
+        let digest_acl = Acl {
+            perms: 31,
+            scheme: "digest".into(),
+            id: "bob:x".into(),
+        };
+        for (path, flags) in [
+            ("/a", 0),
+            ("/a-b", 0),
+            ("/a.c", 0),
+            ("/a/c", 0),
+            ("/a/c/d", 1),
+            ("/a/b", 0),
+            ("/a0", 0),
+            ("/a/c/e", 1),
+        ] {
+            z += 1;
+            let mut txn = create(path, flags);
+            if path == "/a/b" {
+                if let Txn::Write(WriteOp::Create { acl, .. }) = &mut txn {
+                    *acl = vec![digest_acl.clone()];
+                }
+            }
+            st.apply(&entry(z, txn));
+        }
+        assert_eq!(st.nodes["/a"].children.len(), 2);
+        let back = decode_snapshot(&encode_snapshot(&st), Default::default()).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(back.ephemerals[&0x100].len(), 2);
+        assert_eq!(*back.nodes["/a/b"].acl, [digest_acl]);
+        let mut streamed = Vec::new();
+        assert_eq!(
+            write_snapshot(&st, &mut streamed).unwrap(),
+            streamed.len() as u64
+        );
+        let mut out_of_order = encode_snapshot(&st);
+        let (a, b) = (
+            find(&out_of_order, b"/a-b").unwrap(),
+            find(&out_of_order, b"/a.c").unwrap(),
+        );
+        out_of_order[a + 2] = b'.';
+        out_of_order[b + 2] = b'-';
+        let crc_at = out_of_order.len() - 4;
+        let crc = crc32fast::hash(&out_of_order[..crc_at]);
+        out_of_order[crc_at..].copy_from_slice(&crc.to_be_bytes());
+        let e = decode_snapshot(&out_of_order, Default::default()).unwrap_err();
+        assert!(e.0.contains("out of order"), "{e:?}");
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
     }
 
     #[test]

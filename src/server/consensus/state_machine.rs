@@ -110,6 +110,9 @@ pub struct StateMachine {
     dir: PathBuf,
     applied: mpsc::UnboundedSender<SmEvent>,
     opts: TreeOptions,
+    /// The snapshot file as `open` read it, for openraft's first `get_current_snapshot` (made
+    /// at startup, for the meta only), so a restart reads the file once.
+    read_at_open: Option<Vec<u8>>,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -153,9 +156,18 @@ impl StateMachine {
         applied: mpsc::UnboundedSender<SmEvent>,
     ) -> io::Result<(StateMachine, State)> {
         fs::create_dir_all(dir)?;
+        let mut read_at_open = None;
         let (data, state) = match fs::read(dir.join("snapshot")) {
             Ok(b) => {
+                let started = std::time::Instant::now();
                 let (h, state) = decode(&b, opts.clone())?;
+                tracing::info!(
+                    "snapshot at log index {}: {} znodes from {} bytes, decoded in {} ms",
+                    h.meta.last_log_id.map_or(0, |l| l.index()),
+                    state.nodes.len(),
+                    b.len(),
+                    started.elapsed().as_millis()
+                );
                 let data = SmData {
                     config: config_of(&state),
                     last_applied: h.meta.last_log_id,
@@ -164,6 +176,7 @@ impl StateMachine {
                     counter: h.counter,
                     seen: seen_map(&h.seen),
                 };
+                read_at_open = Some(b);
                 (data, state)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -184,6 +197,7 @@ impl StateMachine {
             dir: dir.to_path_buf(),
             applied,
             opts,
+            read_at_open,
         };
         Ok((sm, state))
     }
@@ -195,6 +209,7 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<ZkRaft, Vec<u8>>, io::Error> {
         use std::io::Write;
         let started = std::time::Instant::now();
+        self.read_at_open = None;
         let tmp = self.dir.join("snapshot.tmp");
         let (meta, written) = {
             let d = self.data.lock().expect("state machine lock");
@@ -341,6 +356,7 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
         meta: &SnapshotMetaOf<ZkRaft>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
+        self.read_at_open = None;
         let (header, state) = decode(&snapshot, self.opts.clone())?;
         write_snapshot(&self.dir, &snapshot)?;
         let mut d = self.data.lock().expect("state machine lock");
@@ -357,7 +373,11 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<SnapshotOf<ZkRaft, Vec<u8>>>, io::Error> {
-        match fs::read(self.dir.join("snapshot")) {
+        let read = match self.read_at_open.take() {
+            Some(bytes) => Ok(bytes),
+            None => fs::read(self.dir.join("snapshot")),
+        };
+        match read {
             Ok(bytes) => {
                 let (h, _) = decode_header(&bytes)?;
                 Ok(Some(SnapshotOf::<ZkRaft, Vec<u8>> {
