@@ -3,6 +3,7 @@
 //! Delivery rules: `shared/docs/zookeeper-protocol.md` section 7.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::tree::{Event, EventType};
 
@@ -17,41 +18,67 @@ pub mod kind {
     pub const PERSISTENT_RECURSIVE: i32 = 5;
 }
 
-type Table = BTreeMap<String, BTreeSet<ConnId>>;
+/// The connections watching one path in one table: nearly always one, held inline.
+#[derive(Debug)]
+enum Watchers {
+    One(ConnId),
+    Many(BTreeSet<ConnId>),
+}
+
+impl Watchers {
+    /// True if `conn` was not watching yet.
+    fn insert(&mut self, conn: ConnId) -> bool {
+        match self {
+            Watchers::One(c) if *c == conn => false,
+            Watchers::One(c) => {
+                *self = Watchers::Many(BTreeSet::from([*c, conn]));
+                true
+            }
+            Watchers::Many(s) => s.insert(conn),
+        }
+    }
+
+    fn contains(&self, conn: ConnId) -> bool {
+        match self {
+            Watchers::One(c) => *c == conn,
+            Watchers::Many(s) => s.contains(&conn),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Watchers::One(_) => 1,
+            Watchers::Many(s) => s.len(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = ConnId> + '_ {
+        let (one, many) = match self {
+            Watchers::One(c) => (Some(*c), None),
+            Watchers::Many(s) => (None, Some(s.iter().copied())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// One kind of watch: path → who watches it. Paths are shared with the per-connection index.
+type Table = BTreeMap<Arc<str>, Watchers>;
+
+/// The four tables, indexed by these.
+const DATA: usize = 0;
+const CHILD: usize = 1;
+const PERSISTENT: usize = 2;
+const RECURSIVE: usize = 3;
 
 #[derive(Debug, Default)]
 pub struct WatchManager {
-    /// exists/getData watches (one-shot).
-    data: Table,
-    /// getChildren watches (one-shot).
-    child: Table,
-    /// addWatch mode 0: data and child events, kept after firing.
-    persistent: Table,
-    /// addWatch mode 1: data events for the path and every descendant.
-    recursive: Table,
-}
-
-fn add(t: &mut Table, path: &str, conn: ConnId) {
-    t.entry(path.to_string()).or_default().insert(conn);
-}
-
-fn take(t: &mut Table, path: &str) -> BTreeSet<ConnId> {
-    t.remove(path).unwrap_or_default()
-}
-
-fn has(t: &Table, path: &str, conn: ConnId) -> bool {
-    t.get(path).is_some_and(|s| s.contains(&conn))
-}
-
-fn remove(t: &mut Table, path: &str, conn: ConnId) -> bool {
-    let Some(s) = t.get_mut(path) else {
-        return false;
-    };
-    let removed = s.remove(&conn);
-    if s.is_empty() {
-        t.remove(path);
-    }
-    removed
+    /// exists/getData watches (one-shot); getChildren watches (one-shot); addWatch mode 0 (data
+    /// and child events, kept after firing); addWatch mode 1 (data events for the path and every
+    /// descendant).
+    tables: [Table; 4],
+    /// connection → the paths it watches, each with a bit per table: a closing connection
+    /// costs its own watches, not a walk over everyone's.
+    by_conn: BTreeMap<ConnId, BTreeMap<Arc<str>, u8>>,
 }
 
 /// `path` and each of its ancestors up to `/`.
@@ -69,20 +96,92 @@ fn self_and_ancestors(path: &str) -> Vec<&str> {
 }
 
 impl WatchManager {
+    fn add(&mut self, t: usize, path: &str, conn: ConnId) {
+        let table = &mut self.tables[t];
+        let (key, fresh) = match table.get_key_value(path) {
+            Some((k, _)) => {
+                let k = k.clone();
+                let fresh = table.get_mut(path).expect("just seen").insert(conn);
+                (k, fresh)
+            }
+            None => {
+                let k: Arc<str> = Arc::from(path);
+                table.insert(k.clone(), Watchers::One(conn));
+                (k, true)
+            }
+        };
+        if fresh {
+            *self.by_conn.entry(conn).or_default().entry(key).or_default() |= 1 << t;
+        }
+    }
+
+    /// Forget that `conn` watches `path` in table `t` (the per-connection side only).
+    fn unlink(&mut self, conn: ConnId, t: usize, path: &str) {
+        let Some(paths) = self.by_conn.get_mut(&conn) else {
+            return;
+        };
+        if let Some(bits) = paths.get_mut(path) {
+            *bits &= !(1 << t);
+            if *bits == 0 {
+                paths.remove(path);
+            }
+        }
+        if paths.is_empty() {
+            self.by_conn.remove(&conn);
+        }
+    }
+
+    /// Remove `conn` from table `t` at `path`; true if it was there.
+    fn remove_one(&mut self, t: usize, path: &str, conn: ConnId) -> bool {
+        let table = &mut self.tables[t];
+        let Some(w) = table.get_mut(path) else {
+            return false;
+        };
+        let removed = match w {
+            Watchers::One(c) if *c == conn => {
+                table.remove(path);
+                true
+            }
+            Watchers::One(_) => false,
+            Watchers::Many(s) => {
+                let removed = s.remove(&conn);
+                if s.len() == 1 {
+                    let last = *s.iter().next().expect("one left");
+                    *w = Watchers::One(last);
+                }
+                removed
+            }
+        };
+        if removed {
+            self.unlink(conn, t, path);
+        }
+        removed
+    }
+
+    /// Fire a one-shot table's watches on `path`: they are gone after.
+    fn take(&mut self, t: usize, path: &str, out: &mut BTreeSet<ConnId>) {
+        if let Some(w) = self.tables[t].remove(path) {
+            for conn in w.iter() {
+                self.unlink(conn, t, path);
+                out.insert(conn);
+            }
+        }
+    }
+
+    fn has(&self, t: usize, path: &str, conn: ConnId) -> bool {
+        self.tables[t].get(path).is_some_and(|w| w.contains(conn))
+    }
+
     pub fn add_data(&mut self, path: &str, conn: ConnId) {
-        add(&mut self.data, path, conn);
+        self.add(DATA, path, conn);
     }
 
     pub fn add_child(&mut self, path: &str, conn: ConnId) {
-        add(&mut self.child, path, conn);
+        self.add(CHILD, path, conn);
     }
 
     pub fn add_persistent(&mut self, path: &str, conn: ConnId, recursive: bool) {
-        if recursive {
-            add(&mut self.recursive, path, conn);
-        } else {
-            add(&mut self.persistent, path, conn);
-        }
+        self.add(if recursive { RECURSIVE } else { PERSISTENT }, path, conn);
     }
 
     /// Which connections get a notification for `ev`: at most one per connection.
@@ -90,24 +189,20 @@ impl WatchManager {
         let p = ev.path.as_str();
         let mut out = BTreeSet::new();
         match ev.kind {
-            EventType::NodeCreated | EventType::NodeDataChanged => {
-                out.extend(take(&mut self.data, p));
-            }
+            EventType::NodeCreated | EventType::NodeDataChanged => self.take(DATA, p, &mut out),
             EventType::NodeDeleted => {
-                out.extend(take(&mut self.data, p));
-                out.extend(take(&mut self.child, p));
+                self.take(DATA, p, &mut out);
+                self.take(CHILD, p, &mut out);
             }
-            EventType::NodeChildrenChanged => {
-                out.extend(take(&mut self.child, p));
-            }
+            EventType::NodeChildrenChanged => self.take(CHILD, p, &mut out),
         }
-        if let Some(s) = self.persistent.get(p) {
-            out.extend(s.iter().copied());
+        if let Some(w) = self.tables[PERSISTENT].get(p) {
+            out.extend(w.iter());
         }
         if ev.kind != EventType::NodeChildrenChanged {
             for a in self_and_ancestors(p) {
-                if let Some(s) = self.recursive.get(a) {
-                    out.extend(s.iter().copied());
+                if let Some(w) = self.tables[RECURSIVE].get(a) {
+                    out.extend(w.iter());
                 }
             }
         }
@@ -117,16 +212,11 @@ impl WatchManager {
     /// checkWatches: does `conn` hold a watch of `kind` on `path`?
     pub fn check(&self, path: &str, conn: ConnId, k: i32) -> bool {
         match k {
-            kind::CHILDREN => has(&self.child, path, conn),
-            kind::DATA => has(&self.data, path, conn),
-            kind::PERSISTENT => has(&self.persistent, path, conn),
-            kind::PERSISTENT_RECURSIVE => has(&self.recursive, path, conn),
-            kind::ANY => {
-                has(&self.child, path, conn)
-                    || has(&self.data, path, conn)
-                    || has(&self.persistent, path, conn)
-                    || has(&self.recursive, path, conn)
-            }
+            kind::CHILDREN => self.has(CHILD, path, conn),
+            kind::DATA => self.has(DATA, path, conn),
+            kind::PERSISTENT => self.has(PERSISTENT, path, conn),
+            kind::PERSISTENT_RECURSIVE => self.has(RECURSIVE, path, conn),
+            kind::ANY => (0..4).any(|t| self.has(t, path, conn)),
             _ => false,
         }
     }
@@ -134,16 +224,16 @@ impl WatchManager {
     /// removeWatches: true if anything was removed.
     pub fn remove(&mut self, path: &str, conn: ConnId, k: i32) -> bool {
         match k {
-            kind::CHILDREN => remove(&mut self.child, path, conn),
-            kind::DATA => remove(&mut self.data, path, conn),
-            kind::PERSISTENT => remove(&mut self.persistent, path, conn),
-            kind::PERSISTENT_RECURSIVE => remove(&mut self.recursive, path, conn),
+            kind::CHILDREN => self.remove_one(CHILD, path, conn),
+            kind::DATA => self.remove_one(DATA, path, conn),
+            kind::PERSISTENT => self.remove_one(PERSISTENT, path, conn),
+            kind::PERSISTENT_RECURSIVE => self.remove_one(RECURSIVE, path, conn),
             kind::ANY => {
-                let a = remove(&mut self.child, path, conn);
-                let b = remove(&mut self.data, path, conn);
-                let c = remove(&mut self.persistent, path, conn);
-                let d = remove(&mut self.recursive, path, conn);
-                a || b || c || d
+                let mut any = false;
+                for t in [CHILD, DATA, PERSISTENT, RECURSIVE] {
+                    any |= self.remove_one(t, path, conn);
+                }
+                any
             }
             _ => false,
         }
@@ -151,31 +241,28 @@ impl WatchManager {
 
     /// Drop every watch of a closed connection.
     pub fn drop_conn(&mut self, conn: ConnId) {
-        for t in [
-            &mut self.data,
-            &mut self.child,
-            &mut self.persistent,
-            &mut self.recursive,
-        ] {
-            t.retain(|_, s| {
-                s.remove(&conn);
-                !s.is_empty()
-            });
+        for (path, bits) in self.by_conn.remove(&conn).unwrap_or_default() {
+            for t in 0..4 {
+                if bits & (1 << t) != 0 {
+                    self.remove_one(t, &path, conn);
+                }
+            }
         }
     }
 
     /// `wchs`: connections watching, paths watched, total watches (data table only, as Apache).
     pub fn summary(&self) -> (usize, usize, usize) {
-        let conns: BTreeSet<ConnId> = self.data.values().flatten().copied().collect();
-        let total = self.data.values().map(BTreeSet::len).sum();
-        (conns.len(), self.data.len(), total)
+        let data = &self.tables[DATA];
+        let conns: BTreeSet<ConnId> = data.values().flat_map(Watchers::iter).collect();
+        let total = data.values().map(Watchers::len).sum();
+        (conns.len(), data.len(), total)
     }
 
     /// Total registrations (mntr's watch_count).
     pub fn count(&self) -> usize {
-        [&self.data, &self.child, &self.persistent, &self.recursive]
+        self.tables
             .iter()
-            .map(|t| t.values().map(BTreeSet::len).sum::<usize>())
+            .map(|t| t.values().map(Watchers::len).sum::<usize>())
             .sum()
     }
 }
@@ -247,5 +334,33 @@ mod tests {
         w.add_child("/b", 2);
         w.drop_conn(2);
         assert_eq!(w.count(), 0);
+    }
+
+    #[test]
+    fn a_closed_connection_takes_only_its_own_watches() {
+        let mut w = WatchManager::default();
+        for conn in 1..=3 {
+            w.add_data("/a", conn);
+            w.add_child("/a", conn);
+            w.add_persistent("/p", conn, conn == 2);
+        }
+        w.add_data("/only-1", 1);
+        w.add_data("/a", 1); // again: still one watch
+        assert_eq!(w.count(), 10);
+        w.drop_conn(1);
+        assert_eq!(w.count(), 6);
+        assert!(!w.check("/only-1", 1, kind::ANY));
+        assert_eq!(w.summary(), (2, 1, 2));
+        // A fired one-shot watch leaves nothing behind for its connection to drop later.
+        assert_eq!(
+            w.trigger(&ev(EventType::NodeDataChanged, "/a")),
+            BTreeSet::from([2, 3])
+        );
+        assert!(w.remove("/a", 3, kind::CHILDREN));
+        assert!(!w.remove("/a", 3, kind::DATA));
+        w.drop_conn(2);
+        w.drop_conn(3);
+        assert_eq!(w.count(), 0);
+        assert!(w.by_conn.is_empty() && w.tables.iter().all(|t| t.is_empty()));
     }
 }
