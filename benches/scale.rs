@@ -8,6 +8,8 @@
 //! #   ZKHERD_SCALE_WATCHES=10000,30000,100000   ZKHERD_SCALE_WATCHERS=100,300,1000
 //! #   ZKHERD_SCALE_MEMBERS=3,5,7,3+2            ZKHERD_SCALE_RUNS=3 (runs per point;
 //! #   ZKHERD_SCALE_RUNS_<DIMENSION>, e.g. ZKHERD_SCALE_RUNS_ZNODES=1, for one dimension)
+//! #   Dimensions not run keep their figures from BENCHMARKS-scale.json; ZKHERD_SCALE_DIMS=none
+//! #   only rewrites the block (after editing benches/BENCHMARKS-scale-notes.md).
 //! ```
 //!
 //! Every point is a fresh ensemble per run and backend (backends alternate, so both see the
@@ -872,7 +874,8 @@ async fn main() {
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
-    for dim in &dims {
+    // `none`: measure nothing, rewrite the block from the JSON and the notes.
+    for dim in dims.iter().filter(|d| *d != "none") {
         let (var, default) = match dim.as_str() {
             "znodes" => ("ZKHERD_SCALE_ZNODES", "10000,100000,1000000"),
             "sessions" => ("ZKHERD_SCALE_SESSIONS", "1000,3000,10000"),
@@ -932,5 +935,6 @@ async fn main() {
             }
         }
     }
+    publish(&all);
     eprintln!("scale: done in {:.0} s", started.elapsed().as_secs_f64());
 }

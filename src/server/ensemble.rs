@@ -721,8 +721,12 @@ impl Reconfigurer {
                     if changed.is_err() {
                         return;
                     }
+                    // Until the config is published, every change counts (the first may come
+                    // before this leader's membership shows in the metrics), not only the change
+                    // to leader: waiting for the tick held a fresh ensemble's first write ~250 ms.
                     let leader = self.is_leader();
-                    if leader && !was_leader {
+                    let unpublished = !self.published.load(std::sync::atomic::Ordering::Relaxed);
+                    if leader && (!was_leader || unpublished) {
                         self.reconcile().await;
                     }
                     was_leader = leader;
