@@ -247,7 +247,9 @@ pub fn decode_snapshot(b: &[u8], opts: super::tree::TreeOptions) -> Result<State
     for _ in 0..n.max(0) {
         let path = r.string()?;
         if nodes.last().is_some_and(|(p, _)| *p >= path) {
-            return Err(DecodeError(format!("snapshot paths out of order at {path:?}")));
+            return Err(DecodeError(format!(
+                "snapshot paths out of order at {path:?}"
+            )));
         }
         let data = r.buffer()?;
         let raw = r.acls_raw()?;
@@ -283,13 +285,13 @@ pub fn decode_snapshot(b: &[u8], opts: super::tree::TreeOptions) -> Result<State
         if path == "/" {
             continue;
         }
-        let i = path.rfind('/').ok_or_else(|| DecodeError(format!("relative path {path:?}")))?;
+        let i = path
+            .rfind('/')
+            .ok_or_else(|| DecodeError(format!("relative path {path:?}")))?;
         let parent = if i == 0 { "/" } else { &path[..i] };
         let at = match last {
             Some((p, at)) if p == parent => Some(at),
-            _ => nodes
-                .binary_search_by(|(p, _)| p.as_str().cmp(parent))
-                .ok(),
+            _ => nodes.binary_search_by(|(p, _)| p.as_str().cmp(parent)).ok(),
         };
         if let Some(at) = at {
             names[at].push(path[i + 1..].to_string());

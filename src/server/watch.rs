@@ -111,7 +111,12 @@ impl WatchManager {
             }
         };
         if fresh {
-            *self.by_conn.entry(conn).or_default().entry(key).or_default() |= 1 << t;
+            *self
+                .by_conn
+                .entry(conn)
+                .or_default()
+                .entry(key)
+                .or_default() |= 1 << t;
         }
     }
 
