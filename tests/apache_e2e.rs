@@ -213,7 +213,11 @@ fn ensemble_scenario(backend: &str, extra: &[&str]) {
     let out = c.run(&["down"], 90);
     assert!(out.status.success(), "{}", stderr(&out));
     for p in &all_pids {
-        assert!(!alive(*p), "pid {p} is still alive after down");
+        assert!(
+            !alive(*p),
+            "pid {p} is still alive after down: {:?}",
+            std::fs::read_to_string(format!("/proc/{p}/cmdline")).map(|c| c.replace('\0', " "))
+        );
     }
     for port in c.all_ports() {
         assert!(

@@ -24,7 +24,15 @@ pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
     let spec = super::resolve_cluster(g)?;
     let files = ClusterFiles::new(&spec.dir);
     match ask_down(&spec).await? {
-        Some(message) => println!("{message}"),
+        Some(message) => {
+            println!("{message}");
+            // The supervisor answers before it exits: wait (bounded) until it has let go of
+            // its lock, so no process of the cluster is left when `down` returns.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while ClusterLock::acquire(&files).is_err() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         None => {
             // No supervisor answers. Take its lock (so none starts meanwhile) and clean up
             // whatever a dead supervisor left running.

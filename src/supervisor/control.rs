@@ -122,19 +122,24 @@ pub async fn request(
             path: socket.to_path_buf(),
             message,
         };
+        // A reset before any answer: the listening socket closed with this connection still
+        // queued (the supervisor died just now), which is as good as no supervisor.
+        let io_err = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                ControlError::NotRunning {
+                    path: socket.to_path_buf(),
+                    source: e,
+                }
+            }
+            _ => proto(e.to_string()),
+        };
         let (read, mut write) = stream.into_split();
         let mut line = serde_json::to_string(req).expect("request serializes");
         line.push('\n');
-        write
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| proto(e.to_string()))?;
+        write.write_all(line.as_bytes()).await.map_err(io_err)?;
         let mut reader = BufReader::new(read);
         let mut answer = String::new();
-        reader
-            .read_line(&mut answer)
-            .await
-            .map_err(|e| proto(e.to_string()))?;
+        reader.read_line(&mut answer).await.map_err(io_err)?;
         if answer.is_empty() {
             return Err(proto("closed the connection without answering".into()));
         }
