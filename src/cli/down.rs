@@ -29,7 +29,7 @@ pub async fn run(g: &Global, a: DownArgs) -> Result<u8> {
             // The supervisor answers before it exits: wait (bounded) until it has let go of
             // its lock, so no process of the cluster is left when `down` returns.
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while ClusterLock::acquire(&files).is_err() && std::time::Instant::now() < deadline {
+            while ClusterLock::is_held(&files) && std::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

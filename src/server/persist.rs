@@ -209,19 +209,9 @@ pub fn write_snapshot<W: Write>(st: &State, out: &mut W) -> io::Result<u64> {
 /// maps only. Replicas that applied the same entries have the same digest.
 pub fn digest(st: &State) -> u64 {
     use sha1::Digest;
-    struct Hashing(sha1::Sha1);
-    impl Write for Hashing {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.update(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut h = Hashing(sha1::Sha1::new());
+    let mut h = sha1::Sha1::new();
     write_snapshot(st, &mut h).expect("hashing takes every write");
-    let h = h.0.finalize();
+    let h = h.finalize();
     u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
@@ -589,9 +579,8 @@ impl Log {
             .join(format!("snapshot.{:016x}", st.last_zxid));
         let tmp = path.with_extension("tmp");
         {
-            let mut f = io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?);
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
             write_snapshot(st, &mut f).map_err(io_err(&tmp))?;
-            let f = f.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;

@@ -92,6 +92,12 @@ pub struct ClusterLock {
 }
 
 impl ClusterLock {
+    /// Whether a supervisor holds the lock right now; takes nothing and writes nothing.
+    pub fn is_held(files: &ClusterFiles) -> bool {
+        File::open(&files.lock)
+            .is_ok_and(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err())
+    }
+
     /// Take the lock, or say which supervisor holds it.
     pub fn acquire(files: &ClusterFiles) -> Result<ClusterLock, SupervisorError> {
         let file = OpenOptions::new()

@@ -58,15 +58,11 @@ pub struct SnapshotTo {
 }
 
 impl SnapshotTo {
-    /// Stream `state` into the file (`persist::write_snapshot`, no copy of the whole encoding
-    /// in memory) and hand the file back, unsynced, with the bytes written.
-    pub fn write(self, state: &State) {
-        let written = (|| {
-            let mut w = io::BufWriter::with_capacity(256 * 1024, self.file);
-            let n = crate::server::persist::write_snapshot(state, &mut w)?;
-            Ok((w.into_inner().map_err(|e| e.into_error())?, n))
-        })();
-        let _ = self.reply.send(written);
+    /// Stream `state` into the file (`persist::write_snapshot`, in 64 KiB writes, no copy of
+    /// the whole encoding in memory) and hand the file back, unsynced, with the bytes written.
+    pub fn write(mut self, state: &State) {
+        let written = crate::server::persist::write_snapshot(state, &mut self.file);
+        let _ = self.reply.send(written.map(|n| (self.file, n)));
     }
 }
 
@@ -119,9 +115,6 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-// A snapshot file: a 4-byte length, the JSON header, then the tree as
-// `persist::write_snapshot` wrote it (see build_snapshot).
-
 /// The committed config a tree holds (None while `/zookeeper/config` is still empty).
 fn config_of(state: &State) -> Option<(String, i64)> {
     let n = state.get("/zookeeper/config")?;
@@ -129,7 +122,9 @@ fn config_of(state: &State) -> Option<(String, i64)> {
     (!data.is_empty()).then(|| (String::from_utf8_lossy(data).into_owned(), n.stat.mzxid))
 }
 
-/// The JSON header and where the tree starts; reading Raft's metadata needs nothing more.
+/// A snapshot file is a 4-byte length, the JSON header, then the tree as
+/// `persist::write_snapshot` wrote it. This reads the header and where the tree starts;
+/// reading Raft's metadata needs nothing more.
 fn decode_header(b: &[u8]) -> io::Result<(SnapshotHeader, usize)> {
     if b.len() < 4 {
         return Err(other("snapshot too short"));
@@ -236,10 +231,7 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
         let (file, bytes) = written
             .await
             .map_err(|_| other("the node's core stopped before writing the snapshot"))??;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, self.dir.join("snapshot"))?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        commit_snapshot(&self.dir, file)?;
         tracing::info!(
             "snapshot at log index {}: {} bytes, taken in {} ms",
             meta.last_log_id.map_or(0, |l| l.index()),
@@ -257,13 +249,16 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
 
 fn write_snapshot(dir: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let tmp = dir.join("snapshot.tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join("snapshot"))?;
+    let mut f = fs::File::create(dir.join("snapshot.tmp"))?;
+    f.write_all(bytes)?;
+    commit_snapshot(dir, f)
+}
+
+/// Make `dir/snapshot.tmp` (written through `file`) the snapshot, durably.
+fn commit_snapshot(dir: &Path, file: fs::File) -> io::Result<()> {
+    file.sync_all()?;
+    drop(file);
+    fs::rename(dir.join("snapshot.tmp"), dir.join("snapshot"))?;
     fs::File::open(dir)?.sync_all()
 }
 
