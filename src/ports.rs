@@ -246,24 +246,17 @@ pub fn is_listening_at(host: IpAddr, port: u16) -> bool {
     listening_ports_at(host).contains(&port)
 }
 
-/// The ports among `ports` that cannot be bound on `host`, and, with `scan`, those that
-/// something listens on at `host` or at the wildcard address. The scan reads the kernel's socket tables once for all
-/// of them: reading `/proc/net/tcp` and `tcp6` took about 5 ms here (`time cat`, 350 sockets).
-pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)], scan: bool) -> Vec<(K, u16)> {
-    let mut busy: Vec<(K, u16)> = ports
+/// The ports among `ports` that cannot be bound on `host`. A bind fails for a listener at the
+/// same address and for one at the wildcard (IPv4, or dual-stack IPv6), so no socket-table scan
+/// is needed here: the only listener a bind misses is an IPv6-only wildcard one, which cannot
+/// take the node's IPv4 connections. (A scan of `/proc/net/tcp` walks the kernel's whole socket
+/// hash, 10-16 ms on this machine, which every restart used to pay.)
+pub fn busy<K: Copy>(host: IpAddr, ports: &[(K, u16)]) -> Vec<(K, u16)> {
+    ports
         .iter()
         .filter(|(_, p)| TcpListener::bind(SocketAddr::new(host, *p)).is_err())
         .copied()
-        .collect();
-    if busy.is_empty() && scan {
-        let listening = listening_ports_at(host);
-        busy = ports
-            .iter()
-            .filter(|(_, p)| listening.contains(p))
-            .copied()
-            .collect();
-    }
-    busy
+        .collect()
 }
 
 /// Every TCP port in the LISTEN state at `host` or at the wildcard address (IPv4 and IPv6).

@@ -276,13 +276,21 @@ pub async fn run(
                 Some(m) => handle_batch(&mut core, m, &mut rx),
                 None => break Ok(()),
             },
-            Some(ev) = sm_rx.recv() => (|| {
-                core.on_sm_event(ev)?;
-                while let Ok(ev) = sm_rx.try_recv() {
-                    core.on_sm_event(ev)?;
+            Some(ev) = sm_rx.recv() => {
+                let mut next = Some(ev);
+                let mut r = Ok(());
+                while let Some(ev) = next.take() {
+                    if let SmEvent::Snapshot(to) = ev {
+                        // Written in chunks with pauses: Raft's heartbeats run on this thread.
+                        to.write_yielding(&core.state).await;
+                    } else if let Err(e) = core.on_sm_event(ev) {
+                        r = Err(e);
+                        break;
+                    }
+                    next = sm_rx.try_recv().ok();
                 }
-                core.flush()
-            })(),
+                r.and_then(|_| core.flush())
+            }
             Some(sessions) = touch_rx.recv() => {
                 core.touched(&sessions);
                 Ok(())

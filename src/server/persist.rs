@@ -158,50 +158,101 @@ const SNAPSHOT_CHUNK: usize = 64 * 1024;
 /// CRC computed on the way: memory stays flat whatever the tree's size (a whole encoding in memory
 /// was the size of the snapshot again, twice, while it was written). Returns the bytes written.
 pub fn write_snapshot<W: Write>(st: &State, out: &mut W) -> io::Result<u64> {
-    struct Sink<'a, W> {
-        out: &'a mut W,
-        crc: crc32fast::Hasher,
-        written: u64,
+    let mut chunks = SnapshotChunks::new(st);
+    let mut written = 0;
+    while let Some(b) = chunks.next_chunk() {
+        out.write_all(b)?;
+        written += b.len() as u64;
     }
-    impl<W: Write> Sink<'_, W> {
-        fn spill(&mut self, w: &mut Writer) -> io::Result<()> {
-            self.crc.update(&w.buf);
-            self.out.write_all(&w.buf)?;
-            self.written += w.buf.len() as u64;
-            w.buf.clear();
-            Ok(())
+    Ok(written)
+}
+
+/// The snapshot encoding of a state, a chunk of about [`SNAPSHOT_CHUNK`] bytes at a time, so a
+/// writer can pause between chunks (a node's core lets its other tasks run while it writes a
+/// large snapshot). The last chunk ends with the CRC of everything before it.
+pub struct SnapshotChunks<'a> {
+    nodes: std::collections::btree_map::Iter<'a, String, super::tree::Znode>,
+    sessions: std::collections::btree_map::Iter<'a, i64, super::tree::SessionEntry>,
+    sessions_count: usize,
+    stage: ChunkStage,
+    w: Writer,
+    crc: crc32fast::Hasher,
+    /// The buffer holds a chunk already handed out.
+    handed: bool,
+}
+
+#[derive(PartialEq)]
+enum ChunkStage {
+    Nodes,
+    Sessions,
+    Done,
+}
+
+impl<'a> SnapshotChunks<'a> {
+    pub fn new(st: &'a State) -> Self {
+        let mut w = Writer::new();
+        w.buf.reserve(SNAPSHOT_CHUNK + 4096);
+        w.buf.extend_from_slice(SNAP_MAGIC);
+        w.int(SNAP_VERSION).long(st.last_zxid);
+        w.int(st.nodes.len() as i32);
+        SnapshotChunks {
+            nodes: st.nodes.iter(),
+            sessions: st.sessions.iter(),
+            sessions_count: st.sessions.len(),
+            stage: ChunkStage::Nodes,
+            w,
+            crc: crc32fast::Hasher::new(),
+            handed: false,
         }
     }
-    let mut sink = Sink {
-        out,
-        crc: crc32fast::Hasher::new(),
-        written: 0,
-    };
-    let mut w = Writer::new();
-    w.buf.reserve(SNAPSHOT_CHUNK + 4096);
-    w.buf.extend_from_slice(SNAP_MAGIC);
-    w.int(SNAP_VERSION).long(st.last_zxid);
-    w.int(st.nodes.len() as i32);
-    for (path, n) in &st.nodes {
-        w.string(path)
-            .buffer(n.data.as_deref())
-            .acls(&n.acl)
-            .stat(&n.stat);
-        if w.buf.len() >= SNAPSHOT_CHUNK {
-            sink.spill(&mut w)?;
+
+    /// The next chunk, or None once the whole encoding was handed out.
+    pub fn next_chunk(&mut self) -> Option<&[u8]> {
+        if self.stage == ChunkStage::Done {
+            return None;
         }
-    }
-    w.int(st.sessions.len() as i32);
-    for (id, s) in &st.sessions {
-        w.long(*id).int(s.timeout_ms).buffer(Some(&s.passwd));
-        if w.buf.len() >= SNAPSHOT_CHUNK {
-            sink.spill(&mut w)?;
+        if std::mem::take(&mut self.handed) {
+            self.w.buf.clear();
         }
+        while self.w.buf.len() < SNAPSHOT_CHUNK {
+            match self.stage {
+                ChunkStage::Nodes => match self.nodes.next() {
+                    Some((path, n)) => {
+                        self.w
+                            .string(path)
+                            .buffer(n.data.as_deref())
+                            .acls(&n.acl)
+                            .stat(&n.stat);
+                    }
+                    None => {
+                        self.w.int(self.sessions_count as i32);
+                        self.stage = ChunkStage::Sessions;
+                    }
+                },
+                ChunkStage::Sessions => match self.sessions.next() {
+                    Some((id, s)) => {
+                        self.w.long(*id).int(s.timeout_ms).buffer(Some(&s.passwd));
+                    }
+                    None => {
+                        self.crc.update(&self.w.buf);
+                        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new());
+                        self.w.buf.extend_from_slice(&crc.finalize().to_be_bytes());
+                        self.stage = ChunkStage::Done;
+                        return Some(self.take());
+                    }
+                },
+                ChunkStage::Done => unreachable!("returned above"),
+            }
+        }
+        self.crc.update(&self.w.buf);
+        Some(self.take())
     }
-    sink.spill(&mut w)?;
-    let crc = sink.crc.finalize();
-    sink.out.write_all(&crc.to_be_bytes())?;
-    Ok(sink.written + 4)
+
+    /// The buffered chunk; the buffer is cleared when the next one starts.
+    fn take(&mut self) -> &[u8] {
+        self.handed = true;
+        self.w.buf.as_slice()
+    }
 }
 
 /// A digest of the whole replicated state (every znode with its data, ACL and stat, every

@@ -317,10 +317,9 @@ impl Job {
         // once, but give a stopping process a moment.
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            // A first start follows the supervisor's preflight, which bound every port a
-            // moment ago: binding again is enough. A restart also looks for listeners on
-            // other addresses (a stray process of the previous run).
-            let busy = ports::busy(self.host, &self.node.ports.all(), is_restart);
+            // A stray process of the previous run holds the port at this address or at the
+            // wildcard, where a bind fails (see `ports::busy`).
+            let busy = ports::busy(self.host, &self.node.ports.all());
             if busy.is_empty() {
                 break;
             }

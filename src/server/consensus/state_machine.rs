@@ -64,6 +64,30 @@ impl SnapshotTo {
         let written = crate::server::persist::write_snapshot(state, &mut self.file);
         let _ = self.reply.send(written.map(|n| (self.file, n)));
     }
+
+    /// As [`write`](Self::write), letting the runtime's other tasks run every few
+    /// milliseconds: a node's tasks share one thread, and a million znodes take seconds to
+    /// write, longer than an election timeout without heartbeats.
+    pub async fn write_yielding(mut self, state: &State) {
+        use std::io::Write;
+        let mut chunks = crate::server::persist::SnapshotChunks::new(state);
+        let mut written = 0;
+        let mut since = std::time::Instant::now();
+        let r = loop {
+            let Some(b) = chunks.next_chunk() else {
+                break Ok(written);
+            };
+            if let Err(e) = self.file.write_all(b) {
+                break Err(e);
+            }
+            written += b.len() as u64;
+            if since.elapsed() >= std::time::Duration::from_millis(2) {
+                tokio::task::yield_now().await;
+                since = std::time::Instant::now();
+            }
+        };
+        let _ = self.reply.send(r.map(|n| (self.file, n)));
+    }
 }
 
 /// State-machine data; the reconfigurer reads the committed config under the same lock.
@@ -352,8 +376,16 @@ impl RaftStateMachine<ZkRaft> for StateMachine {
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
         self.read_at_open = None;
-        let (header, state) = decode(&snapshot, self.opts.clone())?;
-        write_snapshot(&self.dir, &snapshot)?;
+        // Off the runtime's thread: a large snapshot takes seconds to decode and write, and
+        // this node's heartbeats and connections share that thread.
+        let (opts, dir) = (self.opts.clone(), self.dir.clone());
+        let (header, state) = tokio::task::spawn_blocking(move || {
+            let decoded = decode(&snapshot, opts)?;
+            write_snapshot(&dir, &snapshot)?;
+            io::Result::Ok(decoded)
+        })
+        .await
+        .map_err(other)??;
         let mut d = self.data.lock().expect("state machine lock");
         d.config = config_of(&state);
         d.last_applied = meta.last_log_id;
