@@ -75,7 +75,7 @@ async fn one_run(
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| e.to_string())?;
-        let first = first_write(e.connect_string(), Duration::from_secs(60)).await;
+        let first = first_write(e.connect_string(), shared::PROBE, Duration::from_secs(60)).await;
         let first = first.map(|_| t0.elapsed().as_secs_f64());
         let status = up.wait().map_err(|e| e.to_string())?;
         if !status.success() {
@@ -115,14 +115,18 @@ async fn one_run(
                 .nth(1)
                 .and_then(|id| id.parse().ok())
                 .ok_or_else(|| format!("{backend}: kill --leader named no node: {out}"))?;
-            let w = first_write(e.connect_string(), Duration::from_secs(60))
-                .await
-                .ok_or("no write after kill")?;
+            let w = first_write(
+                e.connect_string(),
+                shared::FAULT_PROBE,
+                Duration::from_secs(60),
+            )
+            .await
+            .ok_or("no write after kill")?;
             f.insert("kill -9 leader → acknowledged write (s)".into(), w);
             // Rejoined: the restarted node itself acknowledges a write (it is back in the
             // quorum and has applied the log up to that write).
             let own = format!("127.0.0.1:{}", e.base + killed - 1);
-            first_write(own, Duration::from_secs(60))
+            first_write(own, shared::PROBE, Duration::from_secs(60))
                 .await
                 .ok_or("the killed node never acknowledged a write")?;
             f.insert(

@@ -269,9 +269,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
     {
         return;
     }
+    let mut frames = FrameReader {
+        rd,
+        buf: Vec::new(),
+        start: 0,
+    };
     loop {
         tokio::select! {
-            frame = read_frame(&mut rd, max_buffer) => {
+            frame = frames.next(max_buffer) => {
                 let Some(frame) = frame else { break };
                 let received = Instant::now();
                 let bytes = frame.len();
@@ -293,16 +298,57 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
     let _ = writer.await;
 }
 
-/// Read one frame; None on EOF, error, or a length outside 0..=max_buffer.
-async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max_buffer: usize) -> Option<Vec<u8>> {
-    let mut head = [0u8; 4];
-    rd.read_exact(&mut head).await.ok()?;
-    let len = i32::from_be_bytes(head);
-    if len < 0 || len as usize > max_buffer {
-        tracing::debug!("closing a connection: frame length {len}");
-        return None;
+/// A connection's requests, read through one buffer: a client's pipelined requests arrive in
+/// one read (it took two per request, the length and then the body), and the buffer is given
+/// back whenever it is drained, so an idle connection holds none. Cancel-safe: what was read
+/// stays in the buffer.
+struct FrameReader<R> {
+    rd: R,
+    buf: Vec<u8>,
+    /// Where the unconsumed bytes in `buf` start.
+    start: usize,
+}
+
+/// The most a read asks for at once: memory grows with the bytes that actually arrive, so a
+/// client that announces a large frame and sends little (or drips it) holds little.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// The next frame; None on EOF, error, or a length outside 0..=max_buffer.
+    async fn next(&mut self, max_buffer: usize) -> Option<Vec<u8>> {
+        loop {
+            let have = &self.buf[self.start..];
+            let need = match have.get(..4) {
+                Some(head) => {
+                    let len = i32::from_be_bytes(head.try_into().expect("4 bytes"));
+                    if len < 0 || len as usize > max_buffer {
+                        tracing::debug!("closing a connection: frame length {len}");
+                        return None;
+                    }
+                    let end = 4 + len as usize;
+                    if have.len() >= end {
+                        let body = have[4..end].to_vec();
+                        self.start += end;
+                        if self.start == self.buf.len() {
+                            self.buf = Vec::new();
+                            self.start = 0;
+                        }
+                        return Some(body);
+                    }
+                    end - have.len()
+                }
+                None => 4 - have.len(),
+            };
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            self.buf.reserve(need.clamp(4096, READ_CHUNK));
+            if self.rd.read_buf(&mut self.buf).await.ok()? == 0 {
+                return None;
+            }
+        }
     }
-    read_body(rd, len as usize).await
 }
 
 /// Read exactly `len` bytes. Memory grows with the bytes that actually arrive, so a client that
