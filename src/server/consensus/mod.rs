@@ -35,7 +35,10 @@ pub struct Origin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub origin: Option<Origin>,
-    /// `persist::encode_entry` of the entry, with zxid 0 (assigned at apply).
+    /// `persist::encode_entry` of the entry, with zxid 0 (assigned at apply). Serialized as
+    /// bytes, not as a sequence of numbers (the same bincode, a copy instead of a loop: the
+    /// loop was 4.5% of a follower's samples under write load).
+    #[serde(with = "serde_bytes")]
     pub entry: Vec<u8>,
 }
 
@@ -83,6 +86,39 @@ pub fn zxid(term: u64, counter: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proposals_encode_as_before_their_bytes_were_serialized_as_bytes() {
+        // Logs written before `serde_bytes` must still decode: bincode writes a byte sequence
+        // and a byte string alike (a length, then the bytes).
+        #[derive(Serialize)]
+        struct Before {
+            origin: Option<Origin>,
+            entry: Vec<u8>,
+        }
+        let origin = Some(Origin {
+            node: 2,
+            incarnation: 7,
+            conn: 9,
+            xid: -3,
+        });
+        let entry: Vec<u8> = (0..=255).chain(0..40).collect();
+        let now = codec::encode(&Proposal {
+            origin,
+            entry: entry.clone(),
+        })
+        .unwrap();
+        assert_eq!(
+            now,
+            codec::encode(&Before {
+                origin,
+                entry: entry.clone()
+            })
+            .unwrap()
+        );
+        let back: Proposal = codec::decode(&now).unwrap();
+        assert_eq!(back.entry, entry);
+    }
 
     #[test]
     fn zxid_epoch_is_the_raft_term() {

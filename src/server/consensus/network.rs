@@ -44,6 +44,7 @@ enum Rpc {
     Snapshot {
         vote: VoteOf<ZkRaft>,
         meta: SnapshotMetaOf<ZkRaft>,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// A follower hands clients' writes to the leader, in order.
