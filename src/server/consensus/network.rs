@@ -510,15 +510,24 @@ async fn serve_stream(
         }
     };
     let writing = async move {
+        use futures_util::FutureExt;
         let mut answers = std::pin::pin!(answers);
-        while let Some(r) = answers.next().await {
-            let reply = Reply::Stream(r.map_err(|e| e.to_string()));
-            let Ok(bytes) = codec::encode(&reply) else {
-                return;
-            };
-            if write_frame(&mut wr, &bytes).await.is_err() {
+        let mut out = Vec::new();
+        while let Some(first) = answers.next().await {
+            // Every answer already there goes back in one write.
+            let mut next = Some(first);
+            while let Some(r) = next.take() {
+                let reply = Reply::Stream(r.map_err(|e| e.to_string()));
+                let Ok(bytes) = codec::encode(&reply) else {
+                    return;
+                };
+                out.extend_from_slice(&frame(&bytes));
+                next = answers.next().now_or_never().flatten();
+            }
+            if wr.write_all(&out).await.is_err() {
                 return;
             }
+            out.clear();
         }
     };
     tokio::join!(reading, writing);
@@ -651,34 +660,52 @@ async fn send_appends<S>(
 ) where
     S: futures_util::Stream<Item = AppendEntriesRequest<ZkRaft>> + Unpin,
 {
-    use futures_util::StreamExt;
+    use futures_util::{FutureExt, StreamExt};
+    let mut out = Vec::new();
+    let mut metas = Vec::new();
     loop {
-        let req = tokio::select! {
+        let first = tokio::select! {
             r = input.next() => match r {
                 Some(r) => r,
                 None => break,
             },
             _ = &mut stop => break,
         };
-        let meta = Sent {
-            term: req.vote.leader_id.term,
-            prev: req.prev_log_id.map(|l| l.index()),
-        };
-        let write = async {
-            let bytes = codec::encode(&Rpc::Append(req))?;
-            write_frame(&mut wr, &bytes).await
-        };
+        // Every append already produced goes out in one write.
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            metas.push(Sent {
+                term: req.vote.leader_id.term,
+                prev: req.prev_log_id.map(|l| l.index()),
+            });
+            match codec::encode(&Rpc::Append(req)) {
+                Ok(bytes) => out.extend_from_slice(&frame(&bytes)),
+                Err(e) => {
+                    let _ = sent.send(Err(e));
+                    return;
+                }
+            }
+            if metas.len() < 64 {
+                next = input.next().now_or_never().flatten();
+            }
+        }
         // A paused follower stops reading: give up after the ttl, as a request would.
-        let r = match tokio::time::timeout(ttl, write).await {
+        let r = match tokio::time::timeout(ttl, wr.write_all(&out)).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no progress in time",
             )),
         };
-        let failed = r.is_err();
-        if sent.send(r.map(|()| meta)).is_err() || failed {
+        out.clear();
+        if let Err(e) = r {
+            let _ = sent.send(Err(e));
             return;
+        }
+        for m in metas.drain(..) {
+            if sent.send(Ok(m)).is_err() {
+                return;
+            }
         }
     }
     if !dying.load(Ordering::Relaxed) {
