@@ -513,6 +513,7 @@ async fn serve_stream(
         use futures_util::FutureExt;
         let mut answers = std::pin::pin!(answers);
         let mut out = Vec::new();
+        let mut ended = false;
         while let Some(first) = answers.next().await {
             // Every answer already there goes back in one write.
             let mut next = Some(first);
@@ -522,9 +523,14 @@ async fn serve_stream(
                     return;
                 };
                 out.extend_from_slice(&frame(&bytes));
-                next = answers.next().now_or_never().flatten();
+                match answers.next().now_or_never() {
+                    Some(Some(r)) => next = Some(r),
+                    // Ended: write what there is, and never poll the stream again.
+                    Some(None) => ended = true,
+                    None => {}
+                }
             }
-            if wr.write_all(&out).await.is_err() {
+            if wr.write_all(&out).await.is_err() || ended {
                 return;
             }
             out.clear();
@@ -663,13 +669,18 @@ async fn send_appends<S>(
     use futures_util::{FutureExt, StreamExt};
     let mut out = Vec::new();
     let mut metas = Vec::new();
+    let mut ended = false;
+    let mut stopped = false;
     loop {
         let first = tokio::select! {
             r = input.next() => match r {
                 Some(r) => r,
                 None => break,
             },
-            _ = &mut stop => break,
+            _ = &mut stop => {
+                stopped = true;
+                break;
+            }
         };
         // Every append already produced goes out in one write.
         let mut next = Some(first);
@@ -686,7 +697,12 @@ async fn send_appends<S>(
                 }
             }
             if metas.len() < 64 {
-                next = input.next().now_or_never().flatten();
+                match input.next().now_or_never() {
+                    Some(Some(r)) => next = Some(r),
+                    // Ended: send what there is, and never poll the stream again.
+                    Some(None) => ended = true,
+                    None => {}
+                }
             }
         }
         // A paused follower stops reading: give up after the ttl, as a request would.
@@ -707,12 +723,24 @@ async fn send_appends<S>(
                 return;
             }
         }
+        if ended {
+            break;
+        }
     }
     if !dying.load(Ordering::Relaxed) {
         if let Ok(bye) = codec::encode(&Rpc::Bye) {
             let _ = tokio::time::timeout(ttl, write_frame(&mut wr, &bye)).await;
         }
     }
+    // The write half stays open until the stream is dropped: closing it sends a FIN, and a
+    // relaying proxy (`zkherd --net faults`) ends the whole connection on it, before the last
+    // answers come back (openraft's heartbeats are one-append streams).
+    // Every answer is accounted for: the reader ends the stream after the last.
+    drop(sent);
+    if !stopped {
+        let _ = stop.await;
+    }
+    drop(wr);
 }
 
 /// The reading half of a replication stream: the follower's answers, in the order sent.

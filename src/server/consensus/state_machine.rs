@@ -255,7 +255,11 @@ impl RaftSnapshotBuilder<ZkRaft> for StateMachine {
         let (file, bytes) = written
             .await
             .map_err(|_| other("the node's core stopped before writing the snapshot"))??;
-        commit_snapshot(&self.dir, file)?;
+        // The fsync of a large file takes long: off the runtime's thread (see install_snapshot).
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || commit_snapshot(&dir, file))
+            .await
+            .map_err(other)??;
         tracing::info!(
             "snapshot at log index {}: {} bytes, taken in {} ms",
             meta.last_log_id.map_or(0, |l| l.index()),
