@@ -338,13 +338,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
                 let frame = match read_frame(&mut stream).await {
                     Ok(f) => f,
                     Err(e) => {
-                        if e.kind() == io::ErrorKind::InvalidData {
-                            tracing::warn!("Raft peer {peer}: {e}");
-                        } else if let Some(l) = sender {
-                            // Closed without a goodbye: the leader's process is gone.
-                            hooks.contact.lost();
-                            campaign_against(&raft, l, hooks.my_id, hooks.contact.clone());
-                        }
+                        connection_failed(&e, peer, sender, &raft, &hooks);
                         return;
                     }
                 };
@@ -454,6 +448,23 @@ pub async fn serve(listener: TcpListener, raft: Raft, hooks: Hooks) {
     }
 }
 
+/// A peer's connection failed: a garbled one is logged; one that closed without a goodbye
+/// from the leader whose appends it carried (`sender`) means that leader's process is gone.
+fn connection_failed(
+    e: &io::Error,
+    peer: std::net::SocketAddr,
+    sender: Option<u64>,
+    raft: &Raft,
+    hooks: &Hooks,
+) {
+    if e.kind() == io::ErrorKind::InvalidData {
+        tracing::warn!("Raft peer {peer}: {e}");
+    } else if let Some(l) = sender {
+        hooks.contact.lost();
+        campaign_against(raft, l, hooks.my_id, hooks.contact.clone());
+    }
+}
+
 /// A replication stream from the leader (`Rpc::StreamAppend`): its appends go to
 /// `Raft::stream_append` as they arrive, and its answers go back in order as each is flushed.
 async fn serve_stream(
@@ -475,13 +486,7 @@ async fn serve_stream(
             let frame = match read_frame(&mut rd).await {
                 Ok(f) => f,
                 Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        tracing::warn!("Raft peer {peer}: {e}");
-                    } else if let Some(l) = sender {
-                        // Closed without a goodbye: the leader's process is gone.
-                        hooks.contact.lost();
-                        campaign_against(raft, l, hooks.my_id, hooks.contact.clone());
-                    }
+                    connection_failed(&e, peer, sender, raft, hooks);
                     return;
                 }
             };
