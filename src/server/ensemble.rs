@@ -371,7 +371,7 @@ async fn first_start(
             }
         }
         if !exists && answered < quorum && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
         }
         if !exists {
@@ -920,6 +920,19 @@ impl Reconfigurer {
                 c
             }
             Ok((None, _)) => {
+                // A new leader takes writes once a quorum has acknowledged it (openraft's
+                // leader lease); until then a write fails at once, and retrying on every metrics
+                // change spun a core for the ~10 ms of the first round. The acknowledgement
+                // changes the metrics, which calls this again.
+                if self
+                    .raft
+                    .metrics()
+                    .borrow_watched()
+                    .last_quorum_acked
+                    .is_none()
+                {
+                    return;
+                }
                 // The first leader of the ensemble publishes zoo.cfg's servers.
                 let entry = Entry {
                     zxid: 0,
@@ -935,11 +948,26 @@ impl Reconfigurer {
                     origin: None,
                     entry: persist::encode_entry(&entry),
                 };
-                match self.raft.client_write(p).await {
-                    Ok(_) => self
-                        .published
-                        .store(true, std::sync::atomic::Ordering::Relaxed),
-                    Err(e) => tracing::debug!("publishing the initial config: {e}"),
+                // Once the Raft core has it queued, clients' writes may follow: they queue
+                // behind it, so it still takes the term's first zxid, and they commit in the
+                // same round instead of one round later.
+                let (responder, outcome) = openraft::impls::ProgressResponder::complete_only();
+                if self.raft.client_write_ff(p, Some(responder)).await.is_err() {
+                    return; // Raft stopped
+                }
+                self.published
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let failed = match outcome.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(e) = failed {
+                    // Not leading any more: whoever leads next publishes it.
+                    tracing::debug!("publishing the initial config: {e}");
+                    self.published
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 return;
             }
