@@ -581,6 +581,30 @@ impl Core {
         }
     }
 
+    /// This node stopped leading. Writes it took as leader may be lost with its term
+    /// (openraft drops them without an answer), so the connections waiting on one of this
+    /// node's writes are closed, as ZooKeeper closes its clients' connections when its leader
+    /// goes: the clients reconnect at once (and learn the outcome) instead of waiting out
+    /// their own timeouts. A restarted leader that briefly led its old term again before a
+    /// new leader was elected held a client's session ~1 s this way.
+    pub fn stepped_down(&mut self) {
+        let waiting: std::collections::BTreeSet<ConnId> = self
+            .pending
+            .values()
+            .filter_map(Pending::conn)
+            .filter(|c| self.conns.contains_key(c))
+            .collect();
+        if !waiting.is_empty() {
+            tracing::info!(
+                "no longer the leader: closing {} client connection(s) with writes in doubt",
+                waiting.len()
+            );
+        }
+        for c in waiting {
+            self.close(c);
+        }
+    }
+
     /// Renew sessions a follower reports active (leader side).
     pub fn touched(&mut self, sessions: &[i64]) {
         for s in sessions {

@@ -268,6 +268,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(tick_interval(&cfg));
     let mut reaper = tokio::time::interval(reap_interval(&cfg));
     let mut was_leader = false;
+    let (step_down_tx, mut step_down_rx) = mpsc::unbounded_channel();
+    tasks.spawn(watch_step_down(raft.clone(), me, step_down_tx));
     tracing::info!("serving on {} (ensemble member {me})", cfg.client_addr());
     tokio::pin!(shutdown);
     let result = loop {
@@ -294,6 +296,10 @@ pub async fn run(
             Some(sessions) = touch_rx.recv() => {
                 core.touched(&sessions);
                 Ok(())
+            }
+            Some(()) = step_down_rx.recv() => {
+                core.stepped_down();
+                core.flush()
             }
             _ = tick.tick() => {
                 let leader = core.is_leader();
@@ -558,6 +564,22 @@ async fn watch_leader(
             if contact.since().is_some_and(|d| d > silence) {
                 network::campaign_against(&raft, l, me, contact.clone());
             }
+        }
+    }
+}
+
+/// Tell the core each time this node stops leading (see `Core::stepped_down`).
+async fn watch_step_down(raft: Raft, me: u64, tx: mpsc::UnboundedSender<()>) {
+    let mut metrics = raft.metrics();
+    let mut leading = false;
+    loop {
+        let now = metrics.borrow_watched().current_leader == Some(me);
+        if leading && !now && tx.send(()).is_err() {
+            return;
+        }
+        leading = now;
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
