@@ -146,16 +146,14 @@ fn ensemble_scenario(backend: &str, extra: &[&str]) {
     let (v, code) = c.status_json();
     assert_eq!(code, 0, "{v}");
     let new_leader = v["leader"].as_u64().unwrap();
-    // A new election happened: the leader writes in a newer epoch. With Apache the killed
-    // node's JVM restarts too slowly to win it; a builtin node is back within 500 ms, and may
-    // legitimately win (its log is complete), so only Apache must show another node.
+    // A new election happened: the leader writes in a newer epoch. The killed node may win
+    // it on either backend: it is restarted at once, its log is complete and its myid the
+    // highest. (Apache's JVM usually restarts too late to take part, but a CI run on this
+    // machine saw it join the election in time and win it, in epoch 2.)
     assert!(
         v["epoch"].as_u64().unwrap() > first_epoch,
         "a new election after the leader's death: {v}"
     );
-    if backend == "apache" {
-        assert_ne!(new_leader, first_leader, "a different leader: {v}");
-    }
     let killed = &v["nodes"][(first_leader - 1) as usize];
     assert_eq!(killed["restarts"], 1, "the killed node was restarted: {v}");
     assert_eq!(killed["last_exit"], "SIGKILL", "{v}");
