@@ -228,11 +228,7 @@ impl Running {
         match req {
             Request::Status => Response::Status {
                 pid: std::process::id(),
-                jobs: self
-                    .jobs
-                    .values()
-                    .map(|j| j.info.borrow().clone())
-                    .collect(),
+                jobs: self.job_infos(),
             },
             Request::Node { action, target } => {
                 let id = match target {
@@ -381,15 +377,18 @@ impl Running {
         }
     }
 
+    /// What each node's job knows of it (pid, state, restarts), as `status` reports it.
+    fn job_infos(&self) -> Vec<job::JobInfo> {
+        self.jobs
+            .values()
+            .map(|j| j.info.borrow().clone())
+            .collect()
+    }
+
     async fn find_leader(&self) -> Option<u16> {
         // With the jobs' own infos: without them, `collect` looks for each node's pid by
         // scanning every process's open files, which took ~20 ms of `kill --leader`.
-        let jobs = self
-            .jobs
-            .values()
-            .map(|j| j.info.borrow().clone())
-            .collect();
-        let supervisor = Some((std::process::id(), jobs));
+        let supervisor = Some((std::process::id(), self.job_infos()));
         let status = crate::status::collect(&self.spec, supervisor, Duration::from_secs(2)).await;
         status.leader
     }
